@@ -1,0 +1,64 @@
+# underlay: see README.md. `make demo` and `make test` install what they need.
+GO      ?= go
+PREFIX  ?= /usr/local
+BIN     := $(CURDIR)/bin
+export CGO_ENABLED ?= 0
+LDFLAGS := -s -w
+GOFLAGS_BUILD := -trimpath -ldflags '$(LDFLAGS)'
+
+# Debian packages the tests and the demo use.
+TEST_PKGS := containerd runc podman busybox-static iproute2 iputils-ping qemu-system-x86 xz-utils
+DEMO_PKGS := containerd runc busybox-static iproute2
+
+.PHONY: all build install demo test test-unit test-privileged test-runtime test-vm bench deps fuzz clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/underlayd ./daemon
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/underlay ./daemon/cli
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/underlay-hook ./hook
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/underlay-runc ./hook/runc
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN)/underlayd $(BIN)/underlay $(BIN)/underlay-hook $(BIN)/underlay-runc $(DESTDIR)$(PREFIX)/bin/
+
+demo: build
+	BIN=$(BIN) bash integration/scripts/demo.sh
+
+# deps installs the Debian packages and Go modules the tests need.
+deps:
+	@missing=""; for p in $(TEST_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	$(GO) mod download
+
+test: deps build test-unit test-privileged test-runtime test-vm
+
+test-unit:
+	$(GO) vet ./...
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -run XXX -fuzz FuzzAllocator -fuzztime 10s ./ipam/
+	$(GO) test -count=1 -run XXX -fuzz FuzzParseAnnotations -fuzztime 10s ./daemon/api/
+
+test-privileged: build
+	UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -count=1 -v -run 'TestPrivileged' ./daemon/... ./hook/... ./integration/host/...
+
+test-runtime: build
+	UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -count=1 -v -timeout 15m -run 'TestRuntime' ./integration/runtime/...
+
+bench: build
+	$(GO) test -run XXX -bench . -benchmem ./ipam/
+
+fuzz:
+	$(GO) test -run XXX -fuzz FuzzAllocator -fuzztime 5m ./ipam/
+	$(GO) test -run XXX -fuzz FuzzParseAnnotations -fuzztime 5m ./daemon/api/
+
+clean:
+	rm -rf $(BIN)
+
+-include integration/vm/vm.mk

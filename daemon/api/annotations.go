@@ -1,0 +1,187 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+)
+
+// Annotation keys understood on a container.
+const (
+	AnnotationNetwork = "io.underlay.network"
+	AnnotationIP      = "io.underlay.ip"
+	AnnotationIP6     = "io.underlay.ip6"
+	AnnotationMAC     = "io.underlay.mac"
+	annotationPrefix  = "io.underlay."
+)
+
+// ErrNoNetwork means the container asked for no underlay network.
+var ErrNoNetwork = errors.New("no io.underlay.network annotation")
+
+// maxNetworks bounds interfaces per container: eth0..eth15 is far beyond any
+// real use and keeps a typo from creating hundreds of links.
+const maxNetworks = 16
+
+// ParseAnnotations turns a container's annotations into the networks to
+// attach, in interface order. It returns ErrNoNetwork when the container
+// does not ask for underlay, and a one-line error naming the annotation for
+// anything malformed.
+func ParseAnnotations(ann map[string]string) ([]NetworkAttach, error) {
+	raw, ok := ann[AnnotationNetwork]
+	if !ok {
+		return nil, ErrNoNetwork
+	}
+	names, err := splitNetworks(raw)
+	if err != nil {
+		return nil, err
+	}
+	nets := make([]NetworkAttach, len(names))
+	index := make(map[string]int, len(names))
+	for i, n := range names {
+		nets[i].Name = n
+		index[n] = i
+	}
+	// Sorted keys make the error for several bad annotations deterministic.
+	keys := make([]string, 0, len(ann))
+	for k := range ann {
+		if strings.HasPrefix(k, annotationPrefix) && k != AnnotationNetwork {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := applyAnnotation(nets, index, names[0], k, ann[k]); err != nil {
+			return nil, err
+		}
+	}
+	return nets, nil
+}
+
+func splitNetworks(raw string) ([]string, error) {
+	var names []string
+	seen := map[string]bool{}
+	for _, n := range strings.Split(raw, ",") {
+		n = strings.TrimSpace(n)
+		if err := ValidName(n); err != nil {
+			return nil, fmt.Errorf("annotation %s=%q: %w", AnnotationNetwork, raw, err)
+		}
+		if seen[n] {
+			return nil, fmt.Errorf("annotation %s=%q: network %s listed twice", AnnotationNetwork, raw, n)
+		}
+		seen[n] = true
+		names = append(names, n)
+	}
+	if len(names) > maxNetworks {
+		return nil, fmt.Errorf("annotation %s: %d networks, at most %d", AnnotationNetwork, len(names), maxNetworks)
+	}
+	return names, nil
+}
+
+func applyAnnotation(nets []NetworkAttach, index map[string]int, first, key, val string) error {
+	base, netName := key, first
+	for _, b := range []string{AnnotationIP6, AnnotationIP, AnnotationMAC} {
+		if key == b {
+			base = b
+			break
+		}
+		if strings.HasPrefix(key, b+".") {
+			base, netName = b, strings.TrimPrefix(key, b+".")
+			break
+		}
+	}
+	if base == key && key != AnnotationIP && key != AnnotationIP6 && key != AnnotationMAC {
+		return fmt.Errorf("unknown annotation %s (known: %s, %s[.NET], %s[.NET], %s[.NET])",
+			key, AnnotationNetwork, AnnotationIP, AnnotationIP6, AnnotationMAC)
+	}
+	i, ok := index[netName]
+	if !ok {
+		return fmt.Errorf("annotation %s names network %s, which is not in %s", key, netName, AnnotationNetwork)
+	}
+	val = strings.TrimSpace(val)
+	n := &nets[i]
+	var slot *string
+	switch base {
+	case AnnotationIP:
+		a, err := netip.ParseAddr(val)
+		if err != nil || !a.Is4() {
+			return fmt.Errorf("annotation %s=%q: not an IPv4 address", key, val)
+		}
+		slot, val = &n.IP, a.String()
+	case AnnotationIP6:
+		a, err := netip.ParseAddr(val)
+		if err != nil || !a.Is6() || a.Is4In6() || a.Zone() != "" {
+			return fmt.Errorf("annotation %s=%q: not an IPv6 address", key, val)
+		}
+		slot, val = &n.IP6, a.String()
+	case AnnotationMAC:
+		m, err := ParseMAC(val)
+		if err != nil {
+			return fmt.Errorf("annotation %s=%q: %w", key, val, err)
+		}
+		slot, val = &n.MAC, m
+	}
+	if *slot != "" && *slot != val {
+		return fmt.Errorf("annotation %s=%q conflicts with %s given for the same network", key, val, *slot)
+	}
+	*slot = val
+	return nil
+}
+
+// ParseMAC checks a unicast Ethernet MAC (aa:bb:cc:dd:ee:ff or with dashes)
+// and returns it lower-case with colons.
+func ParseMAC(s string) (string, error) {
+	s = strings.ToLower(strings.ReplaceAll(s, "-", ":"))
+	parts := strings.Split(s, ":")
+	if len(parts) != 6 {
+		return "", errors.New("not a MAC address (want aa:bb:cc:dd:ee:ff)")
+	}
+	var first byte
+	for i, p := range parts {
+		if len(p) != 2 || !isHex(p[0]) || !isHex(p[1]) {
+			return "", errors.New("not a MAC address (want aa:bb:cc:dd:ee:ff)")
+		}
+		if i == 0 {
+			first = unhex(p[0])<<4 | unhex(p[1])
+		}
+	}
+	if first&1 == 1 {
+		return "", errors.New("multicast MAC address cannot be assigned to an interface")
+	}
+	if s == "00:00:00:00:00:00" {
+		return "", errors.New("all-zero MAC address cannot be assigned to an interface")
+	}
+	return s, nil
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f'
+}
+
+func unhex(c byte) byte {
+	if c <= '9' {
+		return c - '0'
+	}
+	return c - 'a' + 10
+}
+
+// ValidName checks a network name: Docker's rule, a letter or digit then
+// letters, digits, '_', '.', '-', at most 64 characters.
+func ValidName(n string) error {
+	if n == "" {
+		return errors.New("empty network name")
+	}
+	if len(n) > 64 {
+		return fmt.Errorf("network name %q is longer than 64 characters", n)
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if alnum || i > 0 && (c == '_' || c == '.' || c == '-') {
+			continue
+		}
+		return fmt.Errorf("invalid network name %q: use letters, digits, '_', '.', '-', starting with a letter or digit", n)
+	}
+	return nil
+}

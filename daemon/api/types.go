@@ -1,0 +1,127 @@
+// Package api holds the request and response types that travel over
+// underlayd's unix socket, the client the CLI and the hook use, and the
+// parsing of container annotations. It is imported by the hook, so it stays
+// free of netlink, bbolt and containerd: every import here is paid for on
+// each container start.
+package api
+
+// Version prefixes every route so the wire format can change without
+// breaking an old hook talking to a new daemon.
+const Version = "v1"
+
+// DefaultSocket is where underlayd listens unless told otherwise.
+const DefaultSocket = "/run/underlay/underlay.sock"
+
+// MaxBodyBytes bounds every request body; a network spec or an attach
+// request is a few hundred bytes, so anything near this is an error.
+const MaxBodyBytes = 1 << 20
+
+// NetworkCreate is `underlay network create`, with Docker's flag names.
+type NetworkCreate struct {
+	Name     string            `json:"name"`
+	Driver   string            `json:"driver,omitempty"`
+	Subnets  []string          `json:"subnets,omitempty"`
+	Gateways []string          `json:"gateways,omitempty"`
+	IPRanges []string          `json:"ip_ranges,omitempty"`
+	Aux      []string          `json:"aux_addresses,omitempty"`
+	IPv6     bool              `json:"ipv6,omitempty"`
+	Internal bool              `json:"internal,omitempty"`
+	Options  map[string]string `json:"options,omitempty"`
+}
+
+// Network is a stored network as `network inspect` shows it.
+type Network struct {
+	ID       string            `json:"id"`
+	Name     string            `json:"name"`
+	Driver   string            `json:"driver"`
+	Parent   string            `json:"parent"`
+	Mode     string            `json:"mode"`
+	Flag     string            `json:"ipvlan_flag,omitempty"`
+	MTU      int               `json:"mtu,omitempty"`
+	Internal bool              `json:"internal"`
+	IPv6     bool              `json:"ipv6"`
+	Subnets  []Subnet          `json:"subnets"`
+	Options  map[string]string `json:"options,omitempty"`
+	Created  string            `json:"created"`
+
+	// ParentInfo is filled in by inspect: what the kernel says now.
+	ParentInfo *ParentInfo `json:"parent_info,omitempty"`
+	// Endpoints is filled in by inspect.
+	Endpoints []Endpoint `json:"endpoints,omitempty"`
+}
+
+// Subnet is one pool of a network.
+type Subnet struct {
+	Subnet  string            `json:"subnet"`
+	Gateway string            `json:"gateway,omitempty"`
+	IPRange string            `json:"ip_range,omitempty"`
+	Aux     map[string]string `json:"aux_addresses,omitempty"`
+}
+
+// ParentInfo describes the parent link of a network.
+type ParentInfo struct {
+	Name   string `json:"name"`
+	Exists bool   `json:"exists"`
+	Up     bool   `json:"up"`
+	Kind   string `json:"kind,omitempty"`
+	MTU    int    `json:"mtu,omitempty"`
+	VLAN   int    `json:"vlan_id,omitempty"`
+	Base   string `json:"vlan_base,omitempty"`
+	Owned  bool   `json:"owned_by_underlay"`
+	Dummy  bool   `json:"dummy,omitempty"`
+}
+
+// AttachRequest is what the hook sends at createRuntime.
+type AttachRequest struct {
+	// Namespace is the containerd namespace, empty for other runtimes.
+	Namespace   string          `json:"namespace,omitempty"`
+	ContainerID string          `json:"container_id"`
+	Pid         int             `json:"pid"`
+	Networks    []NetworkAttach `json:"networks"`
+}
+
+// NetworkAttach is one requested network, in interface order.
+type NetworkAttach struct {
+	Name string `json:"name"`
+	IP   string `json:"ip,omitempty"`
+	IP6  string `json:"ip6,omitempty"`
+	MAC  string `json:"mac,omitempty"`
+}
+
+// DetachRequest is what the hook sends at poststop, and what the event
+// handler and reconciliation use inside the daemon.
+type DetachRequest struct {
+	Namespace   string `json:"namespace,omitempty"`
+	ContainerID string `json:"container_id"`
+	Pid         int    `json:"pid,omitempty"`
+}
+
+// Endpoint is one container interface on one network.
+type Endpoint struct {
+	Network     string   `json:"network"`
+	Namespace   string   `json:"namespace,omitempty"`
+	ContainerID string   `json:"container_id"`
+	IfName      string   `json:"ifname"`
+	MAC         string   `json:"mac"`
+	Addresses   []string `json:"addresses"`
+	Gateways    []string `json:"gateways,omitempty"`
+	NetnsInode  uint64   `json:"netns_inode"`
+	Parent      string   `json:"parent"`
+	State       string   `json:"state"`
+	Created     string   `json:"created"`
+}
+
+// AttachResponse lists the endpoints made, in interface order.
+type AttachResponse struct {
+	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// DetachResponse lists the endpoints released.
+type DetachResponse struct {
+	Released []Endpoint `json:"released"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+}

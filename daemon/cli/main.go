@@ -1,0 +1,186 @@
+// Command underlay is underlay's CLI. Its flags are Docker's
+// (`docker network create -d macvlan ...`), so the commands NetOps already
+// use carry over. It only talks to underlayd.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/underlay/underlay/daemon/api"
+)
+
+func main() {
+	app := &cli.App{
+		Name:                      "underlay",
+		Usage:                     "macvlan, ipvlan and 802.1q networks for containers, without Docker",
+		DisableSliceFlagSeparator: true,
+		HideHelpCommand:           true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "socket", Value: api.DefaultSocket, EnvVars: []string{"UNDERLAY_SOCKET"}, Usage: "underlayd's unix socket"},
+		},
+		Commands: []*cli.Command{networkCommand(), endpointCommand(), doctorCommand()},
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "underlay:", oneLine(err))
+		os.Exit(1)
+	}
+}
+
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+func client(c *cli.Context) *api.Client {
+	return &api.Client{Socket: c.String("socket")}
+}
+
+func networkCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "network",
+		Usage: "manage networks",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "create",
+				Usage:     "create a network",
+				ArgsUsage: "NAME",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "driver", Aliases: []string{"d"}, Value: "macvlan", Usage: "macvlan or ipvlan"},
+					&cli.StringSliceFlag{Name: "subnet", Usage: "subnet in CIDR form (repeatable)"},
+					&cli.StringSliceFlag{Name: "gateway", Usage: "gateway of the subnet that contains it (repeatable)"},
+					&cli.StringSliceFlag{Name: "ip-range", Usage: "allocate from this range of the subnet that contains it (repeatable)"},
+					&cli.StringSliceFlag{Name: "aux-address", Usage: "NAME=IP never handed out (repeatable)"},
+					&cli.BoolFlag{Name: "ipv6", Usage: "the network has IPv6 (needs an IPv6 --subnet)"},
+					&cli.BoolFlag{Name: "internal", Usage: "no way out: a dummy parent, no default route"},
+					&cli.StringSliceFlag{Name: "opt", Aliases: []string{"o"}, Usage: "driver option KEY=VALUE: parent, macvlan_mode, ipvlan_mode, ipvlan_flag, mtu"},
+				},
+				Action: networkCreate,
+			},
+			{Name: "ls", Aliases: []string{"list"}, Usage: "list networks", Action: networkList},
+			{Name: "inspect", Usage: "show networks as JSON", ArgsUsage: "NAME...", Action: networkInspect},
+			{Name: "rm", Aliases: []string{"remove"}, Usage: "remove networks", ArgsUsage: "NAME...", Action: networkRemove},
+		},
+	}
+}
+
+func networkCreate(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return errors.New(`"network create" needs exactly one NAME, after the flags`)
+	}
+	req := api.NetworkCreate{
+		Name: c.Args().First(), Driver: c.String("driver"),
+		Subnets: c.StringSlice("subnet"), Gateways: c.StringSlice("gateway"),
+		IPRanges: c.StringSlice("ip-range"), Aux: c.StringSlice("aux-address"),
+		IPv6: c.Bool("ipv6"), Internal: c.Bool("internal"), Options: map[string]string{},
+	}
+	for _, o := range c.StringSlice("opt") {
+		k, v, ok := strings.Cut(o, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("-o %q: want KEY=VALUE", o)
+		}
+		if _, dup := req.Options[k]; dup {
+			return fmt.Errorf("-o %s given twice", k)
+		}
+		req.Options[k] = v
+	}
+	var n api.Network
+	if err := client(c).Do("POST", "/networks", req, &n); err != nil {
+		return err
+	}
+	fmt.Println(n.ID)
+	return nil
+}
+
+func networkList(c *cli.Context) error {
+	var nets []api.Network
+	if err := client(c).Do("GET", "/networks", nil, &nets); err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
+	fmt.Fprintln(w, "NETWORK ID\tNAME\tDRIVER\tMODE\tPARENT\tSUBNETS")
+	for _, n := range nets {
+		var subs []string
+		for _, s := range n.Subnets {
+			subs = append(subs, s.Subnet)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", n.ID[:12], n.Name, n.Driver, n.Mode, n.Parent, strings.Join(subs, ","))
+	}
+	return w.Flush()
+}
+
+func networkInspect(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return errors.New(`"network inspect" needs at least one NAME`)
+	}
+	var out []api.Network
+	var errs []string
+	for _, name := range c.Args().Slice() {
+		var n api.Network
+		if err := client(c).Do("GET", "/networks/"+name, nil, &n); err != nil {
+			errs = append(errs, oneLine(err))
+			continue
+		}
+		out = append(out, n)
+	}
+	if len(out) > 0 {
+		b, _ := json.MarshalIndent(out, "", "    ")
+		fmt.Println(string(b))
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func networkRemove(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return errors.New(`"network rm" needs at least one NAME`)
+	}
+	var errs []string
+	for _, name := range c.Args().Slice() {
+		if err := client(c).Do("DELETE", "/networks/"+name, nil, nil); err != nil {
+			errs = append(errs, oneLine(err))
+			continue
+		}
+		fmt.Println(name)
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func endpointCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "endpoint",
+		Usage: "containers attached to networks",
+		Subcommands: []*cli.Command{
+			{Name: "ls", Aliases: []string{"list"}, Usage: "list attached containers", Action: endpointList},
+		},
+	}
+}
+
+func endpointList(c *cli.Context) error {
+	var eps []api.Endpoint
+	if err := client(c).Do("GET", "/endpoints", nil, &eps); err != nil {
+		return err
+	}
+	sort.SliceStable(eps, func(i, j int) bool { return eps[i].Network < eps[j].Network })
+	w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
+	fmt.Fprintln(w, "NETWORK\tCONTAINER\tIFNAME\tADDRESSES\tMAC\tSTATE")
+	for _, ep := range eps {
+		id := ep.ContainerID
+		if ep.Namespace != "" {
+			id = ep.Namespace + "/" + id
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", ep.Network, id, ep.IfName, strings.Join(ep.Addresses, ","), ep.MAC, ep.State)
+	}
+	return w.Flush()
+}

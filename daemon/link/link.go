@@ -1,0 +1,217 @@
+// Package link is underlayd's netlink side: it reads parents, creates the
+// VLAN and dummy parents underlayd owns, and creates, configures and deletes
+// container interfaces directly inside a container's network namespace. It
+// never shells out and never touches the store.
+package link
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// ErrNotFound means the named link does not exist.
+var ErrNotFound = errors.New("no such interface")
+
+// ErrUnsupported means the running kernel lacks a link type.
+var ErrUnsupported = errors.New("not supported by this kernel")
+
+// Info is what underlayd needs to know about a parent link.
+type Info struct {
+	Name  string
+	Index int
+	Kind  string // netlink type: "device", "veth", "vlan", "dummy", ...
+	MTU   int
+	Up    bool
+	VLAN  int    // for kind vlan
+	Base  string // for kind vlan: the link it is on
+	MAC   net.HardwareAddr
+}
+
+// maxDumpRetries bounds retries of dumps the kernel interrupted because the
+// table changed under it.
+const maxDumpRetries = 5
+
+// retryDump repeats fn while the kernel reports an interrupted dump.
+func retryDump[T any](fn func() (T, error)) (T, error) {
+	var v T
+	var err error
+	for i := 0; i < maxDumpRetries; i++ {
+		v, err = fn()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return v, err
+		}
+	}
+	return v, err
+}
+
+// Lookup describes a link of the host namespace.
+func Lookup(name string) (Info, error) {
+	if err := ValidIfName(name); err != nil {
+		return Info{}, err
+	}
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) || errors.Is(err, unix.ENODEV) {
+			return Info{}, fmt.Errorf("%s: %w", name, ErrNotFound)
+		}
+		return Info{}, fmt.Errorf("look up %s: %w", name, err)
+	}
+	return describe(l), nil
+}
+
+func describe(l netlink.Link) Info {
+	a := l.Attrs()
+	in := Info{Name: a.Name, Index: a.Index, Kind: l.Type(), MTU: a.MTU,
+		Up: a.Flags&net.FlagUp != 0, MAC: a.HardwareAddr}
+	if v, ok := l.(*netlink.Vlan); ok {
+		in.VLAN = v.VlanId
+		if base, err := netlink.LinkByIndex(a.ParentIndex); err == nil {
+			in.Base = base.Attrs().Name
+		}
+	}
+	return in
+}
+
+// ValidIfName checks a Linux interface name: 1-15 bytes, no '/', ':',
+// whitespace, and not "." or "..".
+func ValidIfName(name string) error {
+	if name == "" {
+		return errors.New("empty interface name")
+	}
+	if len(name) > unix.IFNAMSIZ-1 {
+		return fmt.Errorf("interface name %q is longer than %d characters", name, unix.IFNAMSIZ-1)
+	}
+	if name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n\r\x00") {
+		return fmt.Errorf("invalid interface name %q", name)
+	}
+	return nil
+}
+
+// Netns is an open container network namespace.
+type Netns struct {
+	f     *os.File
+	Inode uint64
+	Dev   uint64
+}
+
+// Fd is the namespace's file descriptor.
+func (n *Netns) Fd() int { return int(n.f.Fd()) }
+
+// Close releases the namespace.
+func (n *Netns) Close() error { return n.f.Close() }
+
+// ErrHostNetns means the namespace is underlayd's own.
+var ErrHostNetns = errors.New("is the host network namespace; refusing to configure it")
+
+// OpenPid opens the network namespace of pid and refuses the daemon's own:
+// a host process, or a container whose namespace is not set up yet, must
+// never get an interface configured in the host's namespace.
+func OpenPid(pid int) (*Netns, error) {
+	if pid <= 0 {
+		return nil, fmt.Errorf("invalid pid %d", pid)
+	}
+	return open(fmt.Sprintf("/proc/%d/ns/net", pid), fmt.Sprintf("network namespace of pid %d", pid))
+}
+
+func open(path, what string) (*Netns, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s: process is gone", what)
+		}
+		return nil, fmt.Errorf("open %s: %w", what, err)
+	}
+	var st, self unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stat %s: %w", what, err)
+	}
+	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stat own network namespace: %w", err)
+	}
+	if st.Ino == self.Ino && st.Dev == self.Dev {
+		f.Close()
+		return nil, fmt.Errorf("%s %w", what, ErrHostNetns)
+	}
+	return &Netns{f: f, Inode: st.Ino, Dev: uint64(st.Dev)}, nil
+}
+
+// handleAt opens a route-only netlink handle inside ns; asking for no
+// protocol list would also open XFRM and netfilter sockets.
+func handleAt(ns *Netns) (*netlink.Handle, error) {
+	h, err := netlink.NewHandleAt(netnsHandle(ns), unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("netlink in container namespace: %w", err)
+	}
+	return h, nil
+}
+
+// kernelErr turns errno values the kernel returns for a missing link type
+// into ErrUnsupported naming the feature.
+func kernelErr(kind string, err error) error {
+	if errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.EAFNOSUPPORT) {
+		return fmt.Errorf("%s interfaces are %w (kernel module %s missing?)", kind, ErrUnsupported, module(kind))
+	}
+	return err
+}
+
+func module(kind string) string {
+	if kind == "vlan" {
+		return "8021q"
+	}
+	return kind
+}
+
+// FindNetns opens the network namespace with the given inode if it still
+// exists: first through hintPid, then through any process, then through
+// bind mounts under /run/netns. It returns nil when the namespace is gone.
+// Detach goes by inode because a pid may have been reused.
+func FindNetns(inode uint64, hintPid int) *Netns {
+	try := func(path string) *Netns {
+		var st unix.Stat_t
+		if unix.Stat(path, &st) != nil || st.Ino != inode {
+			return nil
+		}
+		ns, err := open(path, path)
+		if err != nil {
+			return nil
+		}
+		if ns.Inode != inode { // raced with the process exiting and pid reuse
+			ns.Close()
+			return nil
+		}
+		return ns
+	}
+	if hintPid > 0 {
+		if ns := try(fmt.Sprintf("/proc/%d/ns/net", hintPid)); ns != nil {
+			return ns
+		}
+	}
+	for _, dir := range []string{"/run/netns", "/var/run/netns"} {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if ns := try(dir + "/" + e.Name()); ns != nil {
+				return ns
+			}
+		}
+	}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if c := e.Name()[0]; c < '0' || c > '9' {
+			continue
+		}
+		if ns := try("/proc/" + e.Name() + "/ns/net"); ns != nil {
+			return ns
+		}
+	}
+	return nil
+}

@@ -1,0 +1,104 @@
+package link
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// CreateVLAN creates the 802.1q sub-interface name (VID vid) on base and
+// brings it up. An existing link of that name is an error: the caller
+// decides what it owns before calling.
+func CreateVLAN(base string, vid int, name string) error {
+	b, err := Lookup(base)
+	if err != nil {
+		return fmt.Errorf("vlan base %w", err)
+	}
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = name
+	attrs.ParentIndex = b.Index
+	v := &netlink.Vlan{LinkAttrs: attrs, VlanId: vid, VlanProtocol: netlink.VLAN_PROTOCOL_8021Q}
+	if err := netlink.LinkAdd(v); err != nil {
+		return fmt.Errorf("create vlan %s on %s: %w", name, base, kernelErr("vlan", err))
+	}
+	if err := netlink.LinkSetUp(v); err != nil {
+		_ = netlink.LinkDel(v)
+		return fmt.Errorf("bring vlan %s up: %w", name, err)
+	}
+	return nil
+}
+
+// CreateDummy creates a dummy link (the parent of an internal network) and
+// brings it up.
+func CreateDummy(name string) error {
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = name
+	d := &netlink.Dummy{LinkAttrs: attrs}
+	if err := netlink.LinkAdd(d); err != nil {
+		return fmt.Errorf("create dummy %s: %w", name, kernelErr("dummy", err))
+	}
+	if err := netlink.LinkSetUp(d); err != nil {
+		_ = netlink.LinkDel(d)
+		return fmt.Errorf("bring dummy %s up: %w", name, err)
+	}
+	return nil
+}
+
+// Delete removes a host link; a missing one is success.
+func Delete(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return fmt.Errorf("look up %s: %w", name, err)
+	}
+	if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("delete %s: %w", name, err)
+	}
+	return nil
+}
+
+// Supported reports, for each link type underlay uses, whether this kernel
+// can create it. Each probe sends a request the type's own validation must
+// refuse (no parent, or a malformed address), so nothing is created: a known
+// type answers EINVAL, a missing one EOPNOTSUPP.
+func Supported() map[string]error {
+	out := map[string]error{}
+	for _, kind := range []string{"macvlan", "ipvlan", "vlan", "dummy"} {
+		out[kind] = probe(kind)
+	}
+	return out
+}
+
+func probe(kind string) error {
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = "ulprobe0"
+	var l netlink.Link
+	switch kind {
+	case "dummy":
+		attrs.HardwareAddr = []byte{2, 0, 0}
+		l = &netlink.Dummy{LinkAttrs: attrs}
+	case "macvlan":
+		l = &netlink.Macvlan{LinkAttrs: attrs}
+	case "ipvlan":
+		l = &netlink.IPVlan{LinkAttrs: attrs}
+	case "vlan":
+		l = &netlink.Vlan{LinkAttrs: attrs, VlanId: 4094}
+	default:
+		return fmt.Errorf("unknown link type %s", kind)
+	}
+	err := netlink.LinkAdd(l)
+	if err == nil {
+		// Should not happen; leave nothing behind if it does.
+		_ = netlink.LinkDel(l)
+		return nil
+	}
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EAFNOSUPPORT) {
+		return kernelErr(kind, err)
+	}
+	return nil
+}

@@ -1,0 +1,243 @@
+package link
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Slave describes a container interface to create on a parent.
+type Slave struct {
+	Kind        string // "macvlan" or "ipvlan"
+	Mode        string // macvlan: bridge|private|vepa|passthru; ipvlan: l2|l3|l3s
+	Flag        string // ipvlan: bridge|private|vepa
+	ParentIndex int
+	Name        string           // final name inside the container, ethN
+	MAC         net.HardwareAddr // macvlan only; nil lets the kernel pick
+	MTU         int
+	Addrs       []netip.Prefix
+	// Gateways get a default route each (one per family at most). With
+	// DevRoutes the default routes go straight out of the device instead
+	// (ipvlan l3/l3s).
+	Gateways  []netip.Addr
+	DevRoutes bool
+}
+
+var macvlanModes = map[string]netlink.MacvlanMode{
+	"bridge": netlink.MACVLAN_MODE_BRIDGE, "private": netlink.MACVLAN_MODE_PRIVATE,
+	"vepa": netlink.MACVLAN_MODE_VEPA, "passthru": netlink.MACVLAN_MODE_PASSTHRU,
+}
+
+var ipvlanModes = map[string]netlink.IPVlanMode{
+	"l2": netlink.IPVLAN_MODE_L2, "l3": netlink.IPVLAN_MODE_L3, "l3s": netlink.IPVLAN_MODE_L3S,
+}
+
+var ipvlanFlags = map[string]netlink.IPVlanFlag{
+	"": netlink.IPVLAN_FLAG_BRIDGE, "bridge": netlink.IPVLAN_FLAG_BRIDGE,
+	"private": netlink.IPVLAN_FLAG_PRIVATE, "vepa": netlink.IPVLAN_FLAG_VEPA,
+}
+
+// ValidMode reports whether mode (and flag) is known for the driver.
+func ValidMode(kind, mode, flag string) error {
+	switch kind {
+	case "macvlan":
+		if _, ok := macvlanModes[mode]; !ok {
+			return fmt.Errorf("unknown macvlan_mode %q (bridge, private, vepa, passthru)", mode)
+		}
+	case "ipvlan":
+		if _, ok := ipvlanModes[mode]; !ok {
+			return fmt.Errorf("unknown ipvlan_mode %q (l2, l3, l3s)", mode)
+		}
+		if _, ok := ipvlanFlags[flag]; !ok {
+			return fmt.Errorf("unknown ipvlan_flag %q (bridge, private, vepa)", flag)
+		}
+	default:
+		return fmt.Errorf("unknown driver %q (macvlan, ipvlan)", kind)
+	}
+	return nil
+}
+
+// CreateSlave creates the interface directly inside ns under a temporary
+// name, renames it, and configures addresses, routes and state. On any
+// failure it deletes what it created, so the namespace is left as found.
+func CreateSlave(ns *Netns, s Slave) (err error) {
+	tmp, err := tempName()
+	if err != nil {
+		return err
+	}
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = tmp
+	attrs.ParentIndex = s.ParentIndex
+	attrs.MTU = s.MTU
+	attrs.Namespace = netlink.NsFd(ns.Fd())
+	var l netlink.Link
+	switch s.Kind {
+	case "macvlan":
+		attrs.HardwareAddr = s.MAC
+		l = &netlink.Macvlan{LinkAttrs: attrs, Mode: macvlanModes[s.Mode]}
+	case "ipvlan":
+		l = &netlink.IPVlan{LinkAttrs: attrs, Mode: ipvlanModes[s.Mode], Flag: ipvlanFlags[s.Flag]}
+	default:
+		return fmt.Errorf("unknown driver %q", s.Kind)
+	}
+	if err := netlink.LinkAdd(l); err != nil {
+		return fmt.Errorf("create %s on parent: %w", s.Kind, createErr(s.Kind, err))
+	}
+	h, err := handleAt(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	created, err := h.LinkByName(tmp)
+	if err != nil {
+		return fmt.Errorf("find new %s %s in container: %w", s.Kind, tmp, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = h.LinkDel(created)
+		}
+	}()
+	if err := h.LinkSetName(created, s.Name); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("rename to %s: the container already has an interface %s", s.Name, s.Name)
+		}
+		return fmt.Errorf("rename %s to %s: %w", tmp, s.Name, err)
+	}
+	return configure(ns, h, created, s)
+}
+
+func configure(ns *Netns, h *netlink.Handle, l netlink.Link, s Slave) error {
+	for _, p := range s.Addrs {
+		a := &netlink.Addr{IPNet: prefixNet(p)}
+		if p.Addr().Is6() {
+			// A static address on a network the operator planned: waiting
+			// a second or more for DAD only delays the container.
+			a.Flags = unix.IFA_F_NODAD
+		}
+		if err := h.AddrAdd(l, a); err != nil {
+			return fmt.Errorf("add address %s to %s: %w", p, s.Name, err)
+		}
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		return fmt.Errorf("bring %s up: %w", s.Name, err)
+	}
+	if err := addDefaultRoutes(h, l, s); err != nil {
+		return err
+	}
+	announce(ns, h, l, s)
+	return nil
+}
+
+func addDefaultRoutes(h *netlink.Handle, l netlink.Link, s Slave) error {
+	idx := l.Attrs().Index
+	if s.DevRoutes {
+		for _, fam := range families(s.Addrs) {
+			r := &netlink.Route{LinkIndex: idx, Dst: defaultDst(fam), Scope: netlink.SCOPE_LINK}
+			if err := h.RouteAdd(r); err != nil {
+				return fmt.Errorf("add default route dev %s: %w", s.Name, err)
+			}
+		}
+		return nil
+	}
+	for _, gw := range s.Gateways {
+		fam := 4
+		if gw.Is6() {
+			fam = 6
+		}
+		r := &netlink.Route{LinkIndex: idx, Dst: defaultDst(fam), Gw: gw.AsSlice()}
+		if err := h.RouteAdd(r); err != nil {
+			return fmt.Errorf("add default route via %s dev %s: %w", gw, s.Name, err)
+		}
+	}
+	return nil
+}
+
+// DeleteSlave removes the named interface from ns. A missing interface is
+// success: detach is idempotent.
+func DeleteSlave(ns *Netns, name string) error {
+	h, err := handleAt(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	l, err := h.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return fmt.Errorf("find %s in container: %w", name, err)
+	}
+	if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("delete %s in container: %w", name, err)
+	}
+	return nil
+}
+
+func createErr(kind string, err error) error {
+	switch {
+	case errors.Is(err, unix.EBUSY):
+		return fmt.Errorf("parent is busy (another driver or a passthru slave owns it): %w", err)
+	case errors.Is(err, unix.EADDRINUSE) || errors.Is(err, unix.ENOTUNIQ):
+		return fmt.Errorf("MAC address already used on this parent: %w", err)
+	}
+	return kernelErr(kind, err)
+}
+
+func tempName() (string, error) {
+	b := make([]byte, 5)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return "ul" + hex.EncodeToString(b), nil
+}
+
+// RandomMAC returns a locally administered unicast MAC.
+func RandomMAC() (net.HardwareAddr, error) {
+	m := make(net.HardwareAddr, 6)
+	if _, err := rand.Read(m); err != nil {
+		return nil, err
+	}
+	m[0] = m[0]&^0x01 | 0x02
+	return m, nil
+}
+
+func prefixNet(p netip.Prefix) *net.IPNet {
+	bits := 32
+	if p.Addr().Is6() {
+		bits = 128
+	}
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), bits)}
+}
+
+func defaultDst(fam int) *net.IPNet {
+	if fam == 6 {
+		return &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}
+	}
+	return &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
+}
+
+func families(addrs []netip.Prefix) []int {
+	var v4, v6 bool
+	for _, p := range addrs {
+		if p.Addr().Is4() {
+			v4 = true
+		} else {
+			v6 = true
+		}
+	}
+	var out []int
+	if v4 {
+		out = append(out, 4)
+	}
+	if v6 {
+		out = append(out, 6)
+	}
+	return out
+}

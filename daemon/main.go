@@ -1,0 +1,150 @@
+// Command underlayd is underlay's daemon: it owns the kernel work (parents,
+// container interfaces) and the state (networks, endpoints, leases, owned
+// links), and serves the CLI and the hook on a unix socket.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/daemon/network"
+	"github.com/underlay/underlay/daemon/server"
+	"github.com/underlay/underlay/daemon/store"
+)
+
+func main() {
+	app := &cli.App{
+		Name:  "underlayd",
+		Usage: "put containers straight on the physical network (macvlan, ipvlan, 802.1q)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "socket", Value: api.DefaultSocket, EnvVars: []string{"UNDERLAY_SOCKET"}, Usage: "unix socket to serve the API on"},
+			&cli.StringFlag{Name: "state-dir", Value: "/var/lib/underlay", EnvVars: []string{"UNDERLAY_STATE_DIR"}, Usage: "directory of the state database"},
+			&cli.StringFlag{Name: "containerd-address", EnvVars: []string{"UNDERLAY_CONTAINERD_ADDRESS"}, Usage: "containerd socket to follow for container deletes (empty: none)"},
+			&cli.StringFlag{Name: "socket-group", EnvVars: []string{"UNDERLAY_SOCKET_GROUP"}, Usage: "group allowed to use the socket besides root"},
+			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"UNDERLAY_LOG_LEVEL"}, Usage: "debug, info, warn or error"},
+		},
+		Action: run,
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "underlayd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", c.Args().First())
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	gid := -1
+	if g := c.String("socket-group"); g != "" {
+		grp, err := user.LookupGroup(g)
+		if err != nil {
+			return fmt.Errorf("--socket-group %s: %w", g, err)
+		}
+		gid, _ = strconv.Atoi(grp.Gid)
+	}
+
+	st, err := store.Open(c.String("state-dir"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	mgr, err := network.New(st, log)
+	if err != nil {
+		return err
+	}
+
+	sock := c.String("socket")
+	ln, err := listen(sock, gid)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(sock)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	if addr := c.String("containerd-address"); addr != "" {
+		if err := startEvents(ctx, addr, mgr, log); err != nil {
+			return err
+		}
+	}
+
+	srv := &http.Server{
+		Handler:           server.Handler(mgr, log, peerAuthorizer(gid)),
+		ConnContext:       withPeer,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("underlayd ready", "socket", sock, "state", filepath.Join(c.String("state-dir"), store.FileName),
+		"networks", len(mgr.List()), "endpoints", len(mgr.Endpoints()))
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// listen creates the socket mode 0660, refusing to steal one that another
+// daemon still answers on.
+func listen(sock string, gid int) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
+		return nil, fmt.Errorf("create socket dir: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("another underlayd is already serving %s", sock)
+	}
+	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale socket %s: %w", sock, err)
+	}
+	// The umask closes the window between bind and chmod.
+	old := syscall.Umask(0o117)
+	ln, err := net.Listen("unix", sock)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", sock, err)
+	}
+	if err := os.Chmod(sock, 0o660); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if gid >= 0 {
+		if err := os.Chown(sock, 0, gid); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("chown socket to group %d: %w", gid, err)
+		}
+	}
+	return ln, nil
+}

@@ -1,0 +1,300 @@
+package network
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/daemon/link"
+	"github.com/underlay/underlay/daemon/store"
+	"github.com/underlay/underlay/ipam"
+)
+
+// Endpoint states recorded in the store.
+const (
+	stateAttaching = "attaching" // intent recorded, kernel work may be partial
+	stateAttached  = "attached"
+)
+
+// Attach gives the container of req an interface on each requested network,
+// eth0 first. Either every network is attached or none is.
+func (m *Manager) Attach(req api.AttachRequest) (api.AttachResponse, error) {
+	if err := validateAttach(req); err != nil {
+		return api.AttachResponse{}, err
+	}
+	ns, err := link.OpenPid(req.Pid)
+	if err != nil {
+		return api.AttachResponse{}, invalid("container %s: %v", req.ContainerID, err)
+	}
+	defer ns.Close()
+	var done []api.Endpoint
+	for i, na := range req.Networks {
+		ep, err := m.attachOne(ns, req, i, na)
+		if err != nil {
+			for j := len(done) - 1; j >= 0; j-- {
+				m.detachEndpoint(done[j], ns)
+			}
+			return api.AttachResponse{}, fmt.Errorf("network %s: %w", na.Name, err)
+		}
+		done = append(done, ep)
+	}
+	return api.AttachResponse{Endpoints: done}, nil
+}
+
+func validateAttach(req api.AttachRequest) error {
+	if err := validID("container id", req.ContainerID); err != nil {
+		return err
+	}
+	if req.Namespace != "" {
+		if err := validID("namespace", req.Namespace); err != nil {
+			return err
+		}
+	}
+	if len(req.Networks) == 0 {
+		return invalid("no networks to attach")
+	}
+	if len(req.Networks) > 16 {
+		return invalid("%d networks requested, at most 16", len(req.Networks))
+	}
+	seen := map[string]bool{}
+	for _, na := range req.Networks {
+		if err := api.ValidName(na.Name); err != nil {
+			return invalid("%v", err)
+		}
+		if seen[na.Name] {
+			return invalid("network %s requested twice", na.Name)
+		}
+		seen[na.Name] = true
+	}
+	return nil
+}
+
+// validID accepts what containerd, podman and runc accept as ids and
+// namespaces, and nothing that could break the store's key.
+func validID(what, s string) error {
+	if s == "" || len(s) > 256 {
+		return invalid("%s must be 1-256 characters", what)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_.-+:@", c) >= 0 {
+			continue
+		}
+		return invalid("%s %q has a character other than letters, digits and _.-+:@", what, s)
+	}
+	return nil
+}
+
+// undoList runs its steps in reverse unless disarmed.
+type undoList []func()
+
+func (u *undoList) add(f func()) { *u = append(*u, f) }
+func (u *undoList) run() {
+	for i := len(*u) - 1; i >= 0; i-- {
+		(*u)[i]()
+	}
+	*u = nil
+}
+
+func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na api.NetworkAttach) (ep api.Endpoint, err error) {
+	st, err := m.network(na.Name)
+	if err != nil {
+		return ep, err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.removed {
+		return ep, fmt.Errorf("network %s: %w", na.Name, ErrNotFound)
+	}
+	n := st.net
+	ep = api.Endpoint{Network: n.Name, Namespace: req.Namespace, ContainerID: req.ContainerID,
+		IfName: "eth" + strconv.Itoa(idx), NetnsInode: ns.Inode, Parent: n.Parent,
+		State: stateAttaching, Created: time.Now().UTC().Format(time.RFC3339Nano)}
+	key := string(store.EndpointKey(ep))
+	var prefer []netip.Addr
+	if old, ok := st.eps[key]; ok {
+		if old.NetnsInode == ns.Inode && old.State == stateAttached {
+			return old, nil // the hook ran twice for the same container
+		}
+		// A restarted container: its old namespace is gone. Give back the
+		// old lease and try to keep the same addresses.
+		prefer = addrsOf(old)
+		if err := m.releaseLocked(st, old, nil); err != nil {
+			return ep, err
+		}
+		defer m.releaseParent(old.Parent)
+	}
+	if err := checkAttach(st, na); err != nil {
+		return ep, err
+	}
+
+	var undo undoList
+	defer func() {
+		if err != nil {
+			undo.run()
+		}
+	}()
+	m.addRef(n.Parent, 1)
+	undo.add(func() { m.addRef(n.Parent, -1); m.releaseParent(n.Parent) })
+	if _, err := m.ensureParent(n); err != nil {
+		return ep, err
+	}
+	parent, err := link.Lookup(n.Parent)
+	if err != nil {
+		return ep, fmt.Errorf("parent %w", err)
+	}
+	mtu := parent.MTU
+	if n.MTU > 0 {
+		if n.MTU > parent.MTU {
+			return ep, invalid("network MTU %d is larger than the MTU %d of parent %s", n.MTU, parent.MTU, n.Parent)
+		}
+		mtu = n.MTU
+	}
+	addrs, err := m.takeAddresses(st, na, prefer, &undo)
+	if err != nil {
+		return ep, err
+	}
+	slave := link.Slave{Kind: n.Driver, Mode: n.Mode, Flag: n.Flag, ParentIndex: parent.Index,
+		Name: ep.IfName, MTU: mtu, Addrs: addrs, DevRoutes: n.Driver == "ipvlan" && n.Mode != "l2"}
+	pools := st.alloc.Pools()
+	for _, a := range addrs {
+		ep.Addresses = append(ep.Addresses, a.String())
+		if gw, ok := gatewayFor(pools, a.Addr()); ok && !n.Internal && !slave.DevRoutes {
+			slave.Gateways = append(slave.Gateways, gw)
+			ep.Gateways = append(ep.Gateways, gw.String())
+		}
+	}
+	if n.Driver == "macvlan" {
+		if slave.MAC, err = chooseMAC(na.MAC); err != nil {
+			return ep, err
+		}
+		ep.MAC = slave.MAC.String()
+	} else {
+		ep.MAC = parent.MAC.String()
+	}
+	if err := m.store.PutEndpoint(ep); err != nil {
+		return ep, fmt.Errorf("record endpoint: %w", err)
+	}
+	undo.add(func() { _ = m.store.DeleteEndpoint(ep) })
+	if err := link.CreateSlave(ns, slave); err != nil {
+		return ep, err
+	}
+	undo.add(func() { _ = link.DeleteSlave(ns, ep.IfName) })
+	ep.State = stateAttached
+	if err := m.store.PutEndpoint(ep); err != nil {
+		return ep, fmt.Errorf("record endpoint: %w", err)
+	}
+	st.eps[key] = ep
+	m.log.Info("attached", "network", n.Name, "container", containerName(ep), "ifname", ep.IfName,
+		"addresses", strings.Join(ep.Addresses, ","), "mac", ep.MAC)
+	return ep, nil
+}
+
+// checkAttach applies the per-network rules that need no kernel call.
+func checkAttach(st *netState, na api.NetworkAttach) error {
+	n := st.net
+	if n.Driver == "ipvlan" && na.MAC != "" {
+		return invalid("ipvlan containers share the parent's MAC address, so io.underlay.mac cannot be set")
+	}
+	if n.Mode == "passthru" && len(st.eps) > 0 {
+		for _, ep := range st.eps {
+			return fmt.Errorf("macvlan passthru gives parent %s to one container, and %s has it: %w",
+				n.Parent, containerName(ep), ErrParentBusy)
+		}
+	}
+	has := map[int]bool{}
+	for _, p := range st.alloc.Pools() {
+		has[p.Family()] = true
+	}
+	if na.IP != "" && !has[4] {
+		return invalid("io.underlay.ip=%s: network %s has no IPv4 subnet", na.IP, n.Name)
+	}
+	if na.IP6 != "" && !has[6] {
+		return invalid("io.underlay.ip6=%s: network %s has no IPv6 subnet", na.IP6, n.Name)
+	}
+	return nil
+}
+
+// takeAddresses leases one address of each family the network has: the
+// static one asked for, else a preferred one (a restarted container's old
+// address) if free, else the next free one.
+func (m *Manager) takeAddresses(st *netState, na api.NetworkAttach, prefer []netip.Addr, undo *undoList) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, fam := range []int{4, 6} {
+		var pool ipam.Pool
+		var addr netip.Addr
+		var err error
+		static := na.IP
+		if fam == 6 {
+			static = na.IP6
+		}
+		if !hasFamily(st.alloc.Pools(), fam) {
+			continue
+		}
+		switch {
+		case static != "":
+			addr, err = netip.ParseAddr(static)
+			if err != nil {
+				return nil, invalid("static address %q: %v", static, err)
+			}
+			if pool, err = st.alloc.Claim(addr); err != nil {
+				return nil, fmt.Errorf("static address %s: %w", addr, err)
+			}
+		default:
+			addr, pool, err = claimPreferred(st.alloc, prefer, fam)
+			if err != nil {
+				return nil, err
+			}
+		}
+		a := addr
+		undo.add(func() { st.alloc.Release(a) })
+		out = append(out, netip.PrefixFrom(addr, pool.Subnet.Bits()))
+	}
+	return out, nil
+}
+
+func claimPreferred(alloc *ipam.Allocator, prefer []netip.Addr, fam int) (netip.Addr, ipam.Pool, error) {
+	for _, p := range prefer {
+		if (fam == 4) != p.Is4() {
+			continue
+		}
+		if pool, err := alloc.Claim(p); err == nil {
+			return p, pool, nil
+		}
+	}
+	return alloc.Allocate(fam)
+}
+
+func hasFamily(pools []ipam.Pool, fam int) bool {
+	for _, p := range pools {
+		if p.Family() == fam {
+			return true
+		}
+	}
+	return false
+}
+
+func chooseMAC(s string) (net.HardwareAddr, error) {
+	if s == "" {
+		return link.RandomMAC()
+	}
+	m, err := api.ParseMAC(s)
+	if err != nil {
+		return nil, invalid("io.underlay.mac=%s: %v", s, err)
+	}
+	return net.ParseMAC(m)
+}
+
+func addrsOf(ep api.Endpoint) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range ep.Addresses {
+		if p, err := netip.ParsePrefix(a); err == nil {
+			out = append(out, p.Addr())
+		}
+	}
+	return out
+}

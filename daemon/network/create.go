@@ -1,0 +1,318 @@
+package network
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/daemon/link"
+	"github.com/underlay/underlay/daemon/store"
+	"github.com/underlay/underlay/ipam"
+)
+
+// knownOptions are the -o keys each driver accepts.
+var knownOptions = map[string][]string{
+	"macvlan": {"parent", "macvlan_mode", "mtu"},
+	"ipvlan":  {"parent", "ipvlan_mode", "ipvlan_flag", "mtu"},
+}
+
+// Create validates a network request against the kernel and the other
+// networks, prepares its parent, and stores it. On any error nothing is
+// stored and no link is left behind.
+func (m *Manager) Create(req api.NetworkCreate) (api.Network, error) {
+	n, pools, err := m.validate(req)
+	if err != nil {
+		return api.Network{}, err
+	}
+	m.createMu.Lock()
+	defer m.createMu.Unlock()
+	if _, err := m.network(n.Name); err == nil {
+		return api.Network{}, fmt.Errorf("network %s: %w", n.Name, ErrExists)
+	}
+	if err := m.checkParentRules(n, pools); err != nil {
+		return api.Network{}, err
+	}
+	created, err := m.ensureParent(n)
+	if err != nil {
+		return api.Network{}, err
+	}
+	st := &netState{net: n, alloc: ipam.NewAllocator(pools), eps: map[string]api.Endpoint{}}
+	if err := m.store.CreateNetwork(n); err != nil {
+		if created {
+			m.dropParent(n.Parent)
+		}
+		return api.Network{}, err
+	}
+	m.mu.Lock()
+	m.nets[n.Name] = st
+	m.mu.Unlock()
+	m.log.Info("network created", "network", n.Name, "driver", n.Driver, "parent", n.Parent, "mode", n.Mode)
+	return n, nil
+}
+
+// validate checks everything that needs no other network.
+func (m *Manager) validate(req api.NetworkCreate) (api.Network, []ipam.Pool, error) {
+	if err := api.ValidName(req.Name); err != nil {
+		return api.Network{}, nil, invalid("%v", err)
+	}
+	n := api.Network{Name: req.Name, Driver: req.Driver, Internal: req.Internal,
+		Created: time.Now().UTC().Format(time.RFC3339)}
+	if n.Driver == "" {
+		n.Driver = "macvlan"
+	}
+	opts, ok := knownOptions[n.Driver]
+	if !ok {
+		return n, nil, invalid("unknown driver %q: underlay has macvlan and ipvlan", req.Driver)
+	}
+	if err := m.applyOptions(&n, req.Options, opts); err != nil {
+		return n, nil, err
+	}
+	noGW := n.Driver == "ipvlan" && n.Mode != "l2"
+	if noGW && len(req.Gateways) > 0 {
+		m.log.Info("gateway ignored: ipvlan l3/l3s containers route out of their own interface",
+			"network", n.Name, "gateways", strings.Join(req.Gateways, ","))
+	}
+	if len(req.Subnets) == 0 {
+		return n, nil, invalid("at least one --subnet is required: underlay puts containers on an existing network, so give its subnet")
+	}
+	pools, err := ipam.BuildPools(ipam.Spec{Subnets: req.Subnets, Gateways: req.Gateways,
+		Ranges: req.IPRanges, Aux: req.Aux, NoGateway: noGW})
+	if err != nil {
+		return n, nil, invalid("%v", err)
+	}
+	for _, p := range pools {
+		n.Subnets = append(n.Subnets, subnetOf(p))
+		if p.Subnet.Addr().Is6() {
+			n.IPv6 = true
+		}
+	}
+	if req.IPv6 && !n.IPv6 {
+		return n, nil, invalid("--ipv6 needs an IPv6 --subnet (underlay does not invent IPv6 prefixes)")
+	}
+	id, err := newID()
+	if err != nil {
+		return n, nil, err
+	}
+	n.ID = id
+	if err := m.choosParent(&n); err != nil {
+		return n, nil, err
+	}
+	return n, pools, nil
+}
+
+func (m *Manager) applyOptions(n *api.Network, opts map[string]string, known []string) error {
+	keys := make([]string, 0, len(opts))
+	for k := range opts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		ok := false
+		for _, kn := range known {
+			ok = ok || k == kn
+		}
+		if !ok {
+			return invalid("unknown option -o %s for driver %s (known: %s)", k, n.Driver, strings.Join(known, ", "))
+		}
+	}
+	n.Options = opts
+	n.Parent = opts["parent"]
+	switch n.Driver {
+	case "macvlan":
+		n.Mode = valueOr(opts["macvlan_mode"], "bridge")
+	case "ipvlan":
+		n.Mode = valueOr(opts["ipvlan_mode"], "l2")
+		n.Flag = valueOr(opts["ipvlan_flag"], "bridge")
+	}
+	if err := link.ValidMode(n.Driver, n.Mode, n.Flag); err != nil {
+		return invalid("%v", err)
+	}
+	if v, ok := opts["mtu"]; ok {
+		mtu, err := strconv.Atoi(v)
+		if err != nil || mtu < 68 || mtu > 65535 {
+			return invalid("-o mtu=%s: want a number from 68 to 65535", v)
+		}
+		n.MTU = mtu
+	}
+	return nil
+}
+
+// choosParent settles the parent's name and checks it against the kernel:
+// an existing link, a NAME.VID sub-interface to create, or a dummy for an
+// internal network.
+func (m *Manager) choosParent(n *api.Network) error {
+	if n.Parent == "" || n.Internal {
+		prefix := "dm-"
+		if n.Driver == "ipvlan" {
+			prefix = "di-"
+		}
+		n.Parent = prefix + n.ID[:12]
+		return nil
+	}
+	if err := link.ValidIfName(n.Parent); err != nil {
+		return invalid("-o parent=%s: %v", n.Parent, err)
+	}
+	if n.Parent == "lo" {
+		return invalid("-o parent=lo: the loopback interface cannot be a parent")
+	}
+	in, err := link.Lookup(n.Parent)
+	switch {
+	case err == nil:
+		if in.Kind == "macvlan" || in.Kind == "ipvlan" {
+			return invalid("-o parent=%s: a %s cannot be the parent of another", n.Parent, in.Kind)
+		}
+		if n.MTU > in.MTU {
+			return invalid("-o mtu=%d is larger than the MTU %d of parent %s", n.MTU, in.MTU, n.Parent)
+		}
+		return nil
+	case errors.Is(err, link.ErrNotFound):
+		base, vid, ok := splitVLAN(n.Parent)
+		if !ok {
+			return invalid("parent interface %s does not exist", n.Parent)
+		}
+		if vid < 1 || vid > 4094 {
+			return invalid("-o parent=%s: VLAN id %d is outside 1-4094", n.Parent, vid)
+		}
+		bin, err := link.Lookup(base)
+		if err != nil {
+			return invalid("-o parent=%s: VLAN base interface %s does not exist", n.Parent, base)
+		}
+		if n.MTU > bin.MTU {
+			return invalid("-o mtu=%d is larger than the MTU %d of %s", n.MTU, bin.MTU, base)
+		}
+		return nil
+	default:
+		return err
+	}
+}
+
+// splitVLAN parses NAME.VID.
+func splitVLAN(name string) (string, int, bool) {
+	i := strings.LastIndexByte(name, '.')
+	if i <= 0 || i == len(name)-1 {
+		return "", 0, false
+	}
+	vid, err := strconv.Atoi(name[i+1:])
+	if err != nil || strings.HasPrefix(name[i+1:], "+") {
+		return "", 0, false
+	}
+	return name[:i], vid, true
+}
+
+// checkParentRules applies the kernel's rules for sharing a parent up front,
+// so users get a sentence instead of EBUSY at the first container.
+func (m *Manager) checkParentRules(n api.Network, pools []ipam.Pool) error {
+	for _, o := range m.List() {
+		if o.Parent != n.Parent {
+			continue
+		}
+		switch {
+		case o.Driver != n.Driver:
+			return invalid("parent %s already carries %s network %s; a parent takes one driver type", n.Parent, o.Driver, o.Name)
+		case n.Driver == "ipvlan":
+			return invalid("parent %s already carries ipvlan network %s; the ipvlan mode belongs to the parent, so one ipvlan network per parent", n.Parent, o.Name)
+		case n.Mode == "passthru" || o.Mode == "passthru":
+			return invalid("parent %s already carries network %s; macvlan passthru needs the parent to itself", n.Parent, o.Name)
+		}
+		op, err := poolsOf(o)
+		if err != nil {
+			return err
+		}
+		if a, b, ok := ipam.Overlaps(pools, op); ok {
+			return invalid("subnet %s overlaps %s of network %s on the same parent %s", a, b, o.Name, n.Parent)
+		}
+	}
+	return nil
+}
+
+// Remove deletes a network that has no endpoints, and the parent underlayd
+// created for it when nothing else uses that parent.
+func (m *Manager) Remove(name string) error {
+	m.createMu.Lock()
+	defer m.createMu.Unlock()
+	st, err := m.network(name)
+	if err != nil {
+		return err
+	}
+	st.mu.Lock()
+	if len(st.eps) > 0 {
+		eps := sortedEndpoints(st.eps)
+		st.mu.Unlock()
+		var names []string
+		for _, ep := range eps {
+			names = append(names, containerName(ep)+" ("+ep.IfName+")")
+		}
+		return fmt.Errorf("network %s has %d attached endpoint(s): %s; stop those containers first: %w",
+			name, len(eps), strings.Join(names, ", "), ErrInUse)
+	}
+	if err := m.store.DeleteNetwork(name); err != nil {
+		st.mu.Unlock()
+		return err
+	}
+	st.removed = true
+	st.mu.Unlock()
+	m.mu.Lock()
+	delete(m.nets, name)
+	m.mu.Unlock()
+	m.releaseParent(st.net.Parent)
+	m.log.Info("network removed", "network", name)
+	return nil
+}
+
+func containerName(ep api.Endpoint) string {
+	if ep.Namespace == "" {
+		return ep.ContainerID
+	}
+	return ep.Namespace + "/" + ep.ContainerID
+}
+
+func subnetOf(p ipam.Pool) api.Subnet {
+	s := api.Subnet{Subnet: p.Subnet.String()}
+	if p.Gateway.IsValid() {
+		s.Gateway = p.Gateway.String()
+	}
+	if p.Range.IsValid() {
+		s.IPRange = p.Range.String()
+	}
+	if len(p.Aux) > 0 {
+		s.Aux = map[string]string{}
+		for k, v := range p.Aux {
+			s.Aux[k] = v.String()
+		}
+	}
+	return s
+}
+
+func valueOr(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func newID() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// gatewayFor returns the gateway of the pool holding addr, if any.
+func gatewayFor(pools []ipam.Pool, addr netip.Addr) (netip.Addr, bool) {
+	for _, p := range pools {
+		if p.Subnet.Contains(addr) && p.Gateway.IsValid() {
+			return p.Gateway, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+var _ = store.OwnedLink{}

@@ -1,0 +1,79 @@
+package network
+
+import (
+	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/daemon/link"
+	"github.com/underlay/underlay/daemon/store"
+)
+
+// Detach releases every endpoint of a container. It is idempotent: a
+// container with no endpoints, or whose namespace is gone, is success.
+func (m *Manager) Detach(req api.DetachRequest) (api.DetachResponse, error) {
+	if err := validID("container id", req.ContainerID); err != nil {
+		return api.DetachResponse{}, err
+	}
+	var eps []api.Endpoint
+	for _, ep := range m.Endpoints() {
+		if ep.ContainerID == req.ContainerID && ep.Namespace == req.Namespace {
+			eps = append(eps, ep)
+		}
+	}
+	resp := api.DetachResponse{Released: []api.Endpoint{}}
+	if len(eps) == 0 {
+		return resp, nil
+	}
+	// All interfaces of a container share its namespace; find it once.
+	ns := link.FindNetns(eps[0].NetnsInode, req.Pid)
+	if ns != nil {
+		defer ns.Close()
+	}
+	for i := len(eps) - 1; i >= 0; i-- {
+		if err := m.detachEndpoint(eps[i], ns); err != nil {
+			return resp, err
+		}
+		resp.Released = append(resp.Released, eps[i])
+	}
+	return resp, nil
+}
+
+// detachEndpoint releases one endpoint under its network's lock. ns is the
+// container's namespace if it still exists, else nil.
+func (m *Manager) detachEndpoint(ep api.Endpoint, ns *link.Netns) error {
+	st, err := m.network(ep.Network)
+	if err != nil {
+		return nil // network gone: nothing left to release
+	}
+	st.mu.Lock()
+	cur, ok := st.eps[string(store.EndpointKey(ep))]
+	if !ok || cur.NetnsInode != ep.NetnsInode {
+		st.mu.Unlock()
+		return nil // already released, or replaced by a newer attach
+	}
+	err = m.releaseLocked(st, cur, ns)
+	st.mu.Unlock()
+	if err == nil {
+		m.releaseParent(ep.Parent)
+	}
+	return err
+}
+
+// releaseLocked removes the interface (if its namespace is given and
+// matches), the endpoint and its leases. The caller holds st.mu and calls
+// releaseParent after unlocking.
+func (m *Manager) releaseLocked(st *netState, ep api.Endpoint, ns *link.Netns) error {
+	if ns != nil && ns.Inode == ep.NetnsInode {
+		if err := link.DeleteSlave(ns, ep.IfName); err != nil {
+			m.log.Warn("interface not deleted", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName, "err", err)
+		}
+	}
+	if err := m.store.DeleteEndpoint(ep); err != nil {
+		return err
+	}
+	for _, a := range addrsOf(ep) {
+		st.alloc.Release(a)
+	}
+	delete(st.eps, string(store.EndpointKey(ep)))
+	m.addRef(ep.Parent, -1)
+	m.log.Info("detached", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName)
+	return nil
+}

@@ -1,0 +1,271 @@
+// Package network is underlayd's core: it validates and stores networks,
+// attaches containers (addresses from ipam, interfaces through link), and
+// detaches them. Every change to a network happens under that network's own
+// lock; networks never wait on each other.
+package network
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"sync"
+
+	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/daemon/link"
+	"github.com/underlay/underlay/daemon/store"
+	"github.com/underlay/underlay/ipam"
+)
+
+// Sentinel errors; the API maps them to status codes.
+var (
+	ErrInvalid      = errors.New("invalid request")
+	ErrNotFound     = store.ErrNotFound
+	ErrExists       = store.ErrExists
+	ErrAddressInUse = ipam.ErrAddressInUse
+	ErrExhausted    = ipam.ErrPoolExhausted
+	ErrParentBusy   = errors.New("parent busy")
+	ErrInUse        = errors.New("network in use")
+)
+
+// invalid marks err as the caller's mistake (HTTP 400) and keeps its text.
+func invalid(format string, a ...any) error {
+	return &userError{msg: fmt.Sprintf(format, a...)}
+}
+
+type userError struct{ msg string }
+
+func (e *userError) Error() string        { return e.msg }
+func (e *userError) Is(target error) bool { return target == ErrInvalid }
+
+// Store is the persistent state the manager needs; the bbolt store is the
+// local implementation, and a shared (etcd) one can take its place.
+type Store interface {
+	Networks() ([]api.Network, error)
+	CreateNetwork(api.Network) error
+	DeleteNetwork(name string) error
+	Endpoints() ([]api.Endpoint, error)
+	PutEndpoint(api.Endpoint) error
+	DeleteEndpoint(api.Endpoint) error
+	Links() ([]store.OwnedLink, error)
+	PutLink(store.OwnedLink) error
+	DeleteLink(name string) error
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Manager owns the networks.
+type Manager struct {
+	store Store
+	log   *slog.Logger
+
+	// createMu serialises create and remove, whose checks span networks
+	// (one driver per parent, overlapping subnets). Attach never takes it.
+	createMu sync.Mutex
+
+	mu   sync.RWMutex // guards nets (the map, not its values)
+	nets map[string]*netState
+
+	parents keyedMutex // per parent link: creating and removing owned parents
+
+	refMu sync.Mutex // leaf lock: guards refs and owned
+	refs  parentRefs
+	owned map[string]store.OwnedLink
+}
+
+// netState is one network in memory. mu is the network's lock: it guards
+// alloc and eps, and is held across the kernel work of an attach.
+type netState struct {
+	mu      sync.Mutex
+	net     api.Network
+	alloc   *ipam.Allocator
+	eps     map[string]api.Endpoint // by store.EndpointKey
+	removed bool
+}
+
+// New loads the stored networks and endpoints.
+func New(s Store, log *slog.Logger) (*Manager, error) {
+	m := &Manager{store: s, log: log, nets: map[string]*netState{},
+		refs: parentRefs{}, owned: map[string]store.OwnedLink{}}
+	links, err := s.Links()
+	if err != nil {
+		return nil, fmt.Errorf("load owned links: %w", err)
+	}
+	for _, l := range links {
+		m.owned[l.Name] = l
+	}
+	nets, err := s.Networks()
+	if err != nil {
+		return nil, fmt.Errorf("load networks: %w", err)
+	}
+	for _, n := range nets {
+		st, err := newState(n)
+		if err != nil {
+			return nil, fmt.Errorf("load network %s: %w", n.Name, err)
+		}
+		m.nets[n.Name] = st
+	}
+	eps, err := s.Endpoints()
+	if err != nil {
+		return nil, fmt.Errorf("load endpoints: %w", err)
+	}
+	for _, ep := range eps {
+		st := m.nets[ep.Network]
+		if st == nil {
+			log.Warn("endpoint of unknown network dropped", "network", ep.Network, "container", ep.ContainerID)
+			_ = s.DeleteEndpoint(ep)
+			continue
+		}
+		for _, a := range ep.Addresses {
+			p, err := netip.ParsePrefix(a)
+			if err == nil {
+				err = st.alloc.Mark(p.Addr())
+			}
+			if err != nil {
+				log.Warn("stored lease not loaded", "network", ep.Network, "address", a, "err", err)
+			}
+		}
+		st.eps[string(store.EndpointKey(ep))] = ep
+		m.refs[ep.Parent]++
+	}
+	return m, nil
+}
+
+func newState(n api.Network) (*netState, error) {
+	pools, err := poolsOf(n)
+	if err != nil {
+		return nil, err
+	}
+	return &netState{net: n, alloc: ipam.NewAllocator(pools), eps: map[string]api.Endpoint{}}, nil
+}
+
+// poolsOf rebuilds ipam pools from a stored network.
+func poolsOf(n api.Network) ([]ipam.Pool, error) {
+	var pools []ipam.Pool
+	for _, s := range n.Subnets {
+		var p ipam.Pool
+		var err error
+		if p.Subnet, err = netip.ParsePrefix(s.Subnet); err != nil {
+			return nil, err
+		}
+		if s.IPRange != "" {
+			if p.Range, err = netip.ParsePrefix(s.IPRange); err != nil {
+				return nil, err
+			}
+		}
+		if s.Gateway != "" {
+			if p.Gateway, err = netip.ParseAddr(s.Gateway); err != nil {
+				return nil, err
+			}
+		}
+		if len(s.Aux) > 0 {
+			p.Aux = map[string]netip.Addr{}
+			for k, v := range s.Aux {
+				if p.Aux[k], err = netip.ParseAddr(v); err != nil {
+					return nil, err
+				}
+			}
+		}
+		pools = append(pools, p)
+	}
+	return pools, nil
+}
+
+func (m *Manager) network(name string) (*netState, error) {
+	m.mu.RLock()
+	st := m.nets[name]
+	m.mu.RUnlock()
+	if st == nil {
+		return nil, fmt.Errorf("network %s: %w", name, ErrNotFound)
+	}
+	return st, nil
+}
+
+// List returns every network, sorted by name.
+func (m *Manager) List() []api.Network {
+	m.mu.RLock()
+	out := make([]api.Network, 0, len(m.nets))
+	for _, st := range m.nets {
+		out = append(out, st.net)
+	}
+	m.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Inspect returns a network with its endpoints and what the kernel says of
+// its parent.
+func (m *Manager) Inspect(name string) (api.Network, error) {
+	st, err := m.network(name)
+	if err != nil {
+		return api.Network{}, err
+	}
+	st.mu.Lock()
+	n := st.net
+	n.Endpoints = sortedEndpoints(st.eps)
+	st.mu.Unlock()
+	n.ParentInfo = m.parentInfo(n)
+	return n, nil
+}
+
+// Endpoints returns every endpoint, sorted by network, container, ifname.
+func (m *Manager) Endpoints() []api.Endpoint {
+	m.mu.RLock()
+	states := make([]*netState, 0, len(m.nets))
+	for _, st := range m.nets {
+		states = append(states, st)
+	}
+	m.mu.RUnlock()
+	var out []api.Endpoint
+	for _, st := range states {
+		st.mu.Lock()
+		for _, ep := range st.eps {
+			out = append(out, ep)
+		}
+		st.mu.Unlock()
+	}
+	sortEndpoints(out)
+	return out
+}
+
+func sortedEndpoints(eps map[string]api.Endpoint) []api.Endpoint {
+	out := make([]api.Endpoint, 0, len(eps))
+	for _, ep := range eps {
+		out = append(out, ep)
+	}
+	sortEndpoints(out)
+	return out
+}
+
+func sortEndpoints(eps []api.Endpoint) {
+	sort.Slice(eps, func(i, j int) bool {
+		a, b := eps[i], eps[j]
+		if a.Network != b.Network {
+			return a.Network < b.Network
+		}
+		if a.Namespace+"/"+a.ContainerID != b.Namespace+"/"+b.ContainerID {
+			return a.Namespace+"/"+a.ContainerID < b.Namespace+"/"+b.ContainerID
+		}
+		return a.IfName < b.IfName
+	})
+}
+
+func (m *Manager) parentInfo(n api.Network) *api.ParentInfo {
+	pi := &api.ParentInfo{Name: n.Parent}
+	if links, err := m.store.Links(); err == nil {
+		for _, l := range links {
+			if l.Name == n.Parent {
+				pi.Owned, pi.Dummy = true, l.Kind == "dummy"
+				pi.VLAN, pi.Base = l.VLAN, l.Base
+			}
+		}
+	}
+	if in, err := link.Lookup(n.Parent); err == nil {
+		pi.Exists, pi.Up, pi.Kind, pi.MTU = true, in.Up, in.Kind, in.MTU
+		if in.VLAN != 0 {
+			pi.VLAN, pi.Base = in.VLAN, in.Base
+		}
+	}
+	return pi
+}

@@ -1,0 +1,205 @@
+// Package server is underlayd's HTTP/JSON API on a unix socket. It decodes
+// and bounds requests, calls the network manager, and maps its sentinel
+// errors to status codes. It holds no state of its own.
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/daemon/network"
+)
+
+// Manager is what the API needs from the network manager.
+type Manager interface {
+	Create(api.NetworkCreate) (api.Network, error)
+	Remove(name string) error
+	List() []api.Network
+	Inspect(name string) (api.Network, error)
+	Endpoints() []api.Endpoint
+	Attach(api.AttachRequest) (api.AttachResponse, error)
+	Detach(api.DetachRequest) (api.DetachResponse, error)
+}
+
+var _ Manager = (*network.Manager)(nil)
+
+// Authorizer decides whether the peer of a request may change state.
+type Authorizer func(r *http.Request) error
+
+// Handler returns the API's routes. authz guards every request that changes
+// state; nil allows all (tests).
+func Handler(m Manager, log *slog.Logger, authz Authorizer) http.Handler {
+	s := &server{m: m, log: log, authz: authz}
+	mux := http.NewServeMux()
+	p := "/" + api.Version
+	mux.HandleFunc("GET "+p+"/ping", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET "+p+"/networks", s.list)
+	mux.HandleFunc("POST "+p+"/networks", s.guard(s.create))
+	mux.HandleFunc("GET "+p+"/networks/{name}", s.inspect)
+	mux.HandleFunc("DELETE "+p+"/networks/{name}", s.guard(s.remove))
+	mux.HandleFunc("GET "+p+"/endpoints", s.endpoints)
+	mux.HandleFunc("POST "+p+"/attach", s.guard(s.attach))
+	mux.HandleFunc("POST "+p+"/detach", s.guard(s.detach))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fail(w, http.StatusNotFound, fmt.Sprintf("no such API route %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+type server struct {
+	m     Manager
+	log   *slog.Logger
+	authz Authorizer
+}
+
+func (s *server) guard(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.authz != nil {
+			if err := s.authz(r); err != nil {
+				fail(w, http.StatusForbidden, err.Error())
+				return
+			}
+		}
+		h(w, r)
+	}
+}
+
+func (s *server) list(w http.ResponseWriter, r *http.Request) {
+	reply(w, http.StatusOK, s.m.List())
+}
+
+func (s *server) create(w http.ResponseWriter, r *http.Request) {
+	var req api.NetworkCreate
+	if !decode(w, r, &req) {
+		return
+	}
+	n, err := s.m.Create(req)
+	if err != nil {
+		s.error(w, "create network", err)
+		return
+	}
+	reply(w, http.StatusCreated, n)
+}
+
+func (s *server) inspect(w http.ResponseWriter, r *http.Request) {
+	n, err := s.m.Inspect(r.PathValue("name"))
+	if err != nil {
+		s.error(w, "inspect network", err)
+		return
+	}
+	reply(w, http.StatusOK, n)
+}
+
+func (s *server) remove(w http.ResponseWriter, r *http.Request) {
+	if err := s.m.Remove(r.PathValue("name")); err != nil {
+		s.error(w, "remove network", err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *server) endpoints(w http.ResponseWriter, r *http.Request) {
+	eps := s.m.Endpoints()
+	if eps == nil {
+		eps = []api.Endpoint{}
+	}
+	reply(w, http.StatusOK, eps)
+}
+
+func (s *server) attach(w http.ResponseWriter, r *http.Request) {
+	var req api.AttachRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	resp, err := s.m.Attach(req)
+	if err != nil {
+		s.error(w, "attach", err)
+		return
+	}
+	reply(w, http.StatusOK, resp)
+}
+
+func (s *server) detach(w http.ResponseWriter, r *http.Request) {
+	var req api.DetachRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	resp, err := s.m.Detach(req)
+	if err != nil {
+		s.error(w, "detach", err)
+		return
+	}
+	reply(w, http.StatusOK, resp)
+}
+
+// decode reads a bounded JSON body with no unknown fields and nothing
+// after it.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	body := http.MaxBytesReader(w, r.Body, api.MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("data after the JSON object")
+	}
+	if err == nil {
+		if _, e := io.Copy(io.Discard, body); e != nil {
+			err = e
+		}
+	}
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", api.MaxBodyBytes))
+			return false
+		}
+		fail(w, http.StatusBadRequest, "malformed request: "+strings.TrimPrefix(err.Error(), "json: "))
+		return false
+	}
+	return true
+}
+
+func (s *server) error(w http.ResponseWriter, what string, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, network.ErrInvalid):
+		code = http.StatusBadRequest
+	case errors.Is(err, network.ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, network.ErrExists), errors.Is(err, network.ErrAddressInUse),
+		errors.Is(err, network.ErrParentBusy), errors.Is(err, network.ErrInUse):
+		code = http.StatusConflict
+	case errors.Is(err, network.ErrExhausted):
+		code = http.StatusInsufficientStorage
+	}
+	if code == http.StatusInternalServerError {
+		s.log.Error(what+" failed", "err", err)
+	}
+	fail(w, code, err.Error())
+}
+
+func reply(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		fail(w, http.StatusInternalServerError, "encode answer: "+err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func fail(w http.ResponseWriter, code int, msg string) {
+	b, _ := json.Marshal(api.Error{Error: msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}

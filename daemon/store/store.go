@@ -1,0 +1,308 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/underlay/underlay/daemon/api"
+)
+
+// Sentinel errors, checked with errors.Is.
+var (
+	ErrNotFound     = errors.New("not found")
+	ErrExists       = errors.New("already exists")
+	ErrAddressInUse = errors.New("address already in use")
+	ErrLocked       = errors.New("state database is locked by another process (is another underlayd running?)")
+)
+
+// FileName is the database's name inside the state directory.
+const FileName = "underlay.db"
+
+// schemaVersion is the version this code writes; migrations bring older
+// files up to it.
+const schemaVersion = 1
+
+var (
+	bucketMeta      = []byte("meta")
+	bucketNetworks  = []byte("networks")
+	bucketEndpoints = []byte("endpoints")
+	bucketLeases    = []byte("leases")
+	bucketLinks     = []byte("links")
+	keyVersion      = []byte("version")
+)
+
+// OwnedLink is a parent link underlayd created and must remove.
+type OwnedLink struct {
+	Name    string `json:"name"`
+	Kind    string `json:"kind"` // "vlan" or "dummy"
+	Base    string `json:"base,omitempty"`
+	VLAN    int    `json:"vlan_id,omitempty"`
+	Network string `json:"network"`
+}
+
+// Store is the bbolt-backed state.
+type Store struct {
+	db *bolt.DB
+}
+
+// Open opens (creating if needed) the database in dir. A database held by
+// another process, or one that cannot be read, is an error, never a reset.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state dir %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, FileName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
+		}
+		return nil, fmt.Errorf("open state database %s: %w", path, err)
+	}
+	s := &Store{db: db}
+	if err := s.migrate(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("state database %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// migrations[i] brings a version-i database to version i+1. Version 0 is a
+// new, empty file.
+var migrations = []func(tx *bolt.Tx) error{
+	func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketNetworks, bucketEndpoints, bucketLeases, bucketLinks} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+}
+
+func (s *Store) migrate() error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		v := 0
+		if meta := tx.Bucket(bucketMeta); meta != nil {
+			raw := meta.Get(keyVersion)
+			n, err := strconv.Atoi(string(raw))
+			if raw != nil && err != nil {
+				return fmt.Errorf("unreadable schema version %q", raw)
+			}
+			v = n
+		}
+		if v > len(migrations) {
+			return fmt.Errorf("schema version %d is newer than this underlayd understands (%d)", v, len(migrations))
+		}
+		for ; v < len(migrations); v++ {
+			if err := migrations[v](tx); err != nil {
+				return fmt.Errorf("migrate schema %d to %d: %w", v, v+1, err)
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keyVersion, []byte(strconv.Itoa(v)))
+	})
+}
+
+// Version reports the schema version stored.
+func (s *Store) Version() (int, error) {
+	var v int
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		v, err = strconv.Atoi(string(tx.Bucket(bucketMeta).Get(keyVersion)))
+		return err
+	})
+	return v, err
+}
+
+// EndpointKey identifies an endpoint: one container on one network.
+func EndpointKey(ep api.Endpoint) []byte {
+	return []byte(ep.Namespace + "/" + ep.ContainerID + "/" + ep.Network)
+}
+
+func addrKey(a netip.Addr) []byte {
+	b := a.As16()
+	return b[:]
+}
+
+// Networks returns every stored network.
+func (s *Store) Networks() ([]api.Network, error) {
+	var out []api.Network
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketNetworks).ForEach(func(k, v []byte) error {
+			var n api.Network
+			if err := json.Unmarshal(v, &n); err != nil {
+				return fmt.Errorf("network %s: %w", k, err)
+			}
+			out = append(out, n)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// CreateNetwork stores a new network; ErrExists if the name is taken.
+func (s *Store) CreateNetwork(n api.Network) error {
+	v, err := json.Marshal(n)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketNetworks)
+		if b.Get([]byte(n.Name)) != nil {
+			return fmt.Errorf("network %s: %w", n.Name, ErrExists)
+		}
+		if _, err := tx.Bucket(bucketLeases).CreateBucketIfNotExists([]byte(n.Name)); err != nil {
+			return err
+		}
+		return b.Put([]byte(n.Name), v)
+	})
+}
+
+// DeleteNetwork removes a network and its lease bucket. The caller has
+// checked that no endpoint remains.
+func (s *Store) DeleteNetwork(name string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketNetworks)
+		if b.Get([]byte(name)) == nil {
+			return fmt.Errorf("network %s: %w", name, ErrNotFound)
+		}
+		if err := tx.Bucket(bucketLeases).DeleteBucket([]byte(name)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			return err
+		}
+		return b.Delete([]byte(name))
+	})
+}
+
+// Endpoints returns every stored endpoint.
+func (s *Store) Endpoints() ([]api.Endpoint, error) {
+	var out []api.Endpoint
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketEndpoints).ForEach(func(k, v []byte) error {
+			var ep api.Endpoint
+			if err := json.Unmarshal(v, &ep); err != nil {
+				return fmt.Errorf("endpoint %s: %w", k, err)
+			}
+			out = append(out, ep)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Leases returns the leased addresses of a network with their endpoint keys.
+func (s *Store) Leases(network string) (map[netip.Addr]string, error) {
+	out := map[netip.Addr]string{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketLeases).Bucket([]byte(network))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if len(k) != 16 {
+				return fmt.Errorf("lease key of %d bytes in network %s", len(k), network)
+			}
+			out[netip.AddrFrom16([16]byte(k)).Unmap()] = string(v)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// PutEndpoint writes an endpoint and takes its leases in one transaction.
+// A lease held by another endpoint is ErrAddressInUse: the compare in
+// compare-and-swap, which a shared store must also provide.
+func (s *Store) PutEndpoint(ep api.Endpoint) error {
+	v, err := json.Marshal(ep)
+	if err != nil {
+		return err
+	}
+	key := EndpointKey(ep)
+	return s.db.Update(func(tx *bolt.Tx) error {
+		lb := tx.Bucket(bucketLeases).Bucket([]byte(ep.Network))
+		if lb == nil {
+			return fmt.Errorf("network %s: %w", ep.Network, ErrNotFound)
+		}
+		for _, p := range ep.Addresses {
+			pfx, err := netip.ParsePrefix(p)
+			if err != nil {
+				return fmt.Errorf("endpoint address %q: %w", p, err)
+			}
+			k := addrKey(pfx.Addr())
+			if owner := lb.Get(k); owner != nil && string(owner) != string(key) {
+				return fmt.Errorf("%s: %w", pfx.Addr(), ErrAddressInUse)
+			}
+			if err := lb.Put(k, key); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketEndpoints).Put(key, v)
+	})
+}
+
+// DeleteEndpoint removes an endpoint and frees its leases. Deleting one
+// that is not there is not an error: detach is idempotent.
+func (s *Store) DeleteEndpoint(ep api.Endpoint) error {
+	key := EndpointKey(ep)
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if lb := tx.Bucket(bucketLeases).Bucket([]byte(ep.Network)); lb != nil {
+			for _, p := range ep.Addresses {
+				pfx, err := netip.ParsePrefix(p)
+				if err != nil {
+					continue
+				}
+				k := addrKey(pfx.Addr())
+				if owner := lb.Get(k); string(owner) == string(key) {
+					if err := lb.Delete(k); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return tx.Bucket(bucketEndpoints).Delete(key)
+	})
+}
+
+// Links returns the links underlayd owns.
+func (s *Store) Links() ([]OwnedLink, error) {
+	var out []OwnedLink
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketLinks).ForEach(func(k, v []byte) error {
+			var l OwnedLink
+			if err := json.Unmarshal(v, &l); err != nil {
+				return fmt.Errorf("link %s: %w", k, err)
+			}
+			out = append(out, l)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// PutLink records that underlayd created a link.
+func (s *Store) PutLink(l OwnedLink) error {
+	v, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketLinks).Put([]byte(l.Name), v)
+	})
+}
+
+// DeleteLink forgets an owned link.
+func (s *Store) DeleteLink(name string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketLinks).Delete([]byte(name))
+	})
+}

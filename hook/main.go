@@ -1,0 +1,136 @@
+// Command underlay-hook is the OCI hook: at createRuntime it asks underlayd
+// to attach the container to the networks its annotations name; at
+// poststop it asks underlayd to detach it. It reads the OCI state on stdin,
+// never touches the kernel or the database, and stays small because it
+// runs on every container start.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/underlay/underlay/daemon/api"
+)
+
+// maxState bounds stdin: an OCI state is a few KiB.
+const maxState = 1 << 20
+
+// state is the part of the OCI runtime state the hook reads.
+type state struct {
+	ID          string            `json:"id"`
+	Status      string            `json:"status"`
+	Pid         int               `json:"pid"`
+	Bundle      string            `json:"bundle"`
+	Annotations map[string]string `json:"annotations"`
+}
+
+func main() {
+	if err := run(os.Args[1:], os.Stdin); err != nil {
+		fmt.Fprintln(os.Stderr, "underlay-hook:", strings.Join(strings.Fields(err.Error()), " "))
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdin io.Reader) error {
+	stage := ""
+	if len(args) > 0 {
+		stage = args[0]
+	}
+	switch stage {
+	case "", "createRuntime", "poststop":
+	default:
+		return fmt.Errorf("unknown stage %q: want createRuntime or poststop", stage)
+	}
+	st, err := readState(stdin)
+	if err != nil {
+		return err
+	}
+	if stage == "" {
+		switch st.Status {
+		case "creating", "created":
+			stage = "createRuntime"
+		case "stopped":
+			stage = "poststop"
+		default:
+			return fmt.Errorf("no stage given and container status %q names none", st.Status)
+		}
+	}
+	ann, err := annotations(st)
+	if err != nil {
+		return err
+	}
+	nets, err := api.ParseAnnotations(ann)
+	if errors.Is(err, api.ErrNoNetwork) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	c := &api.Client{Socket: os.Getenv("UNDERLAY_SOCKET")}
+	ns := namespace(st, ann)
+	if stage == "poststop" {
+		req := api.DetachRequest{Namespace: ns, ContainerID: st.ID, Pid: st.Pid}
+		return c.Do("POST", "/detach", req, nil)
+	}
+	req := api.AttachRequest{Namespace: ns, ContainerID: st.ID, Pid: st.Pid, Networks: nets}
+	return c.Do("POST", "/attach", req, nil)
+}
+
+func readState(r io.Reader) (state, error) {
+	var st state
+	b, err := io.ReadAll(io.LimitReader(r, maxState+1))
+	if err != nil {
+		return st, fmt.Errorf("read OCI state from stdin: %w", err)
+	}
+	if len(b) > maxState {
+		return st, fmt.Errorf("OCI state on stdin is larger than %d bytes", maxState)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("malformed OCI state on stdin: %w", err)
+	}
+	if st.ID == "" {
+		return st, errors.New("malformed OCI state on stdin: no container id")
+	}
+	return st, nil
+}
+
+// annotations come from the state; runtimes that leave them out of the
+// state (older runc) still have them in the bundle's config.json.
+func annotations(st state) (map[string]string, error) {
+	if _, ok := st.Annotations[api.AnnotationNetwork]; ok || st.Bundle == "" {
+		return st.Annotations, nil
+	}
+	b, err := os.ReadFile(filepath.Join(st.Bundle, "config.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return st.Annotations, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read bundle config: %w", err)
+	}
+	var spec struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return nil, fmt.Errorf("malformed %s: %w", filepath.Join(st.Bundle, "config.json"), err)
+	}
+	return spec.Annotations, nil
+}
+
+// namespace finds the containerd namespace: containerd's shims keep bundles
+// at <state>/io.containerd.runtime.v2.task/<namespace>/<id>; nerdctl also
+// records it in an annotation. Other runtimes have none.
+func namespace(st state, ann map[string]string) string {
+	const marker = "/io.containerd.runtime.v2.task/"
+	if i := strings.Index(st.Bundle, marker); i >= 0 {
+		rest := st.Bundle[i+len(marker):]
+		if ns, id, ok := strings.Cut(rest, "/"); ok && strings.TrimSuffix(id, "/") == st.ID {
+			return ns
+		}
+	}
+	return ann["nerdctl/namespace"]
+}
