@@ -38,6 +38,9 @@ func (m *Manager) Attach(req api.AttachRequest) (api.AttachResponse, error) {
 			for j := len(done) - 1; j >= 0; j-- {
 				m.detachEndpoint(done[j], ns)
 			}
+			if strings.HasPrefix(err.Error(), "network "+na.Name+":") {
+				return api.AttachResponse{}, err
+			}
 			return api.AttachResponse{}, fmt.Errorf("network %s: %w", na.Name, err)
 		}
 		done = append(done, ep)
@@ -242,7 +245,7 @@ func (m *Manager) takeAddresses(st *netState, na api.NetworkAttach, prefer []net
 				return nil, invalid("static address %q: %v", static, err)
 			}
 			if pool, err = st.alloc.Claim(addr); err != nil {
-				return nil, fmt.Errorf("static address %s: %w", addr, err)
+				return nil, fmt.Errorf("static address %w", err)
 			}
 		default:
 			addr, pool, err = claimPreferred(st.alloc, prefer, fam)

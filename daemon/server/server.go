@@ -14,6 +14,7 @@ import (
 
 	"github.com/underlay/underlay/daemon/api"
 	"github.com/underlay/underlay/daemon/network"
+	"github.com/underlay/underlay/ipam"
 )
 
 // Manager is what the API needs from the network manager.
@@ -170,7 +171,8 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 func (s *server) error(w http.ResponseWriter, what string, err error) {
 	code := http.StatusInternalServerError
 	switch {
-	case errors.Is(err, network.ErrInvalid):
+	case errors.Is(err, network.ErrInvalid), errors.Is(err, ipam.ErrNotInSubnet),
+		errors.Is(err, ipam.ErrReserved), errors.Is(err, ipam.ErrNoSubnet):
 		code = http.StatusBadRequest
 	case errors.Is(err, network.ErrNotFound):
 		code = http.StatusNotFound

@@ -59,8 +59,8 @@ ul__on_exit() {
 		local f
 		for f in "${UL_LOGS[@]}"; do
 			[[ -s $f ]] || continue
-			ul_log "--- last lines of $f ---"
-			tail -n 15 "$f" >&2
+			ul_log "--- $f (last lines, info level left out) ---"
+			grep -v 'level=info' "$f" | tail -n 15 >&2
 		done
 	fi
 	ul_run_cleanups
@@ -341,7 +341,8 @@ import_image_containerd() {
 # ---------------------------------------------------------------- underlayd
 
 # start_underlayd DIR [ARG...]: $BIN/underlayd with its socket and state under
-# DIR (and containerd events from the private containerd when one runs).
+# DIR (the socket is $UNDERLAY_SOCKET when set). With UL_UNDERLAYD_EVENTS=1
+# it also follows the private containerd's events.
 # Sets UL_UNDERLAY_SOCK and UL_UNDERLAYD_PID; defers stop_underlayd.
 start_underlayd() {
 	local dir=$1
@@ -351,7 +352,11 @@ start_underlayd() {
 	dir=$(cd "$dir" && pwd -P)
 	UL_UNDERLAY_SOCK=${UNDERLAY_SOCKET:-$dir/underlay.sock}
 	local args=(--socket "$UL_UNDERLAY_SOCK" --state-dir "$dir/state")
-	[[ -n ${UL_CONTAINERD_SOCK:-} ]] && args+=(--containerd-address "$UL_CONTAINERD_SOCK")
+	# Releasing on containerd events is a second path beside the poststop
+	# hook; opt in with UL_UNDERLAYD_EVENTS=1.
+	if [[ ${UL_UNDERLAYD_EVENTS:-0} == 1 && -n ${UL_CONTAINERD_SOCK:-} ]]; then
+		args+=(--containerd-address "$UL_CONTAINERD_SOCK")
+	fi
 	"$BIN/underlayd" "${args[@]}" "$@" >"$dir/underlayd.log" 2>&1 &
 	UL_UNDERLAYD_PID=$!
 	UL_LOGS+=("$dir/underlayd.log")
