@@ -21,6 +21,8 @@ const (
 	privilegedEnv = "UNDERLAY_PRIVILEGED"
 	// binEnv overrides where the built binaries are (default ../../bin).
 	binEnv = "UNDERLAY_BIN"
+	// eventsEnv=1 also points underlayd at the test's containerd events.
+	eventsEnv = "UNDERLAY_RUNTIME_EVENTS"
 
 	cmdTimeout = 60 * time.Second
 	busybox    = "/bin/busybox"

@@ -58,7 +58,7 @@ endpoint_lines() {
 # container_ip C: eth0's IPv4 address inside container C.
 container_ip() {
 	local out
-	out=$(uctr_exec "$1" ip -4 -o addr show dev eth0) || return 1
+	out=$(uctr_exec_out "$1" ip -4 -o addr show dev eth0) || return 1
 	awk 'NR == 1 { split($4, a, "/"); print a[1] }' <<<"$out"
 }
 
@@ -112,16 +112,16 @@ say uctr_run --runc-binary "$BIN/underlay-runc" \
 step "inside the containers"
 for c in "$A" "$B"; do
 	echo "--- $c: ip addr"
-	uctr_exec "$c" ip addr
+	uctr_exec_out "$c" ip addr
 	echo "--- $c: ip route"
-	uctr_exec "$c" ip route
+	uctr_exec_out "$c" ip route
 done
 IP_A=$(container_ip "$A")
 IP_B=$(container_ip "$B")
 [[ -n $IP_A ]] || ul_die "$A has no IPv4 address on eth0"
 [[ $IP_B == "$STATIC_IP" ]] || ul_die "$B has '$IP_B' on eth0, want the static $STATIC_IP"
 for c in "$A" "$B"; do
-	routes=$(uctr_exec "$c" ip route)
+	routes=$(uctr_exec_out "$c" ip route)
 	grep -q "^default via $ROUTER " <<<"$routes" || ul_die "$c has no default route via $ROUTER"
 done
 echo "$A got $IP_A (dynamic), $B got $IP_B (static); both route via $ROUTER"

@@ -276,8 +276,26 @@ uctr_run() {
 uctr_exec() {
 	local c=$1
 	shift
+	# Called in $(...) too, where the counter's increment is lost: add
+	# $BASHPID and $RANDOM so exec ids stay unique.
 	UL_EXEC_SEQ=$((UL_EXEC_SEQ + 1))
-	uctr task exec --fifo-dir "$UL_FIFO_DIR" --exec-id "ulx$$-$UL_EXEC_SEQ" "$c" "$@"
+	uctr task exec --fifo-dir "$UL_FIFO_DIR" --exec-id "ulx$BASHPID-$UL_EXEC_SEQ-$RANDOM" "$c" "$@"
+}
+
+# uctr_exec_out CONTAINER CMD...: uctr_exec for a CMD that always prints
+# something: ctr 1.6 `task exec` now and then exits 0 having lost a short
+# process's output, so empty output is retried (up to 3 tries).
+uctr_exec_out() {
+	local out i
+	for i in 1 2 3; do
+		out=$(uctr_exec "$@") || return 1
+		if [[ -n $out ]]; then
+			printf '%s\n' "$out"
+			return 0
+		fi
+	done
+	ul_log "ctr task exec $*: no output in 3 tries"
+	return 1
 }
 
 # uctr_remove CONTAINER: kill the task, wait until it stopped, delete it
