@@ -27,6 +27,8 @@ type Slave struct {
 	// (ipvlan l3/l3s).
 	Gateways  []netip.Addr
 	DevRoutes bool
+	// DevRouteFamilies are the families (4, 6) that get `default dev`.
+	DevRouteFamilies []int
 }
 
 var macvlanModes = map[string]netlink.MacvlanMode{
@@ -137,7 +139,7 @@ func configure(ns *Netns, h *netlink.Handle, l netlink.Link, s Slave) error {
 func addDefaultRoutes(h *netlink.Handle, l netlink.Link, s Slave) error {
 	idx := l.Attrs().Index
 	if s.DevRoutes {
-		for _, fam := range families(s.Addrs) {
+		for _, fam := range s.DevRouteFamilies {
 			r := &netlink.Route{LinkIndex: idx, Dst: defaultDst(fam), Scope: netlink.SCOPE_LINK}
 			if err := h.RouteAdd(r); err != nil {
 				return fmt.Errorf("add default route dev %s: %w", s.Name, err)

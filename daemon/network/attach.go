@@ -32,8 +32,12 @@ func (m *Manager) Attach(req api.AttachRequest) (api.AttachResponse, error) {
 	}
 	defer ns.Close()
 	var done []api.Endpoint
+	// Like Docker, the first network with a gateway of a family gives the
+	// container its default route for that family; later ones only add
+	// their subnet, or the second default route would clash.
+	routed := map[int]bool{}
 	for i, na := range req.Networks {
-		ep, err := m.attachOne(ns, req, i, na)
+		ep, err := m.attachOne(ns, req, i, na, routed)
 		if err != nil {
 			for j := len(done) - 1; j >= 0; j-- {
 				m.detachEndpoint(done[j], ns)
@@ -103,7 +107,7 @@ func (u *undoList) run() {
 	*u = nil
 }
 
-func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na api.NetworkAttach) (ep api.Endpoint, err error) {
+func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na api.NetworkAttach, routed map[int]bool) (ep api.Endpoint, err error) {
 	st, err := m.network(na.Name)
 	if err != nil {
 		return ep, err
@@ -166,9 +170,20 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	pools := st.alloc.Pools()
 	for _, a := range addrs {
 		ep.Addresses = append(ep.Addresses, a.String())
-		if gw, ok := gatewayFor(pools, a.Addr()); ok && !n.Internal && !slave.DevRoutes {
+		fam := 4
+		if a.Addr().Is6() {
+			fam = 6
+		}
+		if n.Internal || routed[fam] {
+			continue
+		}
+		if slave.DevRoutes {
+			slave.DevRouteFamilies = append(slave.DevRouteFamilies, fam)
+			routed[fam] = true
+		} else if gw, ok := gatewayFor(pools, a.Addr()); ok {
 			slave.Gateways = append(slave.Gateways, gw)
 			ep.Gateways = append(ep.Gateways, gw.String())
+			routed[fam] = true
 		}
 	}
 	if n.Driver == "macvlan" {

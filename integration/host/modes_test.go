@@ -1,0 +1,121 @@
+package host
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+
+	tl "github.com/underlay/underlay/integration/testlab"
+)
+
+// Private mode stops slaves of one parent from talking to each other; both
+// still reach the router. (vepa needs a hairpin-capable switch, which a
+// veth is not, so it behaves like private here.)
+func TestPrivilegedMacvlanModes(t *testing.T) {
+	tl.Require(t)
+	for i, mode := range []string{"bridge", "private", "vepa"} {
+		t.Run(mode, func(t *testing.T) {
+			p := "ulh9" + string(rune('a'+i))
+			lan := tl.NewLAN(t, p, "10.69.0.1/24")
+			d := tl.StartDaemon(t)
+			d.MustCLI(t, "network", "create", "--subnet=10.69.0.0/24", "-o", "parent="+lan.Uplink, "-o", "macvlan_mode="+mode, "m")
+			a, b := tl.NewContainer(t, p+"-a"), tl.NewContainer(t, p+"-b")
+			attach(t, d, a, "io.underlay.network", "m")
+			attach(t, d, b, "io.underlay.network", "m")
+			ping(t, a, "10.69.0.1")
+			ping(t, b, "10.69.0.1")
+			_, err := a.Exec("ping", "-c", "1", "-W", "1", "10.69.0.3")
+			if mode == "bridge" && err != nil {
+				t.Fatalf("bridge: slaves cannot reach each other: %v", err)
+			}
+			if mode != "bridge" && err == nil {
+				t.Fatalf("%s: slaves reached each other through the parent", mode)
+			}
+			mustContain(t, "mode", tl.MustRun(t, "nsenter", "-t", strconv.Itoa(a.Pid), "-n", "ip", "-d", "link", "show", "eth0"), "macvlan mode "+mode)
+		})
+	}
+}
+
+// Passthru gives the parent to one container; a second is refused up front
+// with a sentence, not EBUSY, and the first keeps working.
+func TestPrivilegedPassthruOneEndpoint(t *testing.T) {
+	tl.Require(t)
+	lan := tl.NewLAN(t, "ulha", "10.70.0.1/24")
+	d := tl.StartDaemon(t)
+	d.MustCLI(t, "network", "create", "--subnet=10.70.0.0/24", "-o", "parent="+lan.Uplink, "-o", "macvlan_mode=passthru", "pt")
+	a, b := tl.NewContainer(t, "ulha-a"), tl.NewContainer(t, "ulha-b")
+	attach(t, d, a, "io.underlay.network", "pt")
+	out, err := d.Attach(b, ann("io.underlay.network", "pt"))
+	if err == nil || !strings.Contains(out, "passthru gives parent ulhaup to one container, and ulha-a has it") {
+		t.Fatalf("second passthru: %v %s", err, out)
+	}
+	ping(t, a, "10.70.0.1")
+	if _, err := d.Detach(a, ann("io.underlay.network", "pt")); err != nil {
+		t.Fatal(err)
+	}
+	a.Kill()
+	attach(t, d, b, "io.underlay.network", "pt")
+	ping(t, b, "10.70.0.1")
+}
+
+// Two networks give eth0 and eth1 in order, each with its own address,
+// MAC and (only one default route per family) gateway.
+func TestPrivilegedTwoNetworks(t *testing.T) {
+	tl.Require(t)
+	l1 := tl.NewLAN(t, "ulhb", "10.71.0.1/24")
+	l2 := tl.NewLAN(t, "ulhc", "10.72.0.1/24")
+	d := tl.StartDaemon(t)
+	d.MustCLI(t, "network", "create", "--subnet=10.71.0.0/24", "-o", "parent="+l1.Uplink, "front")
+	d.MustCLI(t, "network", "create", "--subnet=10.72.0.0/24", "-o", "parent="+l2.Uplink, "back")
+	c := tl.NewContainer(t, "ulhb-c")
+	attach(t, d, c, "io.underlay.network", "front,back", "io.underlay.mac", "02:00:00:00:71:05",
+		"io.underlay.ip.back", "10.72.0.9")
+	mustContain(t, "eth0", exec(t, c, "ip", "addr", "show", "eth0"), "10.71.0.2/24", "02:00:00:00:71:05")
+	mustContain(t, "eth1", exec(t, c, "ip", "addr", "show", "eth1"), "10.72.0.9/24")
+	routes := exec(t, c, "ip", "-4", "route")
+	if strings.Count(routes, "default") != 1 || !strings.Contains(routes, "default via 10.71.0.1 dev eth0") {
+		t.Fatalf("routes:\n%s", routes)
+	}
+	ping(t, c, "10.71.0.1")
+	ping(t, c, "10.72.0.1")
+	if _, err := d.Detach(c, ann("io.underlay.network", "front,back")); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Endpoints(t); len(got) != 0 {
+		t.Fatalf("endpoints after detach: %v", got)
+	}
+	if got := exec(t, c, "ip", "-br", "link"); strings.Contains(got, "eth") {
+		t.Fatalf("interfaces left:\n%s", got)
+	}
+}
+
+// State survives a daemon restart: endpoints stay listed, their leases stay
+// taken, and a detach after the restart releases them.
+func TestPrivilegedDaemonRestartKeepsState(t *testing.T) {
+	tl.Require(t)
+	lan := tl.NewLAN(t, "ulhd", "10.73.0.1/24")
+	d := tl.StartDaemon(t)
+	d.MustCLI(t, "network", "create", "--subnet=10.73.0.0/24", "--ip-range=10.73.0.8/30", "-o", "parent="+lan.Uplink, "keep")
+	a := tl.NewContainer(t, "ulhd-a")
+	attach(t, d, a, "io.underlay.network", "keep")
+	d.Stop()
+	d.Start()
+	eps := d.Endpoints(t)
+	if len(eps) != 1 || eps[0][3] != "10.73.0.8/24" {
+		t.Fatalf("after restart: %v", eps)
+	}
+	b := tl.NewContainer(t, "ulhd-b")
+	attach(t, d, b, "io.underlay.network", "keep")
+	mustContain(t, "b", exec(t, b, "ip", "-4", "addr", "show", "eth0"), "10.73.0.9/24")
+	if _, err := d.Detach(a, ann("io.underlay.network", "keep")); err != nil {
+		t.Fatal(err)
+	}
+	c := tl.NewContainer(t, "ulhd-c")
+	attach(t, d, c, "io.underlay.network", "keep")
+	mustContain(t, "c reuses a's address", exec(t, c, "ip", "-4", "addr", "show", "eth0"), "10.73.0.8/24")
+	// Attaching the same container twice is harmless.
+	attach(t, d, c, "io.underlay.network", "keep")
+	if got := d.Endpoints(t); len(got) != 2 {
+		t.Fatalf("endpoints: %v", got)
+	}
+}
