@@ -16,7 +16,9 @@
 //	make build
 //	sudo UNDERLAY_PRIVILEGED=1 go test -v -count=1 ./integration/runtime/
 //
-// The binaries are taken from ../../bin, or from $UNDERLAY_BIN.
+// The binaries are taken from ../../bin, or from $UNDERLAY_BIN. Addresses are
+// released by the poststop hook; UNDERLAY_RUNTIME_EVENTS=1 also points
+// underlayd at the test containerd's events (--containerd-address).
 // integration/scripts/selftest.sh checks the lab itself (image import,
 // private containerd and podman, the LAN) without underlay's binaries.
 package runtime

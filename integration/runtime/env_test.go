@@ -116,6 +116,10 @@ type daemon struct {
 	cmd  *exec.Cmd
 	log  string
 	done chan struct{}
+	err  error // from Wait, valid once done is closed
+	// cleanExit: a non-zero exit after SIGTERM fails the test (underlayd's
+	// contract; containerd's exit status is not ours to judge).
+	cleanExit bool
 }
 
 // startDaemon starts name with args, stdout and stderr to logPath. Cleanup
@@ -135,14 +139,14 @@ func startDaemon(t *testing.T, logPath string, env []string, name string, args .
 	}
 	d := &daemon{name: filepath.Base(name), cmd: cmd, log: logPath, done: make(chan struct{})}
 	go func() {
-		_ = cmd.Wait()
+		d.err = cmd.Wait()
 		logf.Close()
 		close(d.done)
 	}()
 	t.Cleanup(func() {
 		d.stop(t)
 		if t.Failed() {
-			t.Logf("--- %s log (%s), last lines:\n%s", d.name, logPath, tail(logPath, 30))
+			t.Logf("--- %s log (%s), last lines but info:\n%s", d.name, logPath, tail(logPath, 30))
 		}
 	})
 	return d
@@ -164,6 +168,9 @@ func (d *daemon) stop(t *testing.T) {
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-d.done:
+		if d.cleanExit && d.err != nil {
+			t.Errorf("%s did not exit cleanly on SIGTERM: %v", d.name, d.err)
+		}
 	case <-time.After(10 * time.Second):
 		t.Errorf("%s ignored SIGTERM for 10s; killing it", d.name)
 		_ = d.cmd.Process.Kill()
@@ -191,12 +198,19 @@ func (d *daemon) waitFor(t *testing.T, what string, timeout time.Duration, ready
 	}
 }
 
+// tail returns the last n lines of a log, leaving out containerd's
+// level=info chatter (plugin loading, shim start and stop).
 func tail(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err.Error()
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	var lines []string
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if !strings.Contains(l, "level=info") {
+			lines = append(lines, l)
+		}
+	}
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}

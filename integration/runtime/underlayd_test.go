@@ -30,6 +30,7 @@ func startUnderlayd(t *testing.T, bin, dir, sock, containerdAddr string) *underl
 		args = append(args, "--containerd-address", containerdAddr)
 	}
 	d := startDaemon(t, filepath.Join(dir, "underlayd.log"), nil, filepath.Join(bin, "underlayd"), args...)
+	d.cleanExit = true
 	d.waitFor(t, "socket "+sock, 10*time.Second, func() error {
 		fi, err := os.Stat(sock)
 		if err != nil {

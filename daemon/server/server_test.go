@@ -1,0 +1,115 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/daemon/network"
+	"github.com/underlay/underlay/ipam"
+)
+
+// fakeManager records calls and returns err.
+type fakeManager struct {
+	err     error
+	created []api.NetworkCreate
+}
+
+func (f *fakeManager) Create(r api.NetworkCreate) (api.Network, error) {
+	f.created = append(f.created, r)
+	return api.Network{Name: r.Name}, f.err
+}
+func (f *fakeManager) Remove(string) error                 { return f.err }
+func (f *fakeManager) List() []api.Network                 { return nil }
+func (f *fakeManager) Inspect(string) (api.Network, error) { return api.Network{}, f.err }
+func (f *fakeManager) Endpoints() []api.Endpoint           { return nil }
+func (f *fakeManager) Attach(api.AttachRequest) (api.AttachResponse, error) {
+	return api.AttachResponse{}, f.err
+}
+func (f *fakeManager) Detach(api.DetachRequest) (api.DetachResponse, error) {
+	return api.DetachResponse{}, f.err
+}
+
+func do(t *testing.T, h http.Handler, method, path, body string) (int, string) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	b, _ := io.ReadAll(rec.Body)
+	return rec.Code, string(b)
+}
+
+func TestDecodeBounds(t *testing.T) {
+	f := &fakeManager{}
+	h := Handler(f, slog.New(slog.DiscardHandler), nil)
+	cases := []struct {
+		name, body string
+		code       int
+		want       string
+	}{
+		{"ok", `{"name":"n","subnets":["10.0.0.0/24"]}`, 201, `"name":"n"`},
+		{"unknown field", `{"name":"n","colour":"red"}`, 400, `unknown field \"colour\"`},
+		{"malformed", `{"name":`, 400, "malformed request"},
+		{"trailing data", `{"name":"n"} {"name":"m"}`, 400, "data after the JSON object"},
+		{"wrong type", `{"name":5}`, 400, "malformed request"},
+		{"oversized", `{"name":"` + strings.Repeat("a", api.MaxBodyBytes) + `"}`, 413, "request body larger than"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f.created = nil
+			code, body := do(t, h, "POST", "/v1/networks", c.body)
+			if code != c.code || !strings.Contains(body, c.want) {
+				t.Fatalf("got %d %s, want %d %q", code, body, c.code, c.want)
+			}
+			if c.code != 201 && len(f.created) != 0 {
+				t.Fatal("manager called for a bad request")
+			}
+		})
+	}
+}
+
+func TestErrorCodes(t *testing.T) {
+	cases := []struct {
+		err  error
+		code int
+	}{
+		{fmt.Errorf("network x: %w", network.ErrNotFound), 404},
+		{fmt.Errorf("network x: %w", network.ErrExists), 409},
+		{fmt.Errorf("10.0.0.1: %w", ipam.ErrAddressInUse), 409},
+		{fmt.Errorf("10.9.0.1: %w", ipam.ErrNotInSubnet), 400},
+		{fmt.Errorf("x: %w", network.ErrParentBusy), 409},
+		{fmt.Errorf("x: %w", ipam.ErrPoolExhausted), 507},
+		{errors.New("netlink exploded"), 500},
+	}
+	for _, c := range cases {
+		f := &fakeManager{err: c.err}
+		h := Handler(f, slog.New(slog.DiscardHandler), nil)
+		code, body := do(t, h, "POST", "/v1/attach", `{"container_id":"c","pid":5,"networks":[{"name":"n"}]}`)
+		if code != c.code || !strings.Contains(body, c.err.Error()) {
+			t.Errorf("%v: got %d %s, want %d", c.err, code, body, c.code)
+		}
+	}
+}
+
+func TestAuthorizerGuardsChanges(t *testing.T) {
+	f := &fakeManager{}
+	deny := func(*http.Request) error { return errors.New("permission denied: uid 1000") }
+	h := Handler(f, slog.New(slog.DiscardHandler), deny)
+	if code, _ := do(t, h, "GET", "/v1/networks", ""); code != 200 {
+		t.Fatalf("read refused: %d", code)
+	}
+	for _, r := range [][2]string{{"POST", "/v1/networks"}, {"DELETE", "/v1/networks/x"}, {"POST", "/v1/attach"}, {"POST", "/v1/detach"}} {
+		if code, body := do(t, h, r[0], r[1], `{}`); code != 403 || !strings.Contains(body, "permission denied") {
+			t.Errorf("%s %s: %d %s", r[0], r[1], code, body)
+		}
+	}
+	if code, body := do(t, h, "GET", "/v1/nope", ""); code != 404 || !strings.Contains(body, "no such API route") {
+		t.Fatalf("unknown route: %d %s", code, body)
+	}
+}
