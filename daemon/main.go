@@ -84,10 +84,22 @@ func run(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	if addr := c.String("containerd-address"); addr != "" {
-		if err := startEvents(ctx, addr, mgr, log); err != nil {
-			return err
+	// Reconcile before serving, so a container deleted while underlayd was
+	// down gives its addresses back before anyone asks for them.
+	if n, err := mgr.Reconcile(); err != nil {
+		log.Error("reconcile at start failed", "err", err)
+	} else if n > 0 {
+		log.Info("reconciled at start", "released", n)
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-time.After(reconcileEvery):
+			reconcileLoop(ctx, mgr, log)
 		}
+	}()
+	if addr := c.String("containerd-address"); addr != "" {
+		startEvents(ctx, addr, mgr, log)
 	}
 
 	srv := &http.Server{

@@ -14,20 +14,16 @@ import (
 	"path/filepath"
 	"strings"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/underlay/underlay/daemon/api"
 )
 
 // maxState bounds stdin: an OCI state is a few KiB.
 const maxState = 1 << 20
 
-// state is the part of the OCI runtime state the hook reads.
-type state struct {
-	ID          string            `json:"id"`
-	Status      string            `json:"status"`
-	Pid         int               `json:"pid"`
-	Bundle      string            `json:"bundle"`
-	Annotations map[string]string `json:"annotations"`
-}
+// state is the OCI runtime state the hook reads on stdin.
+type state = specs.State
 
 func main() {
 	if err := run(os.Args[1:], os.Stdin); err != nil {
@@ -52,9 +48,9 @@ func run(args []string, stdin io.Reader) error {
 	}
 	if stage == "" {
 		switch st.Status {
-		case "creating", "created":
+		case specs.StateCreating, specs.StateCreated:
 			stage = "createRuntime"
-		case "stopped":
+		case specs.StateStopped:
 			stage = "poststop"
 		default:
 			return fmt.Errorf("no stage given and container status %q names none", st.Status)

@@ -194,8 +194,10 @@ func (c *containerd) removeAll(t *testing.T) {
 // TestRuntimeContainerd runs two containers through containerd and
 // underlay-runc on a macvlan network (one dynamic address, one static with a
 // static MAC), checks what they see and that they reach each other and the
-// router, then removes them and checks that the addresses are released and
-// the static one can be taken again.
+// router; that a container asking for a taken address does not start and a
+// container without the annotation is left alone; then removes the two and
+// checks that the addresses are released and the static one can be taken
+// again.
 func TestRuntimeContainerd(t *testing.T) {
 	bin := requirePrivileged(t, "containerd", "ctr", "containerd-shim-runc-v2")
 	const (
@@ -210,11 +212,11 @@ func TestRuntimeContainerd(t *testing.T) {
 
 	sock := filepath.Join(dir, "underlay.sock")
 	ctrd := startContainerd(t, filepath.Join(dir, "containerd"), ns, "UNDERLAY_SOCKET="+sock)
-	// The poststop hook is the release path under test. Following
-	// containerd's events is a second one; opt in with UNDERLAY_RUNTIME_EVENTS=1.
-	events := ""
-	if os.Getenv(eventsEnv) == "1" {
-		events = ctrd.sock
+	// The poststop hook and containerd's events both release addresses;
+	// UNDERLAY_RUNTIME_EVENTS=0 leaves the hook alone to prove it.
+	events := ctrd.sock
+	if os.Getenv(eventsEnv) == "0" {
+		events = ""
 	}
 	uld := startUnderlayd(t, bin, filepath.Join(dir, "underlayd"), sock, events)
 
@@ -263,6 +265,36 @@ func TestRuntimeContainerd(t *testing.T) {
 
 	uld.checkEndpoint(t, network, a, ipA)
 	uld.checkEndpoint(t, network, b, ipB)
+
+	// A taken static address: the hook fails, so runc create fails and the
+	// container does not start; nothing is left attached for it.
+	const dup = "ulrt-dup"
+	err := ctrd.runContainer(dup, imageRef, runc, "io.underlay.network="+network, "io.underlay.ip="+static)
+	if err == nil {
+		t.Errorf("%s started with %s, which %s holds", dup, static, b)
+	} else if !strings.Contains(err.Error(), "in use") {
+		t.Errorf("%s with a taken address: want an \"address already in use\" error, got: %v", dup, err)
+	}
+	if err := ctrd.remove(dup); err != nil {
+		t.Fatalf("remove %s: %v", dup, err)
+	}
+	if hits := uld.endpoints(t, dup); len(hits) != 0 {
+		t.Errorf("endpoint ls lists %s, which never started:\n%s", dup, strings.Join(hits, "\n"))
+	}
+
+	// No annotation: underlay-runc and the hook leave the container alone.
+	const plain = "ulrt-plain"
+	if err := ctrd.runContainer(plain, imageRef, runc); err != nil {
+		t.Fatalf("run %s without annotations through underlay-runc: %v", plain, err)
+	}
+	if out, err := ctrd.exec(plain)("ip", "-o", "link"); err != nil {
+		t.Errorf("%s: %v", plain, err)
+	} else if strings.Contains(out, "eth0") {
+		t.Errorf("%s has no annotation but got an eth0:\n%s", plain, out)
+	}
+	if err := ctrd.remove(plain); err != nil {
+		t.Fatalf("remove %s: %v", plain, err)
+	}
 
 	for _, id := range []string{a, b} {
 		if err := ctrd.remove(id); err != nil {

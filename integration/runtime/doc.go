@@ -17,8 +17,9 @@
 //	sudo UNDERLAY_PRIVILEGED=1 go test -v -count=1 ./integration/runtime/
 //
 // The binaries are taken from ../../bin, or from $UNDERLAY_BIN. Addresses are
-// released by the poststop hook; UNDERLAY_RUNTIME_EVENTS=1 also points
-// underlayd at the test containerd's events (--containerd-address).
+// released by the poststop hook, and underlayd also follows the test
+// containerd's events (--containerd-address; UNDERLAY_RUNTIME_EVENTS=0 turns
+// that off).
 // integration/scripts/selftest.sh checks the lab itself (image import,
 // private containerd and podman, the LAN) without underlay's binaries.
 package runtime

@@ -21,7 +21,7 @@ const (
 	privilegedEnv = "UNDERLAY_PRIVILEGED"
 	// binEnv overrides where the built binaries are (default ../../bin).
 	binEnv = "UNDERLAY_BIN"
-	// eventsEnv=1 also points underlayd at the test's containerd events.
+	// eventsEnv=0 stops underlayd following the test's containerd events.
 	eventsEnv = "UNDERLAY_RUNTIME_EVENTS"
 
 	cmdTimeout = 60 * time.Second

@@ -74,20 +74,6 @@ ul_trap_init() {
 	trap 'exit 143' TERM
 }
 
-# ul_wait_for SECONDS DESCRIPTION CMD [ARG...]: poll CMD every 0.1 s.
-ul_wait_for() {
-	local secs=$1 desc=$2
-	shift 2
-	local deadline=$((SECONDS + secs))
-	until "$@" >/dev/null 2>&1; do
-		if ((SECONDS >= deadline)); then
-			ul_log "timed out after ${secs}s waiting for $desc"
-			return 1
-		fi
-		sleep 0.1
-	done
-}
-
 # ul_kill_pid PID [SECONDS]: SIGTERM, wait, then SIGKILL. Only for PIDs we
 # started ourselves.
 ul_kill_pid() {
@@ -359,8 +345,8 @@ import_image_containerd() {
 # ---------------------------------------------------------------- underlayd
 
 # start_underlayd DIR [ARG...]: $BIN/underlayd with its socket and state under
-# DIR (the socket is $UNDERLAY_SOCKET when set). With UL_UNDERLAYD_EVENTS=1
-# it also follows the private containerd's events.
+# DIR (the socket is $UNDERLAY_SOCKET when set). It follows the private
+# containerd's events when one is running (UL_UNDERLAYD_EVENTS=0 turns that off).
 # Sets UL_UNDERLAY_SOCK and UL_UNDERLAYD_PID; defers stop_underlayd.
 start_underlayd() {
 	local dir=$1
@@ -371,8 +357,8 @@ start_underlayd() {
 	UL_UNDERLAY_SOCK=${UNDERLAY_SOCKET:-$dir/underlay.sock}
 	local args=(--socket "$UL_UNDERLAY_SOCK" --state-dir "$dir/state")
 	# Releasing on containerd events is a second path beside the poststop
-	# hook; opt in with UL_UNDERLAYD_EVENTS=1.
-	if [[ ${UL_UNDERLAYD_EVENTS:-0} == 1 && -n ${UL_CONTAINERD_SOCK:-} ]]; then
+	# hook.
+	if [[ ${UL_UNDERLAYD_EVENTS:-1} == 1 && -n ${UL_CONTAINERD_SOCK:-} ]]; then
 		args+=(--containerd-address "$UL_CONTAINERD_SOCK")
 	fi
 	"$BIN/underlayd" "${args[@]}" "$@" >"$dir/underlayd.log" 2>&1 &
@@ -469,6 +455,8 @@ podman_setup() {
 	local dir=$1
 	mkdir -p "$dir"/{root,runroot,tmp,net,hooks}
 	dir=$(cd "$dir" && pwd -P)
+	# podman refuses a runroot longer than 50 characters.
+	((${#dir} <= 42)) || ul_die "podman dir $dir too long (runroot must be <= 50 chars)"
 	UL_PODMAN_DIR=$dir
 	cat >"$dir/containers.conf" <<-EOF
 		[containers]
@@ -494,19 +482,24 @@ podman_setup() {
 	ul_defer podman_teardown
 }
 
-# upodman ARG...: podman with the private configuration.
+# upodman ARG...: podman with the private configuration (and the hooks dir
+# of podman_hooks_dir, once written).
 upodman() {
+	local hooks=()
+	[[ -n ${UL_PODMAN_HOOKS:-} ]] && hooks=(--hooks-dir "$UL_PODMAN_HOOKS")
 	podman --root "$UL_PODMAN_DIR/root" --runroot "$UL_PODMAN_DIR/runroot" \
 		--tmpdir "$UL_PODMAN_DIR/tmp" --cgroup-manager cgroupfs \
-		--events-backend file --runtime runc "$@"
+		--events-backend file --runtime runc "${hooks[@]}" "$@"
 }
 
 # podman_hooks_dir DIR HOOK SOCKET: hooks.d JSON (schema 1.0.0) that runs
 # HOOK (the built underlay-hook) at createRuntime and poststop for containers
-# annotated io.underlay.network, with UNDERLAY_SOCKET=SOCKET.
+# annotated io.underlay.network, with UNDERLAY_SOCKET=SOCKET. Sets
+# UL_PODMAN_HOOKS, which upodman passes as --hooks-dir.
 podman_hooks_dir() {
 	local dir=$1 hook=$2 sock=$3 stage
 	mkdir -p "$dir"
+	UL_PODMAN_HOOKS=$(cd "$dir" && pwd -P)
 	for stage in createRuntime poststop; do
 		cat >"$dir/underlay-$stage.json" <<-EOF
 			{
