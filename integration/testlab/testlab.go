@@ -266,3 +266,19 @@ func (d *Daemon) Endpoints(t testing.TB) [][]string {
 	}
 	return rows
 }
+
+// RequireVM is Require for tests that need ipvlan, 802.1q or dummy, which
+// only the VM's kernel has (make test-vm sets UNDERLAY_VM=1).
+func RequireVM(t testing.TB) {
+	t.Helper()
+	if os.Getenv("UNDERLAY_VM") != "1" {
+		t.Skip("VM-only test (ipvlan, 802.1q, dummy): run make test-vm")
+	}
+	Require(t)
+}
+
+// LinkExists reports whether the host has a link of that name.
+func LinkExists(name string) bool {
+	_, err := Run("ip", "link", "show", "dev", name)
+	return err == nil
+}
