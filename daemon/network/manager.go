@@ -129,7 +129,29 @@ func New(s Store, log *slog.Logger) (*Manager, error) {
 		st.eps[string(store.EndpointKey(ep))] = ep
 		m.refs[ep.Parent]++
 	}
+	m.undoInterrupted()
 	return m, nil
+}
+
+// undoInterrupted rolls back attaches that a crash cut short: their intent
+// was recorded but never committed, so the hook failed and the runtime did
+// not start the container. The interface, if it was made, is deleted and
+// the leases are released.
+func (m *Manager) undoInterrupted() {
+	for _, ep := range m.Endpoints() {
+		if ep.State == stateAttached {
+			continue
+		}
+		ns := link.FindNetns(ep.NetnsInode, 0)
+		if err := m.detachEndpoint(ep, ns); err != nil {
+			m.log.Error("interrupted attach not undone", "network", ep.Network, "container", containerName(ep), "err", err)
+		} else {
+			m.log.Info("interrupted attach undone", "network", ep.Network, "container", containerName(ep))
+		}
+		if ns != nil {
+			ns.Close()
+		}
+	}
 }
 
 func newState(n api.Network) (*netState, error) {

@@ -1,0 +1,140 @@
+package network
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/daemon/store"
+	tl "github.com/underlay/underlay/integration/testlab"
+)
+
+func newManager(t *testing.T, dir string) (*Manager, *store.Store) {
+	t.Helper()
+	s, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(s, slog.New(slog.DiscardHandler))
+	if err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
+	return m, s
+}
+
+// 100 containers attach at once across three networks: all succeed, every
+// address is distinct, and the store holds exactly those leases; then they
+// all detach at once and every lease is free. Run with -race.
+func TestPrivilegedConcurrentAttach(t *testing.T) {
+	tl.Require(t)
+	const perNet, nets = 34, 3
+	m, s := newManager(t, t.TempDir())
+	defer s.Close()
+	for i := 0; i < nets; i++ {
+		lan := tl.NewLAN(t, fmt.Sprintf("ulm%d", i), fmt.Sprintf("10.8%d.0.1/24", i))
+		_, err := m.Create(api.NetworkCreate{Name: fmt.Sprintf("n%d", i), Subnets: []string{fmt.Sprintf("10.8%d.0.0/24", i)},
+			Options: map[string]string{"parent": lan.Uplink}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var cs []*tl.Container
+	for i := 0; i < perNet*nets; i++ {
+		cs = append(cs, tl.NewContainer(t, fmt.Sprintf("ulm-c%d", i)))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(cs))
+	for i, c := range cs {
+		wg.Add(1)
+		go func(i int, c *tl.Container) {
+			defer wg.Done()
+			_, err := m.Attach(api.AttachRequest{ContainerID: c.ID, Pid: c.Pid,
+				Networks: []api.NetworkAttach{{Name: fmt.Sprintf("n%d", i%nets)}}})
+			errs <- err
+		}(i, c)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	for _, ep := range m.Endpoints() {
+		if seen[ep.Addresses[0]] {
+			t.Fatalf("address %s handed out twice", ep.Addresses[0])
+		}
+		seen[ep.Addresses[0]] = true
+	}
+	if len(seen) != len(cs) {
+		t.Fatalf("%d endpoints for %d containers", len(seen), len(cs))
+	}
+	for i := 0; i < nets; i++ {
+		leases, _ := s.Leases(fmt.Sprintf("n%d", i))
+		if len(leases) != perNet {
+			t.Fatalf("network n%d has %d leases, want %d", i, len(leases), perNet)
+		}
+	}
+	// The address inside a container is the one recorded.
+	ep := m.Endpoints()[0]
+	for _, c := range cs {
+		if c.ID == ep.ContainerID {
+			out, _ := c.Exec("ip", "-4", "addr", "show", "eth0")
+			if p := netip.MustParsePrefix(ep.Addresses[0]); !strings.Contains(out, p.String()) {
+				t.Fatalf("%s: store says %s, container has:\n%s", c.ID, p, out)
+			}
+		}
+	}
+	for _, c := range cs {
+		wg.Add(1)
+		go func(c *tl.Container) {
+			defer wg.Done()
+			if _, err := m.Detach(api.DetachRequest{ContainerID: c.ID, Pid: c.Pid}); err != nil {
+				t.Error(err)
+			}
+		}(c)
+	}
+	wg.Wait()
+	for i := 0; i < nets; i++ {
+		if leases, _ := s.Leases(fmt.Sprintf("n%d", i)); len(leases) != 0 {
+			t.Fatalf("leases left on n%d: %v", i, leases)
+		}
+	}
+}
+
+
+// An attach cut short by a crash (intent recorded, never committed) is
+// undone when the manager starts: the lease is free again.
+func TestPrivilegedInterruptedAttachUndone(t *testing.T) {
+	tl.Require(t)
+	dir := t.TempDir()
+	lan := tl.NewLAN(t, "ulmx", "10.89.0.1/24")
+	m, s := newManager(t, dir)
+	if _, err := m.Create(api.NetworkCreate{Name: "x", Subnets: []string{"10.89.0.0/24"}, Options: map[string]string{"parent": lan.Uplink}}); err != nil {
+		t.Fatal(err)
+	}
+	c := tl.NewContainer(t, "ulmx-c")
+	ep := api.Endpoint{Network: "x", ContainerID: c.ID, IfName: "eth0", Addresses: []string{"10.89.0.2/24"}, State: stateAttaching, Parent: lan.Uplink}
+	if err := s.PutEndpoint(ep); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	m, s = newManager(t, dir)
+	defer s.Close()
+	if eps := m.Endpoints(); len(eps) != 0 {
+		t.Fatalf("interrupted attach kept: %v", eps)
+	}
+	if leases, _ := s.Leases("x"); len(leases) != 0 {
+		t.Fatalf("lease kept: %v", leases)
+	}
+	resp, err := m.Attach(api.AttachRequest{ContainerID: c.ID, Pid: c.Pid, Networks: []api.NetworkAttach{{Name: "x"}}})
+	if err != nil || resp.Endpoints[0].Addresses[0] != "10.89.0.2/24" {
+		t.Fatalf("attach after undo: %v %+v", err, resp)
+	}
+}
