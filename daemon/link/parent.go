@@ -69,17 +69,24 @@ func Delete(name string) error {
 func Supported() map[string]error {
 	out := map[string]error{}
 	for _, kind := range []string{"macvlan", "ipvlan", "vlan", "dummy"} {
-		out[kind] = probe(kind)
+		out[kind] = Probe(kind)
 	}
 	return out
 }
 
-func probe(kind string) error {
+// Probe reports whether this kernel can create links of kind, without
+// creating one.
+func Probe(kind string) error {
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = "ulprobe0"
+	// Slave kinds get a parent index that cannot exist: a kernel with the
+	// type answers ENODEV, one without it EOPNOTSUPP. Dummy gets a
+	// malformed MAC: EINVAL with the type, EOPNOTSUPP without.
+	attrs.ParentIndex = 1 << 30
 	var l netlink.Link
 	switch kind {
 	case "dummy":
+		attrs.ParentIndex = 0
 		attrs.HardwareAddr = []byte{2, 0, 0}
 		l = &netlink.Dummy{LinkAttrs: attrs}
 	case "macvlan":
@@ -92,13 +99,16 @@ func probe(kind string) error {
 		return fmt.Errorf("unknown link type %s", kind)
 	}
 	err := netlink.LinkAdd(l)
-	if err == nil {
+	var errno unix.Errno
+	switch {
+	case err == nil:
 		// Should not happen; leave nothing behind if it does.
 		_ = netlink.LinkDel(l)
 		return nil
-	}
-	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EAFNOSUPPORT) {
+	case errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EAFNOSUPPORT):
 		return kernelErr(kind, err)
+	case errors.As(err, &errno):
+		return nil
 	}
-	return nil
+	return fmt.Errorf("probe %s: %w", kind, err)
 }

@@ -39,6 +39,11 @@ func (m *Manager) Create(req api.NetworkCreate) (api.Network, error) {
 	if err := m.checkParentRules(n, pools); err != nil {
 		return api.Network{}, err
 	}
+	// A kernel without the driver is caught here, not at the first
+	// container. (Missing 802.1q or dummy shows when the parent is made.)
+	if err := link.Probe(n.Driver); err != nil {
+		return api.Network{}, invalid("driver %s: %v", n.Driver, err)
+	}
 	created, err := m.ensureParent(n)
 	if err != nil {
 		return api.Network{}, err

@@ -108,7 +108,6 @@ func TestPrivilegedConcurrentAttach(t *testing.T) {
 	}
 }
 
-
 // An attach cut short by a crash (intent recorded, never committed) is
 // undone when the manager starts: the lease is free again.
 func TestPrivilegedInterruptedAttachUndone(t *testing.T) {

@@ -175,3 +175,40 @@ func TestPrivilegedHookDaemonDown(t *testing.T) {
 	}
 	_ = os.Remove(d.Socket)
 }
+
+// A kernel without a driver gets a sentence naming the missing feature at
+// network create. The host kernel lacks ipvlan, 802.1q and dummy; the VM's
+// has them all: the test follows what `underlay doctor` reports.
+func TestPrivilegedMissingKernelFeature(t *testing.T) {
+	tl.Require(t)
+	lan := tl.NewLAN(t, "ulhk", "10.74.0.1/24")
+	d := tl.StartDaemon(t)
+	raw, _ := d.CLI("doctor", lan.Uplink)
+	var lines []string
+	for _, l := range strings.Split(raw, "\n") {
+		lines = append(lines, strings.Join(strings.Fields(l), " "))
+	}
+	doctor := strings.Join(lines, "\n")
+	mustContain(t, "doctor", doctor, "kernel macvlan supported", "parent "+lan.Uplink+" up (veth, mtu 1500)", "answers")
+	cases := []struct {
+		feature, want string
+		args          []string
+	}{
+		{"ipvlan", "ipvlan interfaces are not supported by this kernel", []string{"-d", "ipvlan", "--subnet=10.74.0.0/24", "-o", "parent=" + lan.Uplink, "k1"}},
+		{"vlan", "vlan interfaces are not supported by this kernel", []string{"--subnet=10.75.0.0/24", "-o", "parent=" + lan.Uplink + ".7", "k2"}},
+		{"dummy", "dummy interfaces are not supported by this kernel", []string{"--internal", "--subnet=10.76.0.0/24", "k3"}},
+	}
+	for _, c := range cases {
+		missing := strings.Contains(doctor, "kernel "+c.feature+" MISSING")
+		out, err := d.CLI(append([]string{"network", "create"}, c.args...)...)
+		switch {
+		case missing && (err == nil || !strings.Contains(out, c.want)):
+			t.Errorf("%s missing: want %q, got %v %s", c.feature, c.want, err, out)
+		case !missing && err != nil:
+			t.Errorf("%s supported, create failed: %s", c.feature, out)
+		}
+	}
+	if got := hostLinks(t, "ulhk"); len(got) != 1 {
+		t.Fatalf("links left: %v", got)
+	}
+}

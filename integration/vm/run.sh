@@ -22,6 +22,12 @@
 #   UNDERLAY_VM_REFRESH     1: re-resolve linux-image-amd64 now (otherwise
 #                           at most once a day)
 #   UNDERLAY_VM_MEM, UNDERLAY_VM_SMP  guest RAM (MiB, 1024) and CPUs (2)
+#   UNDERLAY_VM_MACHINE     qemu machine: microvm (default; no PCI, fastest
+#                           boot) or pc
+#   UNDERLAY_VM_CPU         qemu CPU model (max: has RDRAND, so the guest's
+#                           RNG is ready at once and Go's crypto/rand and
+#                           getrandom do not block for a second)
+#   UNDERLAY_VM_QEMU_ARGS   extra qemu arguments (word-split)
 #   UNDERLAY_VM_BOOT        vmlinux (default: uncompressed ELF, PVH entry)
 #                           or bzimage (Debian's XZ-compressed vmlinuz)
 #   UNDERLAY_VM_BIOS        firmware passed with -bios (default qboot.rom
@@ -38,6 +44,7 @@ MEM=${UNDERLAY_VM_MEM:-1024}
 SMP=${UNDERLAY_VM_SMP:-2}
 BOOT=${UNDERLAY_VM_BOOT:-vmlinux}
 CPU=${UNDERLAY_VM_CPU:-max}
+MACHINE=${UNDERLAY_VM_MACHINE:-microvm}
 LOGFILE=${UNDERLAY_VM_LOG:-}
 QUIET=${UNDERLAY_VM_QUIET:-0}
 # Modules wanted in the guest; their dependencies are added automatically.
@@ -79,6 +86,7 @@ done
 work=$(mktemp -d "${TMPDIR:-/tmp}/underlay-vm.XXXXXX")
 qpid=
 keep_log=
+# shellcheck disable=SC2317 # called from the EXIT trap
 cleanup() {
 	local rc=$?
 	if [[ -n $qpid ]] && kill -0 "$qpid" 2>/dev/null; then
@@ -131,7 +139,7 @@ ensure_host_tools() {
 	command -v dpkg-deb >/dev/null || need+=(dpkg)
 	command -v flock >/dev/null || need+=(util-linux)
 	((${#need[@]} == 0)) || apt_install "${need[@]}"
-	[[ -x $BUSYBOX ]] && ! is_dynamic "$BUSYBOX" || die "$BUSYBOX is not a static busybox"
+	if [[ ! -x $BUSYBOX ]] || is_dynamic "$BUSYBOX"; then die "$BUSYBOX is not a static busybox"; fi
 }
 
 # ------------------------------------------------------------ kernel cache
@@ -170,6 +178,7 @@ apt_version() {
 # extract_vmlinux BZIMAGE OUT: decompress the XZ payload of a bzImage.
 extract_vmlinux() {
 	local off
+	# shellcheck disable=SC2013 # offsets are single words
 	for off in $(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$1" | cut -d: -f1); do
 		# tail dies of SIGPIPE when xz stops after the first stream: ignore it.
 		if { tail -c +"$((off + 1))" "$1" || true; } | xz -dc --single-stream >"$2.tmp" 2>/dev/null &&
@@ -204,9 +213,9 @@ fetch_kernel() {
 	dpkg-deb --fsys-tarfile "$tmp/pkg.deb" | tar -x -C "$work/kroot"
 	local vmlinuz=("$work"/kroot/boot/vmlinuz-*)
 	[[ -f ${vmlinuz[0]} ]] || die "no /boot/vmlinuz-* in $name"
-	cp "$vmlinuz" "$tmp/vmlinuz"
+	cp "${vmlinuz[0]}" "$tmp/vmlinuz"
 	cp "$work"/kroot/boot/config-* "$tmp/config" 2>/dev/null || true
-	echo "${vmlinuz##*/vmlinuz-}" >"$tmp/release"
+	echo "${vmlinuz[0]##*/vmlinuz-}" >"$tmp/release"
 	touch "$tmp/.ok"
 	rm -rf "$dir"
 	mv "$tmp" "$dir"
@@ -250,16 +259,16 @@ build_modules() {
 	local order=()
 	visit() {
 		local m=${1//-/_} d deps
-		[[ ${state[$m]:-} == done ]] && return 0
+		[[ ${state[$m]:-} == "done" ]] && return 0
 		[[ ${state[$m]:-} == active ]] && die "module dependency cycle at $m"
 		if [[ -z ${path[$m]:-} ]]; then
-			[[ -n ${builtin[$m]:-} ]] && { state[$m]=done; return 0; }
+			[[ -n ${builtin[$m]:-} ]] && { state[$m]="done"; return 0; }
 			die "kernel module $m not found in $rel"
 		fi
 		state[$m]=active
 		deps=$(mod_depends "${path[$m]}")
 		for d in ${deps//,/ }; do visit "$d"; done
-		state[$m]=done
+		state[$m]="done"
 		order+=("$m")
 	}
 	for m in $MODULES; do visit "$m"; done
@@ -362,6 +371,7 @@ if [[ ! -f $kdir/vmlinux && ! -f $kdir/vmlinux.none ]] &&
 	touch "$kdir/vmlinux.none"
 fi
 
+# shellcheck disable=SC2086 # word splitting intended
 mhash=$(printf '%s\n' $MODULES | sort -u | sha256sum | cut -c1-16)
 mods=$kdir/mods-$mhash
 [[ -f $mods/order ]] || build_modules "$kdir" "$mods"
@@ -371,6 +381,7 @@ bhash=$( {
 	stat -L -c '%n %s %Y' "$BUSYBOX" "$mods/order"
 	for bin in $HOST_BINS; do
 		f=$(command -v "$bin") || continue
+		# shellcheck disable=SC2046 # library paths have no spaces
 		stat -L -c '%n %s %Y' "$f" $(elf_libs "$f")
 	done
 } | sha256sum | cut -c1-16)
@@ -379,6 +390,7 @@ if [[ ! -f $base ]]; then
 	mkdir -p "$CACHE/base"
 	build_base "$kdir" "$mods" "$base"
 	# keep only the newest few base archives
+	# shellcheck disable=SC2012 # our own file names
 	ls -t "$CACHE"/base/*.cpio 2>/dev/null | tail -n +6 | xargs -r rm -f
 fi
 
@@ -452,7 +464,11 @@ flock -u 9
 
 # ------------------------------------------------------------------- boot
 kernel=$kdir/vmlinux
-[[ $BOOT == bzimage || ! -f $kernel ]] && kernel=$kdir/vmlinuz
+if [[ $BOOT == bzimage || ! -f $kernel ]]; then
+	kernel=$kdir/vmlinuz
+	# qboot on microvm boots only the ELF vmlinux (PVH), not a bzImage.
+	[[ -z ${UNDERLAY_VM_MACHINE:-} ]] && MACHINE=pc
+fi
 bios=()
 case ${UNDERLAY_VM_BIOS:-} in
 default) ;;
@@ -466,22 +482,25 @@ log=$work/console.log
 : >"$log"
 msg "booting $krel ($(basename "$kernel"), initrd $(($(stat -c %s "$work/initrd") / 1024)) KiB), timeout ${TIMEOUT}s, nonce $nonce"
 start=$(date +%s%N)
+# shellcheck disable=SC2086 # UNDERLAY_VM_QEMU_ARGS is a word list
 qemu-system-x86_64 -accel tcg -m "$MEM" -smp "$SMP" -nographic -nodefaults -no-reboot \
 	-monitor none -chardev "stdio,id=con,signal=off,logfile=$log" -serial chardev:con \
-	-cpu "$CPU" ${UNDERLAY_VM_QEMU_ARGS:-} \
+	-machine "$MACHINE" -cpu "$CPU" ${UNDERLAY_VM_QEMU_ARGS:-} \
 	${bios[@]+"${bios[@]}"} -kernel "$kernel" -initrd "$work/initrd" -append "$append" \
 	</dev/null >"$out" 2>"$work/qemu.err" &
 qpid=$!
 
-deadline=$((SECONDS + TIMEOUT))
+now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
+deadline=$(($(now_ms) + TIMEOUT * 1000))
 status=
 marker_at=
 while :; do
 	if ! kill -0 "$qpid" 2>/dev/null; then break; fi
-	if [[ -z $marker_at ]] && grep -aq "RESULT_$nonce: " "$log"; then marker_at=$SECONDS; fi
+	now=$(now_ms)
+	if [[ -z $marker_at ]] && grep -aq "RESULT_$nonce: " "$log"; then marker_at=$now; fi
 	# poweroff -f should end qemu at once; do not wait long if it does not.
-	if [[ -n $marker_at ]] && ((SECONDS - marker_at >= 3)); then break; fi
-	if ((SECONDS >= deadline)); then status=timeout; break; fi
+	if [[ -n $marker_at ]] && ((now - marker_at >= 3000)); then break; fi
+	if ((now >= deadline)); then status=timeout; break; fi
 	sleep 0.1
 done
 if kill -0 "$qpid" 2>/dev/null; then kill "$qpid" 2>/dev/null || true; fi
