@@ -125,3 +125,8 @@ type DetachResponse struct {
 type Error struct {
 	Error string `json:"error"`
 }
+
+// PruneResponse says how many dead endpoints a prune released.
+type PruneResponse struct {
+	Released int `json:"released"`
+}

@@ -163,6 +163,7 @@ func endpointCommand() *cli.Command {
 		Usage: "containers attached to networks",
 		Subcommands: []*cli.Command{
 			{Name: "ls", Aliases: []string{"list"}, Usage: "list attached containers", Action: endpointList},
+			{Name: "prune", Usage: "release endpoints whose container is gone", Action: endpointPrune},
 		},
 	}
 }
@@ -183,4 +184,13 @@ func endpointList(c *cli.Context) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", ep.Network, id, ep.IfName, strings.Join(ep.Addresses, ","), ep.MAC, ep.State)
 	}
 	return w.Flush()
+}
+
+func endpointPrune(c *cli.Context) error {
+	var r api.PruneResponse
+	if err := client(c).Do("POST", "/prune", nil, &r); err != nil {
+		return err
+	}
+	fmt.Printf("released %d endpoint(s)\n", r.Released)
+	return nil
 }

@@ -122,7 +122,7 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 		IfName: "eth" + strconv.Itoa(idx), NetnsInode: ns.Inode, Parent: n.Parent,
 		State: stateAttaching, Created: time.Now().UTC().Format(time.RFC3339Nano)}
 	key := string(store.EndpointKey(ep))
-	var prefer []netip.Addr
+	prefer := st.recent[key]
 	if old, ok := st.eps[key]; ok {
 		if old.NetnsInode == ns.Inode && old.State == stateAttached {
 			return old, nil // the hook ran twice for the same container

@@ -72,6 +72,7 @@ func (m *Manager) releaseLocked(st *netState, ep api.Endpoint, ns *link.Netns) e
 	for _, a := range addrsOf(ep) {
 		st.alloc.Release(a)
 	}
+	st.remember(string(store.EndpointKey(ep)), addrsOf(ep))
 	delete(st.eps, string(store.EndpointKey(ep)))
 	m.addRef(ep.Parent, -1)
 	m.log.Info("detached", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName)

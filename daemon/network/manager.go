@@ -82,6 +82,20 @@ type netState struct {
 	alloc   *ipam.Allocator
 	eps     map[string]api.Endpoint // by store.EndpointKey
 	removed bool
+	// recent remembers the addresses of released endpoints, so a container
+	// restarted under the same id (a new task) gets them back if they are
+	// still free. Bounded: it is a courtesy, not state.
+	recent map[string][]netip.Addr
+}
+
+// maxRecent bounds netState.recent.
+const maxRecent = 4096
+
+func (st *netState) remember(key string, addrs []netip.Addr) {
+	if st.recent == nil || len(st.recent) >= maxRecent {
+		st.recent = map[string][]netip.Addr{}
+	}
+	st.recent[key] = addrs
 }
 
 // New loads the stored networks and endpoints.

@@ -26,6 +26,7 @@ type Manager interface {
 	Endpoints() []api.Endpoint
 	Attach(api.AttachRequest) (api.AttachResponse, error)
 	Detach(api.DetachRequest) (api.DetachResponse, error)
+	Reconcile() (int, error)
 }
 
 var _ Manager = (*network.Manager)(nil)
@@ -49,6 +50,7 @@ func Handler(m Manager, log *slog.Logger, authz Authorizer) http.Handler {
 	mux.HandleFunc("GET "+p+"/endpoints", s.endpoints)
 	mux.HandleFunc("POST "+p+"/attach", s.guard(s.attach))
 	mux.HandleFunc("POST "+p+"/detach", s.guard(s.detach))
+	mux.HandleFunc("POST "+p+"/prune", s.guard(s.prune))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, fmt.Sprintf("no such API route %s %s", r.Method, r.URL.Path))
 	})
@@ -139,6 +141,15 @@ func (s *server) detach(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reply(w, http.StatusOK, resp)
+}
+
+func (s *server) prune(w http.ResponseWriter, r *http.Request) {
+	n, err := s.m.Reconcile()
+	if err != nil {
+		s.error(w, "prune", err)
+		return
+	}
+	reply(w, http.StatusOK, api.PruneResponse{Released: n})
 }
 
 // decode reads a bounded JSON body with no unknown fields and nothing

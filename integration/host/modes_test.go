@@ -119,3 +119,30 @@ func TestPrivilegedDaemonRestartKeepsState(t *testing.T) {
 		t.Fatalf("endpoints: %v", got)
 	}
 }
+
+// A container that died without a poststop hook is released by `endpoint
+// prune` (and by the periodic reconciliation); a restarted container, same
+// id, gets its old address back.
+func TestPrivilegedPruneAndRestart(t *testing.T) {
+	tl.Require(t)
+	lan := tl.NewLAN(t, "ulhe", "10.78.0.1/24")
+	d := tl.StartDaemon(t)
+	d.MustCLI(t, "network", "create", "--subnet=10.78.0.0/24", "-o", "parent="+lan.Uplink, "p")
+	a, b := tl.NewContainer(t, "ulhe-a"), tl.NewContainer(t, "ulhe-b")
+	attach(t, d, a, "io.underlay.network", "p")
+	attach(t, d, b, "io.underlay.network", "p")
+	a.Kill()
+	mustContain(t, "prune", d.MustCLI(t, "endpoint", "prune"), "released 1 endpoint(s)")
+	if eps := d.Endpoints(t); len(eps) != 1 || eps[0][1] != "ulhe-b" {
+		t.Fatalf("after prune: %v", eps)
+	}
+	mustContain(t, "second prune", d.MustCLI(t, "endpoint", "prune"), "released 0 endpoint(s)")
+
+	// b restarts: same id, new namespace, attach without a detach first.
+	b.Kill()
+	b2 := tl.NewContainer(t, "ulhe-b")
+	c := tl.NewContainer(t, "ulhe-c")
+	attach(t, d, c, "io.underlay.network", "p")
+	attach(t, d, b2, "io.underlay.network", "p")
+	mustContain(t, "b2 keeps b's address", exec(t, b2, "ip", "-4", "addr", "show", "eth0"), "10.78.0.3/24")
+}

@@ -1,0 +1,370 @@
+// Command ulbench is underlay's benchmark (make bench): attach and detach
+// latency side by side with CNI macvlan + host-local and netavark, IPAM
+// allocation at scale against host-local, underlayd's footprint, restart
+// and reconcile time, and the hook's start-up against a bare Go binary. It
+// prints one table and writes the same figures as JSON. It asserts nothing:
+// the targets are printed beside the figures.
+//
+// It needs root. Everything it makes in the kernel is prefixed "ulb" and
+// lives on veth parents it creates; it never touches the host's
+// interfaces, and it removes what it made, even when interrupted.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type config struct {
+	bin, floor, work, shm, out, profiles string
+	n, conc, gone, events, ipamN, hlN     int
+	hookN, restartN                       int
+	settle                                time.Duration
+	noContainerd                          bool
+}
+
+func main() {
+	var c config
+	stamp := time.Now().Format("20060102-150405")
+	flag.StringVar(&c.bin, "bin", "bin", "directory holding underlayd, underlay and underlay-hook")
+	flag.StringVar(&c.floor, "floor", "", "the bare Go binary (integration/bench/cmd/ulfloor), built with the same flags")
+	flag.StringVar(&c.out, "out", filepath.Join(os.TempDir(), "ulbench-"+stamp+".json"), "JSON results file")
+	flag.StringVar(&c.profiles, "profiles", filepath.Join(os.TempDir(), "ulbench-"+stamp+"-pprof"), "directory for CPU profiles of the in-process runs")
+	flag.IntVar(&c.n, "n", 200, "sequential attaches (and detaches) per contender")
+	flag.IntVar(&c.conc, "c", 50, "concurrent attaches (and detaches) per contender")
+	flag.IntVar(&c.gone, "gone", 50, "poststop hooks run after the container's netns is gone")
+	flag.IntVar(&c.events, "events", 50, "releases timed from containerd delete events")
+	flag.IntVar(&c.ipamN, "ipam-n", 400, "in-process allocations per fill level")
+	flag.IntVar(&c.hlN, "hostlocal-n", 100, "host-local ADDs per fill level")
+	flag.IntVar(&c.hookN, "hook-n", 200, "execs of each binary in the start-up comparison")
+	flag.IntVar(&c.restartN, "restart-n", 5, "restarts of underlayd with 10,000 live endpoints")
+	flag.DurationVar(&c.settle, "settle", 3*time.Second, "wait after start before reading underlayd's RSS")
+	flag.BoolVar(&c.noContainerd, "no-containerd", false, "skip the containerd event benchmark")
+	flag.Parse()
+	if err := main1(&c); err != nil {
+		fmt.Fprintln(os.Stderr, "ulbench:", err)
+		os.Exit(1)
+	}
+}
+
+func logf(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, a...))
+}
+
+func main1(c *config) (err error) {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("needs root (network namespaces, macvlan)")
+	}
+	if c.bin, err = filepath.Abs(c.bin); err != nil {
+		return err
+	}
+	for _, p := range []string{filepath.Join(c.bin, "underlayd"), filepath.Join(c.bin, "underlay"),
+		filepath.Join(c.bin, "underlay-hook"), c.floor, filepath.Join(cniBin, "macvlan"),
+		filepath.Join(cniBin, "host-local"), netavarkBin} {
+		if _, err := os.Stat(p); err != nil || p == "" {
+			return fmt.Errorf("missing %q (run integration/bench/run.sh, which builds and installs what is needed)", p)
+		}
+	}
+	for _, p := range []string{"ip", "unshare"} {
+		if _, err := exec.LookPath(p); err != nil {
+			return err
+		}
+	}
+	// Work on the disk (where /var/lib/underlay lives); templates on tmpfs.
+	if c.work, err = os.MkdirTemp("/var/tmp", "ulbench."); err != nil {
+		return err
+	}
+	defer os.RemoveAll(c.work)
+	if c.shm, err = os.MkdirTemp("/dev/shm", "ulbench."); err != nil {
+		return err
+	}
+	defer os.RemoveAll(c.shm)
+
+	cleanup := func() {
+		started.killAll()
+		teardownLab()
+	}
+	defer cleanup()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		s := <-sigs
+		logf("%v: cleaning up", s)
+		cleanup()
+		os.RemoveAll(c.work)
+		os.RemoveAll(c.shm)
+		os.Exit(130)
+	}()
+
+	rep := &Report{Meta: meta(c)}
+	t0 := time.Now()
+	if err := setupLab(); err != nil {
+		return err
+	}
+	if err := latency(c, rep); err != nil {
+		return err
+	}
+	if err := scale(c, rep); err != nil {
+		return err
+	}
+	rep.Meta["duration"] = time.Since(t0).Round(time.Second).String()
+	targets(rep)
+	fmt.Println()
+	rep.Print(os.Stdout)
+	if err := rep.WriteJSON(c.out); err != nil {
+		return err
+	}
+	fmt.Printf("\nJSON: %s\nCPU profiles: %s (go tool pprof -top FILE)\nrun time: %s\n", c.out, c.profiles, rep.Meta["duration"])
+	return nil
+}
+
+func meta(c *config) map[string]string {
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	host, _ := os.Hostname()
+	rev, _ := run("git", "-C", filepath.Join(c.bin, ".."), "rev-parse", "--short", "HEAD")
+	nv, _ := run(netavarkBin, "--version")
+	return map[string]string{
+		"time": time.Now().UTC().Format(time.RFC3339), "host": host, "kernel": strings.TrimSpace(string(kernel)),
+		"cpus": fmt.Sprint(runtime.NumCPU()), "go": runtime.Version(), "underlay_rev": strings.TrimSpace(rev),
+		"netavark": strings.TrimSpace(nv), "cni_plugins": dpkgVersion("containernetworking-plugins"),
+		"containerd": dpkgVersion("containerd"), "bin": c.bin,
+		"n_sequential": fmt.Sprint(c.n), "n_concurrent": fmt.Sprint(c.conc),
+	}
+}
+
+func dpkgVersion(pkg string) string {
+	out, _ := run("dpkg-query", "-W", "-f=${Version}", pkg)
+	return strings.TrimSpace(out)
+}
+
+// latency runs everything that execs binaries against a live underlayd:
+// hook start-up, attach and detach beside CNI and netavark, and the
+// containerd event path.
+func latency(c *config, rep *Report) error {
+	var ctrd *privateContainerd
+	var extra []string
+	if !c.noContainerd {
+		var err error
+		if ctrd, err = startContainerd(sub(c.work, "ctrd")); err != nil {
+			rep.Notes = append(rep.Notes, "containerd event benchmark skipped: "+err.Error())
+			logf("containerd: %v (event benchmark skipped)", err)
+		} else {
+			defer ctrd.Stop()
+			extra = []string{"--containerd-address", ctrd.Socket}
+		}
+	}
+	d := newDaemon(c.bin, sub(c.work, "ud"), extra...)
+	if _, err := d.Start(30 * time.Second); err != nil {
+		return err
+	}
+	defer d.Stop()
+	if out, err := d.CLI("network", "create", "-d", "macvlan", "--subnet", "10.200.0.0/16", "--gateway", "10.200.0.1",
+		"-o", "parent="+parentUnderlay, "ulbnet"); err != nil {
+		return fmt.Errorf("%w: %s", err, out)
+	}
+	tmp := sub(c.work, "tmp")
+	for _, dir := range []string{tmp, sub(c.work, "cni"), sub(c.work, "netavark")} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+
+	logf("hook start-up: %d execs each of the floor, the no-op hook and a round-trip hook", c.hookN)
+	fl, noop, rt, err := hookStartup(tmp, c.bin, c.floor, d.Socket, c.hookN)
+	if err != nil {
+		return err
+	}
+	rep.add(durations("startup", "bare Go binary (floor)", fl))
+	rep.add(durations("startup", "underlay-hook, no annotation (exits at once)", noop))
+	rep.add(durations("startup", "underlay-hook poststop, unknown container (socket round trip)", rt)).Note = "no kernel or store work"
+	over := rep.find("underlay-hook, no annotation (exits at once)").Median - rep.find("bare Go binary (floor)").Median
+	rep.add(single("startup", "hook overhead over floor (median difference)", "ms", over))
+
+	h := newHookRunner(tmp, c.bin, d, "ulbnet")
+	cs := []*contender{underlayContender(h), cniContender(tmp, sub(c.work, "cni")), netavarkContender(tmp, sub(c.work, "netavark"))}
+	logf("sequential: %d attaches per contender, interleaved underlay/CNI/netavark, then %d detaches", c.n, c.n)
+	seq, err := sequential(cs, c.n, 0)
+	if err != nil {
+		return fmt.Errorf("%w\nunderlayd log:\n%s", err, d.Tail())
+	}
+	logf("concurrent: %d at once per contender", c.conc)
+	conc, err := concurrent(cs, c.conc, c.n)
+	if err != nil {
+		return fmt.Errorf("%w\nunderlayd log:\n%s", err, d.Tail())
+	}
+	names := map[string][2]string{
+		"underlay": {"underlay hook createRuntime", "underlay hook poststop (netns alive)"},
+		"CNI":      {"CNI macvlan+host-local ADD", "CNI macvlan+host-local DEL"},
+		"netavark": {"netavark setup (static IP)", "netavark teardown"},
+	}
+	for k, ct := range cs {
+		rep.add(durations("attach", names[ct.Name][0]+", sequential", seq[k].attach))
+	}
+	for k, ct := range cs {
+		rep.add(durations("attach", names[ct.Name][0]+", 50 concurrent", conc[k].attach)).Wall = ms(conc[k].attachWall)
+	}
+	for k, ct := range cs {
+		rep.add(durations("detach", names[ct.Name][1]+", sequential", seq[k].detach))
+	}
+	for k, ct := range cs {
+		rep.add(durations("detach", names[ct.Name][1]+", 50 concurrent", conc[k].detach)).Wall = ms(conc[k].detachWall)
+	}
+	for _, mode := range []string{", sequential", ", 50 concurrent"} {
+		for _, ct := range cs {
+			rep.compare(names[ct.Name][0]+mode, names["CNI"][0]+mode)
+			rep.compare(names[ct.Name][1]+mode, names["CNI"][1]+mode)
+		}
+	}
+	for _, r := range rep.Results {
+		if strings.Contains(r.Name, "50 concurrent") {
+			r.Name = strings.Replace(r.Name, "50 concurrent", fmt.Sprintf("%d concurrent", c.conc), 1)
+		}
+	}
+
+	logf("poststop after the container is gone: %d", c.gone)
+	gone, err := poststopGone(cs[0], c.gone)
+	if err != nil {
+		return fmt.Errorf("%w\nunderlayd log:\n%s", err, d.Tail())
+	}
+	rep.add(durations("detach", "underlay hook poststop (netns already gone)", gone)).Note = "the usual case"
+	rep.compare("underlay hook poststop (netns already gone)", names["CNI"][1]+", sequential")
+
+	if ctrd != nil {
+		logf("containerd delete event -> lease released: %d", c.events)
+		fromEvent, fromCall, err := eventDetach(ctrd, h, d, c.events)
+		if err != nil {
+			return fmt.Errorf("%w\nunderlayd log:\n%s", err, d.Tail())
+		}
+		r := rep.add(durations("detach", "containerd /containers/delete event -> lease released", fromEvent))
+		fc := durations("", "", fromCall)
+		r.Note = fmt.Sprintf("from the delete call: median %s, p90 %s", fmtVal(fc.Median, "ms"), fmtVal(fc.P90, "ms"))
+		rep.compare(r.Name, names["CNI"][1]+", sequential")
+	}
+	eps, err := d.Endpoints()
+	if err != nil {
+		return err
+	}
+	if len(eps) != 0 {
+		return fmt.Errorf("%d endpoints left in underlayd after every detach", len(eps))
+	}
+
+	logf("in-process network.Manager attach/detach breakdown: %d", c.conc)
+	ip, err := inprocAttach(sub(c.work, "inproc"), c.conc, filepath.Join(c.profiles, "inproc-attach-detach.pprof"))
+	if err != nil {
+		return err
+	}
+	rep.add(durations("daemon", "Manager.Attach in process (no hook, no HTTP)", ip.attach))
+	rep.add(durations("daemon", fmt.Sprintf("  of which store commits (%d per attach)", ip.attachCommits), ip.attachStore))
+	rep.add(durations("daemon", "Manager.Detach in process (netns alive)", ip.detach))
+	rep.add(durations("daemon", fmt.Sprintf("  of which store commits (%d per detach)", ip.detachCommits), ip.detachStore))
+	return nil
+}
+
+// scale runs what needs big state: allocation at fill, RSS, restart.
+func scale(c *config, rep *Report) error {
+	holders, err := newContainers("ulb-holder", 1)
+	if err != nil {
+		return err
+	}
+	defer killContainers(holders)
+	holder := holders[0]
+
+	logf("templates: populating state databases through the store package (tmpfs)")
+	t0 := time.Now()
+	tpl := map[string]*template{}
+	mk := func(key, net string, leases []netip.Addr, inode uint64) error {
+		t, err := makeTemplate(sub(c.shm, key), net, leases, inode)
+		tpl[key] = t
+		return err
+	}
+	if err := mk("empty", fillNet, nil, holder.Inode); err != nil {
+		return err
+	}
+	if err := mk("10k", fillNet, randomFill(10000, 10), holder.Inode); err != nil {
+		return err
+	}
+	if err := mk("10k-dead", fillNet, randomFill(10000, 10), 1); err != nil {
+		return err
+	}
+	if err := mk("fill50", fillNet, randomFill(65533/2, 50), holder.Inode); err != nil {
+		return err
+	}
+	if err := mk("fill99", fillNet, randomFill(65000, 99), holder.Inode); err != nil {
+		return err
+	}
+	if err := mk("v6-10k", fill6Net, seq6(10000), holder.Inode); err != nil {
+		return err
+	}
+	logf("templates ready in %s", time.Since(t0).Round(time.Millisecond))
+
+	fs, err := fsyncFloor(c.work, 200)
+	if err != nil {
+		return err
+	}
+	rep.add(durations("ipam", "disk floor: 4 KiB write + fdatasync", fs)).Note = "state dir disk; every durable commit pays this"
+
+	tmp := sub(c.work, "tmp")
+	levels := []struct{ key, label string }{
+		{"empty", "/16 0% full"}, {"fill50", "/16 50% full (32,766)"}, {"fill99", "/16 99.2% full (65,000)"}, {"v6-10k", "/64 10,000 leased"},
+	}
+	for _, l := range levels {
+		logf("ipam %s: %d in-process allocations, %d host-local ADDs", l.label, c.ipamN, c.hlN)
+		ar, err := underlayAlloc(tpl[l.key], sub(c.work, "alloc-"+l.key), c.ipamN)
+		if err != nil {
+			return err
+		}
+		hl, err := hostLocalAlloc(tmp, sub(c.work, "hl-"+l.key), holder.NetnsPath(), l.key == "v6-10k", tpl[l.key].Leases, c.hlN)
+		if err != nil {
+			return err
+		}
+		u := rep.add(durations("ipam", "underlay Allocate + bbolt commit, "+l.label, ar.total))
+		a := durations("", "", ar.alloc)
+		u.Note = fmt.Sprintf("Allocate alone: median %s, p99 %s", fmtVal(a.Median, "ms"), fmtVal(a.P99, "ms"))
+		rep.add(durations("ipam", "host-local ADD (exec), "+l.label, hl)).Note = "includes process start"
+		rep.compare(u.Name, "host-local ADD (exec), "+l.label)
+	}
+
+	logf("footprint: underlayd RSS idle, with 10,000 and with 65,000 leases")
+	for _, l := range []struct{ key, label string }{{"empty", "idle (1 network, 0 leases)"}, {"10k", "10,000 leases"}, {"fill99", "65,000 leases"}} {
+		r, h, st, err := rss(c.bin, tpl[l.key], sub(c.work, "rss-"+l.key), c.settle)
+		if err != nil {
+			return err
+		}
+		rep.add(single("footprint", "underlayd RSS, "+l.label, "MiB", r)).Note = fmt.Sprintf("peak (VmHWM) %.1f MiB; start-up %s", h, fmtVal(ms(st), "ms"))
+	}
+
+	logf("restart + reconcile with 10,000 live endpoints: %d restarts", c.restartN)
+	rs, err := restarts(c.bin, tpl["10k"], sub(c.work, "restart"), c.restartN)
+	if err != nil {
+		return err
+	}
+	rep.add(durations("restart", "restart+reconcile, 10,000 endpoints alive", rs)).Note = "exec -> first answered request"
+
+	logf("restart + reconcile with 10,000 dead endpoints (a reboot)")
+	dd, err := deadRestart(c.bin, tpl["10k-dead"], sub(c.work, "dead"), 300*time.Second)
+	if err != nil {
+		return err
+	}
+	rep.add(single("restart", "restart+reconcile, 10,000 endpoints dead (reboot)", "ms", ms(dd))).Note = "all 10,000 released before serving"
+
+	logf("in-process reconcile of 10,000 dead endpoints (store commits timed, CPU profile)")
+	if err := tpl["10k-dead"].copyTo(sub(c.work, "dead-inproc")); err != nil {
+		return err
+	}
+	total, load, storeTime, commits, released, err := inprocReconcile(sub(c.work, "dead-inproc"), filepath.Join(c.profiles, "reconcile-dead-10k.pprof"))
+	if err != nil {
+		return err
+	}
+	r := rep.add(single("restart", "  in process: load + reconcile 10,000 dead", "ms", ms(total)))
+	r.Note = fmt.Sprintf("load %s; %d released; %d store commits took %s", fmtVal(ms(load), "ms"), released, commits, fmtVal(ms(storeTime), "ms"))
+	return nil
+}

@@ -1,0 +1,5 @@
+// Command ulfloor does nothing. It is the floor the benchmark holds
+// underlay-hook against: what starting any static Go binary costs here.
+package main
+
+func main() {}

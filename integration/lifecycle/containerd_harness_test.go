@@ -1,0 +1,497 @@
+package lifecycle
+
+import (
+	"bytes"
+	"debug/elf"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// flavor is one containerd: Debian's 1.6 from PATH, or a 2.x built into a
+// cache directory.
+type flavor struct {
+	name string
+	// dir holds containerd, ctr and containerd-shim-runc-v2; empty: PATH.
+	dir string
+	// v3 writes a version 3 config (containerd 2.x).
+	v3 bool
+}
+
+var debianContainerd = flavor{name: "containerd 1.6 (Debian)"}
+
+func (f flavor) path(name string) string {
+	if f.dir == "" {
+		return name
+	}
+	return filepath.Join(f.dir, name)
+}
+
+// env is the environment containerd runs with: its own shim first on PATH,
+// so a 2.x containerd never starts Debian's 1.6 shim.
+func (f flavor) env() []string {
+	env := os.Environ()
+	if f.dir == "" {
+		return env
+	}
+	for i, e := range env {
+		if strings.HasPrefix(e, "PATH=") {
+			env[i] = "PATH=" + f.dir + ":" + strings.TrimPrefix(e, "PATH=")
+			return env
+		}
+	}
+	return append(env, "PATH="+f.dir+":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+}
+
+// containerd is a private containerd: root, state, sockets, runc root and
+// fifo dir under dir, CRI disabled. It can be killed and started again.
+type containerd struct {
+	t        *testing.T
+	f        flavor
+	dir      string
+	sock     string
+	ns       string
+	runcRoot string
+	fifoDir  string
+	config   string
+	logPath  string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// startContainerd starts containerd of flavor f in dir and registers its
+// removal (containers first, then the daemon, stray shims and mounts).
+func startContainerd(t *testing.T, f flavor, dir, ns string) *containerd {
+	t.Helper()
+	c := &containerd{t: t, f: f, dir: dir, sock: filepath.Join(dir, "c.sock"), ns: ns,
+		runcRoot: filepath.Join(dir, "runc"), fifoDir: filepath.Join(dir, "fifo"),
+		config: filepath.Join(dir, "config.toml"), logPath: filepath.Join(dir, "containerd.log")}
+	for _, d := range []string{"root", "state", "opt", "runc", "fifo"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(c.config, []byte(c.configText()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The shims put sockets under /run/containerd whatever the config says;
+	// remove those directories afterwards only if they were ours.
+	_, statErr := os.Stat("/run/containerd")
+	hadRunDir := statErr == nil
+	t.Cleanup(func() {
+		if c.running() {
+			c.removeAll()
+		}
+		c.stop()
+		killStrays(t, c.sock)
+		unmountUnder(t, dir)
+		if !hadRunDir {
+			for _, d := range []string{"/run/containerd/s", "/run/containerd/fifo", "/run/containerd/runc", "/run/containerd"} {
+				_ = os.Remove(d) // only if empty
+			}
+		}
+		if t.Failed() {
+			t.Logf("%s log, last lines but info:\n%s", f.name, tailNoInfo(c.logPath, 25))
+		}
+	})
+	if err := c.start(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (c *containerd) configText() string {
+	if c.f.v3 {
+		return fmt.Sprintf(`version = 3
+root = %[1]q
+state = %[2]q
+disabled_plugins = ["io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images", "io.containerd.grpc.v1.cri"]
+[grpc]
+  address = %[3]q
+[ttrpc]
+  address = "%[3]s.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = %[4]q
+`, filepath.Join(c.dir, "root"), filepath.Join(c.dir, "state"), c.sock, filepath.Join(c.dir, "opt"))
+	}
+	return fmt.Sprintf(`version = 2
+root = %[1]q
+state = %[2]q
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = %[3]q
+[ttrpc]
+  address = "%[3]s.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = %[4]q
+`, filepath.Join(c.dir, "root"), filepath.Join(c.dir, "state"), c.sock, filepath.Join(c.dir, "opt"))
+}
+
+// start starts containerd and waits until `ctr version` answers.
+func (c *containerd) start() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(c.f.path("containerd"), "--config", c.config)
+	cmd.Env = c.f.env()
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return fmt.Errorf("start %s: %w", c.f.name, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); f.Close(); close(done) }()
+	c.cmd, c.done = cmd, done
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case <-done:
+			c.cmd = nil
+			return fmt.Errorf("%s exited during start-up:\n%s", c.f.name, tailNoInfo(c.logPath, 20))
+		default:
+		}
+		if _, err := c.ctr("version"); err == nil {
+			return nil
+		} else if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not answer within 20s: %v", c.f.name, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (c *containerd) running() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cmd != nil
+}
+
+// kill SIGKILLs containerd (a crash); its shims and containers live on.
+func (c *containerd) kill() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cmd != nil {
+		_ = c.cmd.Process.Kill()
+		<-c.done
+		c.cmd = nil
+	}
+}
+
+func (c *containerd) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cmd == nil {
+		return
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(10 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+	c.cmd = nil
+}
+
+// ctr runs the flavor's ctr against this containerd and namespace.
+func (c *containerd) ctr(args ...string) (string, error) {
+	return run(60*time.Second, c.f.env(), c.f.path("ctr"), append([]string{"--address", c.sock, "--namespace", c.ns}, args...)...)
+}
+
+func (c *containerd) mustCtr(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := c.ctr(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// runSpec is `ctr run -d --config spec.json ID`: a container whose spec is
+// exactly the one given, hooks included.
+func (c *containerd) runSpec(id string, spec []byte) error {
+	path := filepath.Join(c.dir, id+".json")
+	if err := os.WriteFile(path, spec, 0o644); err != nil {
+		return err
+	}
+	_, err := c.ctr("run", "-d", "--null-io", "--fifo-dir", c.fifoDir, "--runc-root", c.runcRoot, "--config", path, id)
+	return err
+}
+
+// startTask starts a new task for an existing container (a restart).
+func (c *containerd) startTask(id string) error {
+	_, err := c.ctr("task", "start", "-d", "--null-io", "--fifo-dir", c.fifoDir, id)
+	return err
+}
+
+// task returns the PID and STATUS columns of `ctr task ls` for id.
+func (c *containerd) task(id string) (int, string) {
+	out, err := c.ctr("task", "ls")
+	if err != nil {
+		return 0, ""
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == id {
+			pid, _ := strconv.Atoi(f[1])
+			return pid, f[2]
+		}
+	}
+	return 0, ""
+}
+
+func (c *containerd) mustPid(t *testing.T, id string) int {
+	t.Helper()
+	pid, status := c.task(id)
+	if status != "RUNNING" || pid == 0 {
+		t.Fatalf("task %s: pid %d status %q, want a running task", id, pid, status)
+	}
+	return pid
+}
+
+// killTask SIGKILLs the task and waits until containerd reports it stopped.
+func (c *containerd) killTask(id string) error {
+	if _, err := c.ctr("task", "kill", "-s", "SIGKILL", id); err != nil {
+		return err
+	}
+	_, err := waitFor(10*time.Second, 50*time.Millisecond, func() error {
+		if _, st := c.task(id); st == "RUNNING" {
+			return fmt.Errorf("task %s still running 10s after SIGKILL", id)
+		}
+		return nil
+	})
+	return err
+}
+
+func (c *containerd) containers() []string {
+	out, _ := c.ctr("container", "ls", "-q")
+	return strings.Fields(out)
+}
+
+// removeAll deletes every task and container of the namespace (cleanup).
+func (c *containerd) removeAll() {
+	for _, id := range c.containers() {
+		if _, st := c.task(id); st != "" {
+			if st == "RUNNING" {
+				_ = c.killTask(id)
+			}
+			if _, err := c.ctr("task", "rm", "-f", id); err != nil {
+				c.t.Logf("cleanup: %v", err)
+			}
+		}
+		if _, err := c.ctr("container", "rm", id); err != nil {
+			c.t.Logf("cleanup: %v", err)
+		}
+	}
+}
+
+// bundleConfig reads the config.json containerd's shim gave runc for id.
+func (c *containerd) bundleConfig(id string) (specs.Spec, error) {
+	var s specs.Spec
+	b, err := os.ReadFile(filepath.Join(c.dir, "state", "io.containerd.runtime.v2.task", c.ns, id, "config.json"))
+	if err != nil {
+		return s, err
+	}
+	return s, json.Unmarshal(b, &s)
+}
+
+// busyboxRootfs makes a read-only-usable root filesystem holding only
+// busybox-static and the applets the containers run.
+func busyboxRootfs(t *testing.T, dir string) string {
+	t.Helper()
+	root := filepath.Join(dir, "rootfs")
+	for _, d := range []string{"bin", "dev", "proc", "sys", "tmp", "run", "etc"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatalf("read /bin/busybox: %v (apt-get install busybox-static)", err)
+	}
+	if ef, err := elf.Open("/bin/busybox"); err == nil {
+		for _, p := range ef.Progs {
+			if p.Type == elf.PT_INTERP {
+				t.Fatal("/bin/busybox is dynamically linked: apt-get install busybox-static")
+			}
+		}
+		ef.Close()
+	}
+	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), bb, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"sh", "sleep", "ip", "ping"} {
+		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+// hookSpec is the flavor's default spec (`ctr oci spec`) turned into one
+// that runs `sleep 3600` in rootfs, asks for networks by annotation, and
+// has the createRuntime hook and nothing else: no poststop, so only
+// containerd's events can give its addresses back.
+func (c *containerd) hookSpec(t *testing.T, id, rootfs, socket string, ann map[string]string) []byte {
+	t.Helper()
+	out := c.mustCtr(t, "oci", "spec")
+	var s specs.Spec
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("ctr oci spec: %v", err)
+	}
+	s.Root = &specs.Root{Path: rootfs, Readonly: true}
+	s.Process.Args = []string{"sleep", "3600"}
+	s.Process.Env = []string{"PATH=/bin"}
+	s.Process.Terminal = false
+	s.Hostname = id
+	s.Linux.CgroupsPath = "/" + c.ns + "/" + id
+	s.Annotations = ann
+	s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{
+		Path: bin("underlay-hook"),
+		Args: []string{"underlay-hook", "createRuntime"},
+		Env:  []string{"UNDERLAY_SOCKET=" + socket},
+	}}}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// killStrays kills processes whose command line contains marker (our
+// private socket path): shims outlive containerd by design.
+func killStrays(t *testing.T, marker string) {
+	self := os.Getpid()
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(b, []byte(marker)) {
+			continue
+		}
+		t.Logf("cleanup: killing leftover process %d: %s", pid, bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// tailNoInfo is the last n lines of a containerd log without level=info.
+func tailNoInfo(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if !strings.Contains(l, "level=info") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// ctrd2Version is the containerd 2.x the tests build, as DESIGN.md says.
+const ctrd2Version = "v2.4.2"
+
+// containerd2 returns containerd 2.x, building containerd, its runc shim
+// and ctr into the cache (UNDERLAY_CTRD2_CACHE, default
+// /var/cache/underlay-ctrd2/<version>) unless they are there already.
+// Building needs the Go module proxy and takes about two minutes.
+func containerd2(t *testing.T) flavor {
+	t.Helper()
+	cache := os.Getenv("UNDERLAY_CTRD2_CACHE")
+	if cache == "" {
+		cache = "/var/cache/underlay-ctrd2"
+	}
+	dir := filepath.Join(cache, ctrd2Version)
+	f := flavor{name: "containerd " + ctrd2Version, dir: dir, v3: true}
+	names := []string{"containerd", "containerd-shim-runc-v2", "ctr"}
+	have := func() bool {
+		for _, n := range names {
+			if fi, err := os.Stat(filepath.Join(dir, n)); err != nil || fi.Mode()&0o111 == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	if have() {
+		return f
+	}
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		t.Fatalf("containerd 2.x cache: %v", err)
+	}
+	// One build at a time: concurrent test runs wait for each other.
+	lock, err := os.OpenFile(filepath.Join(cache, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	if have() {
+		return f
+	}
+	gobin, err := os.MkdirTemp(cache, ".build-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(gobin)
+	var pkgs []string
+	for _, n := range names {
+		pkgs = append(pkgs, "github.com/containerd/containerd/v2/cmd/"+n+"@"+ctrd2Version)
+	}
+	t.Logf("building containerd %s into %s (about two minutes, once)", ctrd2Version, dir)
+	start := time.Now()
+	env := append(os.Environ(), "GOBIN="+gobin, "CGO_ENABLED=0", "GOFLAGS=", "GOWORK=off")
+	// Outside any module, so this repository's go.mod is not touched.
+	cmd := exec.Command("go", append([]string{"install"}, pkgs...)...)
+	cmd.Env, cmd.Dir = env, cache
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("containerd 2.x cannot be built here, so it cannot be tested: go install %s: %v\n%s",
+			strings.Join(pkgs, " "), err, tailString(string(out), 30))
+	}
+	if err := os.Rename(gobin, dir); err != nil && !errors.Is(err, os.ErrExist) {
+		t.Fatalf("containerd 2.x cache: %v", err)
+	}
+	t.Logf("built containerd %s in %v", ctrd2Version, time.Since(start).Round(time.Second))
+	if !have() {
+		t.Fatalf("containerd 2.x build left no binaries in %s", dir)
+	}
+	return f
+}
+
+func tailString(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
