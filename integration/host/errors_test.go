@@ -208,6 +208,11 @@ func TestPrivilegedMissingKernelFeature(t *testing.T) {
 			t.Errorf("%s supported, create failed: %s", c.feature, out)
 		}
 	}
+	// Where the kernel has the feature the network was made: remove it, and
+	// with it the parent underlayd created.
+	for _, n := range []string{"k1", "k2", "k3"} {
+		d.CLI("network", "rm", n)
+	}
 	if got := hostLinks(t, "ulhk"); len(got) != 1 {
 		t.Fatalf("links left: %v", got)
 	}

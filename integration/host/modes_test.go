@@ -1,7 +1,6 @@
 package host
 
 import (
-	"strconv"
 	"strings"
 	"testing"
 
@@ -31,7 +30,7 @@ func TestPrivilegedMacvlanModes(t *testing.T) {
 			if mode != "bridge" && err == nil {
 				t.Fatalf("%s: slaves reached each other through the parent", mode)
 			}
-			mustContain(t, "mode", tl.MustRun(t, "nsenter", "-t", strconv.Itoa(a.Pid), "-n", "ip", "-d", "link", "show", "eth0"), "macvlan mode "+mode)
+			mustContain(t, "mode", exec(t, a, "ip", "-d", "link", "show", "eth0"), "macvlan mode "+mode)
 		})
 	}
 }

@@ -226,7 +226,12 @@ func (c *Container) Kill() {
 
 // Exec runs a command inside the container's network namespace.
 func (c *Container) Exec(args ...string) (string, error) {
-	return Run("nsenter", append([]string{"-t", fmt.Sprint(c.Pid), "-n", "--"}, args...)...)
+	// No "--": busybox's nsenter (in the VM) does not take it. A full
+	// path, or busybox would run its own applet (its ip lacks -br, -d).
+	if p, err := exec.LookPath(args[0]); err == nil {
+		args = append([]string{p}, args[1:]...)
+	}
+	return Run("nsenter", append([]string{"-t", fmt.Sprint(c.Pid), "-n"}, args...)...)
 }
 
 // State is the OCI state the runtime gives a hook.
