@@ -22,8 +22,8 @@
 #   UNDERLAY_VM_REFRESH     1: re-resolve linux-image-amd64 now (otherwise
 #                           at most once a day)
 #   UNDERLAY_VM_MEM, UNDERLAY_VM_SMP  guest RAM (MiB, 1024) and CPUs (2)
-#   UNDERLAY_VM_MACHINE     qemu machine: microvm (default; no PCI, fastest
-#                           boot) or pc
+#   UNDERLAY_VM_MACHINE     qemu machine (pc; microvm boots ~0.3 s faster
+#                           but hangs in TSC calibration in most boots)
 #   UNDERLAY_VM_CPU         qemu CPU model (max: has RDRAND, so the guest's
 #                           RNG is ready at once and Go's crypto/rand and
 #                           getrandom do not block for a second)
@@ -33,6 +33,9 @@
 #   UNDERLAY_VM_BIOS        firmware passed with -bios (default qboot.rom
 #                           when present; "default" = qemu's SeaBIOS)
 #   UNDERLAY_VM_APPEND      extra kernel command line
+#   UNDERLAY_VM_BIN         directory of programs for the tests (underlay's
+#                           bin/), put at /underlay/bin; tests get
+#                           UNDERLAY_BIN=/underlay/bin
 #   UNDERLAY_VM_LOG         console log file (same as --log)
 #   UNDERLAY_VM_QUIET       1: do not stream the console to stdout
 set -euo pipefail
@@ -44,7 +47,7 @@ MEM=${UNDERLAY_VM_MEM:-1024}
 SMP=${UNDERLAY_VM_SMP:-2}
 BOOT=${UNDERLAY_VM_BOOT:-vmlinux}
 CPU=${UNDERLAY_VM_CPU:-max}
-MACHINE=${UNDERLAY_VM_MACHINE:-microvm}
+MACHINE=${UNDERLAY_VM_MACHINE:-pc}
 LOGFILE=${UNDERLAY_VM_LOG:-}
 QUIET=${UNDERLAY_VM_QUIET:-0}
 # Modules wanted in the guest; their dependencies are added automatically.
@@ -71,12 +74,12 @@ while (($#)); do
 	--log=*) LOGFILE=${1#*=}; shift ;;
 	-h | --help) usage; exit 0 ;;
 	--) shift; break ;;
-	-*) usage >&2; die "unknown option $1" ;;
+	-*) die "unknown option $1 (see $prog --help)" ;;
 	*) bins+=("$1"); shift ;;
 	esac
 done
 test_args=("$@")
-((${#bins[@]})) || { usage >&2; die "no test binaries given"; }
+((${#bins[@]})) || die "usage: $prog [--timeout SECS] [--log FILE] TESTBIN... -- [test args] (see --help)"
 [[ $TIMEOUT =~ ^[0-9]+$ && $TIMEOUT -gt 0 ]] || die "bad timeout: $TIMEOUT"
 for b in "${bins[@]}"; do
 	[[ -f $b && -x $b ]] || die "not an executable file: $b"
@@ -229,13 +232,19 @@ unpack_modules() {
 		--wildcards './lib/modules/*' './usr/lib/modules/*' 2>/dev/null || true
 }
 
-# mod_depends FILE: print the module's dependencies (comma separated).
+# mod_depends FILE: print the module's dependencies: line 1 the hard ones
+# (depends=, comma separated), line 2 the "softdep=pre:" ones.
 mod_depends() {
-	local cat=cat
+	local cat=cat info
 	case $1 in
 	*.xz) cat="xz -dc" ;; *.zst) cat="zstd -dcq" ;; *.gz) cat="gzip -dc" ;;
 	esac
-	$cat "$1" | LC_ALL=C tr '\0' '\n' | LC_ALL=C sed -n 's/^depends=//p'
+	info=$($cat "$1" | LC_ALL=C tr '\0' '\n' | LC_ALL=C grep -a -E '^(depends|softdep)=' || true)
+	LC_ALL=C sed -n 's/^depends=//p' <<<"$info" | tr ',' ' ' | tr '\n' ' '
+	echo
+	LC_ALL=C sed -n 's/^softdep=//p' <<<"$info" |
+		LC_ALL=C sed -n 's/ *post:.*//; s/.*pre: *//p' | tr '\n' ' '
+	echo
 }
 
 # build_modules KDIR OUT: copy MODULES and their dependencies into OUT as
@@ -258,7 +267,7 @@ build_modules() {
 	fi
 	local order=()
 	visit() {
-		local m=${1//-/_} d deps
+		local m=${1//-/_} d deps soft
 		[[ ${state[$m]:-} == "done" ]] && return 0
 		[[ ${state[$m]:-} == active ]] && die "module dependency cycle at $m"
 		if [[ -z ${path[$m]:-} ]]; then
@@ -266,8 +275,16 @@ build_modules() {
 			die "kernel module $m not found in $rel"
 		fi
 		state[$m]=active
-		deps=$(mod_depends "${path[$m]}")
-		for d in ${deps//,/ }; do visit "$d"; done
+		{ read -r deps; read -r soft; } < <(mod_depends "${path[$m]}")
+		for d in $deps; do visit "$d"; done
+		# softdep pre names are often aliases (libcrc32c: "crc32c", the
+		# module crc32c_generic); take what maps to a file, skip the rest.
+		for d in $soft; do
+			d=${d//-/_}
+			if [[ -n ${path[$d]:-} ]]; then visit "$d"
+			elif [[ -n ${path[${d}_generic]:-} ]]; then visit "${d}_generic"
+			fi
+		done
 		state[$m]="done"
 		order+=("$m")
 	}
@@ -414,6 +431,14 @@ for b in "${bins[@]}"; do
 		done
 	fi
 done
+# UNDERLAY_VM_BIN: a directory of programs (underlay's bin/) the tests use,
+# put at /underlay/bin and named to them by UNDERLAY_BIN.
+if [[ -n ${UNDERLAY_VM_BIN:-} ]]; then
+	[[ -d $UNDERLAY_VM_BIN ]] || die "UNDERLAY_VM_BIN=$UNDERLAY_VM_BIN is not a directory"
+	mkdir -p "$run/underlay/bin"
+	cp -L "$UNDERLAY_VM_BIN"/* "$run/underlay/bin/"
+	chmod 755 "$run/underlay/bin"/*
+fi
 qargs=
 for a in ${test_args[@]+"${test_args[@]}"}; do qargs+=" $(sh_quote "$a")"; done
 
@@ -431,6 +456,8 @@ mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /dev/shm
 hostname underlay-vm
+# ip netns keeps its mounts under /var/run/netns.
+[ -e /var/run ] || ln -s /run /var/run
 ip link set lo up
 result=PASS
 while read -r m; do
@@ -443,7 +470,7 @@ for t in /tests/*; do
 	echo "underlay-vm: === RUN \$name"
 	mkdir -p /tmp/work/\$name
 	cd /tmp/work/\$name
-	env -i UNDERLAY_PRIVILEGED=1 UNDERLAY_VM=1 PATH=/bin:/sbin:/usr/bin:/usr/sbin \\
+	env -i UNDERLAY_PRIVILEGED=1 UNDERLAY_VM=1 UNDERLAY_BIN=/underlay/bin PATH=/bin:/sbin:/usr/bin:/usr/sbin \\
 		HOME=/root TMPDIR=/tmp "\$t" "\$@"
 	rc=\$?
 	cd /
@@ -466,8 +493,6 @@ flock -u 9
 kernel=$kdir/vmlinux
 if [[ $BOOT == bzimage || ! -f $kernel ]]; then
 	kernel=$kdir/vmlinuz
-	# qboot on microvm boots only the ELF vmlinux (PVH), not a bzImage.
-	[[ -z ${UNDERLAY_VM_MACHINE:-} ]] && MACHINE=pc
 fi
 bios=()
 case ${UNDERLAY_VM_BIOS:-} in
@@ -477,9 +502,10 @@ default) ;;
 esac
 append="console=ttyS0 quiet panic=-1 oops=panic rdinit=/init ${UNDERLAY_VM_APPEND:-}"
 append+=" i8042.noaux i8042.nokbd i8042.nopnp tsc=reliable no_timer_check"
-[[ $QUIET == 1 ]] && out=/dev/null || out=/dev/stdout
 log=$work/console.log
 : >"$log"
+# stdout carries only the console (messages go to stderr)
+[[ $QUIET == 1 ]] && exec >/dev/null
 msg "booting $krel ($(basename "$kernel"), initrd $(($(stat -c %s "$work/initrd") / 1024)) KiB), timeout ${TIMEOUT}s, nonce $nonce"
 start=$(date +%s%N)
 # shellcheck disable=SC2086 # UNDERLAY_VM_QEMU_ARGS is a word list
@@ -487,7 +513,9 @@ qemu-system-x86_64 -accel tcg -m "$MEM" -smp "$SMP" -nographic -nodefaults -no-r
 	-monitor none -chardev "stdio,id=con,signal=off,logfile=$log" -serial chardev:con \
 	-machine "$MACHINE" -cpu "$CPU" ${UNDERLAY_VM_QEMU_ARGS:-} \
 	${bios[@]+"${bios[@]}"} -kernel "$kernel" -initrd "$work/initrd" -append "$append" \
-	</dev/null >"$out" 2>"$work/qemu.err" &
+	</dev/null 2>"$work/qemu.err" &
+# (qemu writes the console to our stdout: never reopen /dev/stdout for it, as
+# that truncates a regular file stdout and overwrites earlier output.)
 qpid=$!
 
 now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }

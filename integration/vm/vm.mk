@@ -32,12 +32,12 @@ test-vm:
 	@set -e; \
 	dir=$$(mktemp -d "$${TMPDIR:-/tmp}/underlay-vm-bin.XXXXXX"); \
 	trap 'rm -rf "$$dir"' EXIT INT TERM; \
-	i=0; bins=; \
+	bins=; \
 	for pkg in $(VM_TEST_PKGS); do \
-		i=$$((i + 1)); \
 		name=$$(printf '%s' "$$pkg" | sed 's|^\./||; s|/*$$||; s|[/.]|_|g'); \
 		[ -n "$$name" ] || name=root; \
-		out="$$dir/$$(printf '%02d' $$i)-$$name.test"; \
+		out="$$dir/$$name.test"; \
+		[ ! -e "$$out" ] || continue; \
 		echo "test-vm: building $$pkg"; \
 		CGO_ENABLED=0 $(GO) test $(VM_GOFLAGS) -c -o "$$out" "$$pkg"; \
 		if [ -f "$$out" ]; then bins="$$bins $$out"; \
