@@ -88,8 +88,19 @@ func TestPrivilegedSeedPubNet(t *testing.T) {
 	if got := exec(t, c1, "ip", "-br", "link"); strings.Contains(got, "eth0") {
 		t.Fatalf("eth0 still in c1 after detach:\n%s", got)
 	}
+	// The router knew .10 at c1's MAC. c3 takes .10 with a new MAC, and its
+	// gratuitous ARP updates the router's neighbour entry before any
+	// traffic flows.
+	if err := lan.Ping("172.16.86.10"); err == nil {
+		t.Fatal("router still reaches the released address")
+	}
 	c3 := tl.NewContainer(t, "ulh1-c3")
 	attach(t, d, c3, "io.underlay.network", "pub_net", "io.underlay.ip", "172.16.86.10")
+	mac3 := macOf(t, exec(t, c3, "ip", "link", "show", "eth0"))
+	neigh := tl.MustRun(t, "ip", "-n", lan.NS, "neigh", "show", "172.16.86.10")
+	if !strings.Contains(neigh, "lladdr "+mac3) {
+		t.Fatalf("router's neighbour entry not updated to %s by gratuitous ARP: %s", mac3, neigh)
+	}
 	ping(t, c3, "172.16.86.2")
 
 	// rm refuses while endpoints remain and names them.
