@@ -224,22 +224,3 @@ func defaultDst(fam int) *net.IPNet {
 	}
 	return &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
 }
-
-func families(addrs []netip.Prefix) []int {
-	var v4, v6 bool
-	for _, p := range addrs {
-		if p.Addr().Is4() {
-			v4 = true
-		} else {
-			v6 = true
-		}
-	}
-	var out []int
-	if v4 {
-		out = append(out, 4)
-	}
-	if v6 {
-		out = append(out, 6)
-	}
-	return out
-}
