@@ -47,6 +47,7 @@ test-unit:
 
 test-privileged: build
 	UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -count=1 -v -run 'TestPrivileged' ./daemon/... ./hook/... ./integration/host/...
+	UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -count=1 -v -timeout 20m ./integration/lifecycle/
 
 test-runtime: build
 	UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -count=1 -v -timeout 15m -run 'TestRuntime' ./integration/runtime/...

@@ -155,6 +155,9 @@ func readAll(fd int) ([]byte, error) {
 
 // parseResponse reads an HTTP/1.0 answer whose body runs to EOF.
 func parseResponse(b []byte) (int, []byte, error) {
+	if len(b) == 0 {
+		return 0, nil, errors.New("underlayd closed the connection without answering (did it crash or restart?)")
+	}
 	head, body, ok := bytes.Cut(b, []byte("\r\n\r\n"))
 	if !ok {
 		return 0, nil, errors.New("malformed answer from underlayd")

@@ -106,9 +106,13 @@ type Endpoint struct {
 	Addresses   []string `json:"addresses"`
 	Gateways    []string `json:"gateways,omitempty"`
 	NetnsInode  uint64   `json:"netns_inode"`
-	Parent      string   `json:"parent"`
-	State       string   `json:"state"`
-	Created     string   `json:"created"`
+	NetnsCookie uint64   `json:"netns_cookie,omitempty"`
+	// TempName is the interface's name before its rename to IfName,
+	// recorded while attaching so a crash in between can be undone.
+	TempName string `json:"temp_ifname,omitempty"`
+	Parent   string `json:"parent"`
+	State    string `json:"state"`
+	Created  string `json:"created"`
 }
 
 // AttachResponse lists the endpoints made, in interface order.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -100,7 +101,52 @@ type Netns struct {
 	f     *os.File
 	Inode uint64
 	Dev   uint64
+	// Cookie is the kernel's netns cookie: unlike the inode, never reused.
+	Cookie uint64
 }
+
+// cookieOf reads the namespace's cookie (SO_NETNS_COOKIE) through a
+// socket made inside it. Unlike the inode, a cookie is never reused, so an
+// endpoint recorded by inode and cookie cannot be mistaken for a new
+// container that got the dead one's inode. 0 when it cannot be read.
+func cookieOf(f *os.File) uint64 {
+	runtime.LockOSThread()
+	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return 0
+	}
+	defer unix.Close(orig)
+	if unix.Setns(int(f.Fd()), unix.CLONE_NEWNET) != nil {
+		runtime.UnlockOSThread()
+		return 0
+	}
+	fd, sockErr := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if unix.Setns(orig, unix.CLONE_NEWNET) != nil {
+		// Stay locked: the runtime ends a locked thread with its
+		// goroutine, so it never serves others in the wrong namespace.
+		if sockErr == nil {
+			unix.Close(fd)
+		}
+		return 0
+	}
+	runtime.UnlockOSThread()
+	if sockErr != nil {
+		return 0
+	}
+	defer unix.Close(fd)
+	c, _ := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+	return c
+}
+
+// Same reports whether ns is the namespace recorded as inode and cookie.
+// A cookie of 0 (not recorded) compares by inode alone.
+func (n *Netns) Same(inode, cookie uint64) bool {
+	return n.Inode == inode && (cookie == 0 || n.Cookie == cookie)
+}
+
+// OpenPath opens a namespace file (a /proc/<pid>/ns/net or a bind mount).
+func OpenPath(path string) (*Netns, error) { return open(path, path) }
 
 // Fd is the namespace's file descriptor.
 func (n *Netns) Fd() int { return int(n.f.Fd()) }
@@ -142,7 +188,7 @@ func open(path, what string) (*Netns, error) {
 		f.Close()
 		return nil, fmt.Errorf("%s %w", what, ErrHostNetns)
 	}
-	return &Netns{f: f, Inode: st.Ino, Dev: uint64(st.Dev)}, nil
+	return &Netns{f: f, Inode: st.Ino, Dev: uint64(st.Dev), Cookie: cookieOf(f)}, nil
 }
 
 // handleAt opens a route-only netlink handle inside ns; asking for no
@@ -175,7 +221,7 @@ func module(kind string) string {
 // exists: first through hintPid, then through any process, then through
 // bind mounts under /run/netns. It returns nil when the namespace is gone.
 // Detach goes by inode because a pid may have been reused.
-func FindNetns(inode uint64, hintPid int) *Netns {
+func FindNetns(inode, cookie uint64, hintPid int) *Netns {
 	try := func(path string) *Netns {
 		var st unix.Stat_t
 		if unix.Stat(path, &st) != nil || st.Ino != inode {
@@ -185,7 +231,7 @@ func FindNetns(inode uint64, hintPid int) *Netns {
 		if err != nil {
 			return nil
 		}
-		if ns.Inode != inode { // raced with the process exiting and pid reuse
+		if !ns.Same(inode, cookie) { // a reused inode, or a reused pid
 			ns.Close()
 			return nil
 		}

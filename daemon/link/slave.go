@@ -19,6 +19,7 @@ type Slave struct {
 	Flag        string // ipvlan: bridge|private|vepa
 	ParentIndex int
 	Name        string           // final name inside the container, ethN
+	TempName    string           // name before the rename; NewTempName()
 	MAC         net.HardwareAddr // macvlan only; nil lets the kernel pick
 	MTU         int
 	Addrs       []netip.Prefix
@@ -69,9 +70,11 @@ func ValidMode(kind, mode, flag string) error {
 // name, renames it, and configures addresses, routes and state. On any
 // failure it deletes what it created, so the namespace is left as found.
 func CreateSlave(ns *Netns, s Slave) (err error) {
-	tmp, err := tempName()
-	if err != nil {
-		return err
+	tmp := s.TempName
+	if tmp == "" {
+		if tmp, err = NewTempName(); err != nil {
+			return err
+		}
 	}
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = tmp
@@ -192,7 +195,9 @@ func createErr(kind string, err error) error {
 	return kernelErr(kind, err)
 }
 
-func tempName() (string, error) {
+// NewTempName returns a random interface name for a slave before its
+// rename; the caller records it so an interrupted attach can be undone.
+func NewTempName() (string, error) {
 	b := make([]byte, 5)
 	if _, err := rand.Read(b); err != nil {
 		return "", err

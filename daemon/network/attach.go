@@ -119,12 +119,12 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	}
 	n := st.net
 	ep = api.Endpoint{Network: n.Name, Namespace: req.Namespace, ContainerID: req.ContainerID,
-		IfName: "eth" + strconv.Itoa(idx), NetnsInode: ns.Inode, Parent: n.Parent,
+		IfName: "eth" + strconv.Itoa(idx), NetnsInode: ns.Inode, NetnsCookie: ns.Cookie, Parent: n.Parent,
 		State: stateAttaching, Created: time.Now().UTC().Format(time.RFC3339Nano)}
 	key := string(store.EndpointKey(ep))
 	prefer := st.recent[key]
 	if old, ok := st.eps[key]; ok {
-		if old.NetnsInode == ns.Inode && old.State == stateAttached {
+		if ns.Same(old.NetnsInode, old.NetnsCookie) && old.State == stateAttached {
 			return old, nil // the hook ran twice for the same container
 		}
 		// A restarted container: its old namespace is gone. Give back the
@@ -194,6 +194,10 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	} else {
 		ep.MAC = parent.MAC.String()
 	}
+	if slave.TempName, err = link.NewTempName(); err != nil {
+		return ep, err
+	}
+	ep.TempName = slave.TempName
 	if err := m.store.PutEndpoint(ep); err != nil {
 		return ep, fmt.Errorf("record endpoint: %w", err)
 	}
@@ -202,7 +206,7 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 		return ep, err
 	}
 	undo.add(func() { _ = link.DeleteSlave(ns, ep.IfName) })
-	ep.State = stateAttached
+	ep.State, ep.TempName = stateAttached, ""
 	if err := m.store.PutEndpoint(ep); err != nil {
 		return ep, fmt.Errorf("record endpoint: %w", err)
 	}

@@ -23,7 +23,7 @@ func (m *Manager) Detach(req api.DetachRequest) (api.DetachResponse, error) {
 		return resp, nil
 	}
 	// All interfaces of a container share its namespace; find it once.
-	ns := link.FindNetns(eps[0].NetnsInode, req.Pid)
+	ns := link.FindNetns(eps[0].NetnsInode, eps[0].NetnsCookie, req.Pid)
 	if ns != nil {
 		defer ns.Close()
 	}
@@ -61,9 +61,16 @@ func (m *Manager) detachEndpoint(ep api.Endpoint, ns *link.Netns) error {
 // matches), the endpoint and its leases. The caller holds st.mu and calls
 // releaseParent after unlocking.
 func (m *Manager) releaseLocked(st *netState, ep api.Endpoint, ns *link.Netns) error {
-	if ns != nil && ns.Inode == ep.NetnsInode {
-		if err := link.DeleteSlave(ns, ep.IfName); err != nil {
-			m.log.Warn("interface not deleted", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName, "err", err)
+	if ns != nil && ns.Same(ep.NetnsInode, ep.NetnsCookie) {
+		// An interrupted attach may have left the interface under its
+		// temporary name.
+		for _, name := range []string{ep.IfName, ep.TempName} {
+			if name == "" {
+				continue
+			}
+			if err := link.DeleteSlave(ns, name); err != nil {
+				m.log.Warn("interface not deleted", "network", ep.Network, "container", containerName(ep), "ifname", name, "err", err)
+			}
 		}
 	}
 	if err := m.store.DeleteEndpoint(ep); err != nil {

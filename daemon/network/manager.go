@@ -156,7 +156,7 @@ func (m *Manager) undoInterrupted() {
 		if ep.State == stateAttached {
 			continue
 		}
-		ns := link.FindNetns(ep.NetnsInode, 0)
+		ns := link.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0)
 		if err := m.detachEndpoint(ep, ns); err != nil {
 			m.log.Error("interrupted attach not undone", "network", ep.Network, "container", containerName(ep), "err", err)
 		} else {

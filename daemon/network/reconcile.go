@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/daemon/link"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,31 +34,57 @@ func (m *Manager) ReconcileContainerd(live map[string]map[string]bool, listedAt 
 		}
 		dead = append(dead, ep)
 	}
-	return m.releaseDead(dead, "containerd no longer knows the container")
+	return m.releaseDead(dead, "containerd no longer knows the container", true)
 }
 
-// ReconcileNetns releases endpoints whose network namespace is gone.
+// ReconcileNetns releases endpoints whose network namespace is gone. A live
+// inode is checked against the recorded cookie too: inodes are reused as
+// soon as a namespace dies.
 func (m *Manager) ReconcileNetns() (int, error) {
 	start := time.Now()
 	alive := liveNetns()
+	cookies := map[uint64]uint64{} // inode -> cookie, read once per namespace
 	var dead []api.Endpoint
 	for _, ep := range m.Endpoints() {
-		if !alive[ep.NetnsInode] && olderThan(ep, start) {
+		if !olderThan(ep, start) {
+			continue
+		}
+		path, ok := alive[ep.NetnsInode]
+		if ok && ep.NetnsCookie != 0 {
+			c, seen := cookies[ep.NetnsInode]
+			if !seen {
+				if ns, err := link.OpenPath(path); err == nil {
+					c = ns.Cookie
+					ns.Close()
+				}
+				cookies[ep.NetnsInode] = c
+			}
+			ok = c == ep.NetnsCookie
+		}
+		if !ok {
 			dead = append(dead, ep)
 		}
 	}
-	return m.releaseDead(dead, "network namespace is gone")
+	return m.releaseDead(dead, "network namespace is gone", false)
 }
 
 // Reconcile runs every check that needs nothing but the kernel.
 func (m *Manager) Reconcile() (int, error) { return m.ReconcileNetns() }
 
-func (m *Manager) releaseDead(dead []api.Endpoint, why string) (int, error) {
+func (m *Manager) releaseDead(dead []api.Endpoint, why string, findNS bool) (int, error) {
 	n := 0
 	for _, ep := range dead {
 		m.log.Info("releasing dead endpoint", "network", ep.Network, "container", containerName(ep),
 			"ifname", ep.IfName, "reason", why)
-		if err := m.detachEndpoint(ep, nil); err != nil {
+		var ns *link.Netns
+		if findNS {
+			ns = link.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0)
+		}
+		err := m.detachEndpoint(ep, ns)
+		if ns != nil {
+			ns.Close()
+		}
+		if err != nil {
 			return n, fmt.Errorf("release %s on %s: %w", containerName(ep), ep.Network, err)
 		}
 		n++
@@ -71,13 +98,15 @@ func olderThan(ep api.Endpoint, t time.Time) bool {
 }
 
 // liveNetns returns the inodes of every network namespace that a process
-// is in or that is bind-mounted under /run/netns.
-func liveNetns() map[uint64]bool {
-	alive := map[uint64]bool{}
+// is in or that is bind-mounted under /run/netns, each with a path to it.
+func liveNetns() map[uint64]string {
+	alive := map[uint64]string{}
 	add := func(path string) {
 		var st unix.Stat_t
 		if unix.Stat(path, &st) == nil {
-			alive[st.Ino] = true
+			if _, ok := alive[st.Ino]; !ok {
+				alive[st.Ino] = path
+			}
 		}
 	}
 	for _, dir := range []string{"/run/netns", "/var/run/netns"} {

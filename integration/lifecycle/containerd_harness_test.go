@@ -98,6 +98,7 @@ func startContainerd(t *testing.T, f flavor, dir, ns string) *containerd {
 		c.stop()
 		killStrays(t, c.sock)
 		unmountUnder(t, dir)
+		removeCgroups(t, ns)
 		if !hadRunDir {
 			for _, d := range []string{"/run/containerd/s", "/run/containerd/fifo", "/run/containerd/runc", "/run/containerd"} {
 				_ = os.Remove(d) // only if empty
@@ -218,7 +219,7 @@ func (c *containerd) stop() {
 
 // ctr runs the flavor's ctr against this containerd and namespace.
 func (c *containerd) ctr(args ...string) (string, error) {
-	return run(60*time.Second, c.f.env(), c.f.path("ctr"), append([]string{"--address", c.sock, "--namespace", c.ns}, args...)...)
+	return runStdout(60*time.Second, c.f.env(), c.f.path("ctr"), append([]string{"--address", c.sock, "--namespace", c.ns}, args...)...)
 }
 
 func (c *containerd) mustCtr(t *testing.T, args ...string) string {
@@ -399,6 +400,18 @@ func killStrays(t *testing.T, marker string) {
 	}
 }
 
+// removeCgroups removes the (empty) parent cgroup /<ns> the containers'
+// cgroups were made under, in every hierarchy.
+func removeCgroups(t *testing.T, ns string) {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + ns)
+	dirs = append(dirs, "/sys/fs/cgroup/"+ns)
+	for _, d := range dirs {
+		if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Logf("cleanup: %v", err)
+		}
+	}
+}
+
 // tailNoInfo is the last n lines of a containerd log without level=info.
 func tailNoInfo(path string, n int) string {
 	b, err := os.ReadFile(path)
@@ -411,85 +424,6 @@ func tailNoInfo(path string, n int) string {
 			lines = append(lines, l)
 		}
 	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// ctrd2Version is the containerd 2.x the tests build, as DESIGN.md says.
-const ctrd2Version = "v2.4.2"
-
-// containerd2 returns containerd 2.x, building containerd, its runc shim
-// and ctr into the cache (UNDERLAY_CTRD2_CACHE, default
-// /var/cache/underlay-ctrd2/<version>) unless they are there already.
-// Building needs the Go module proxy and takes about two minutes.
-func containerd2(t *testing.T) flavor {
-	t.Helper()
-	cache := os.Getenv("UNDERLAY_CTRD2_CACHE")
-	if cache == "" {
-		cache = "/var/cache/underlay-ctrd2"
-	}
-	dir := filepath.Join(cache, ctrd2Version)
-	f := flavor{name: "containerd " + ctrd2Version, dir: dir, v3: true}
-	names := []string{"containerd", "containerd-shim-runc-v2", "ctr"}
-	have := func() bool {
-		for _, n := range names {
-			if fi, err := os.Stat(filepath.Join(dir, n)); err != nil || fi.Mode()&0o111 == 0 {
-				return false
-			}
-		}
-		return true
-	}
-	if have() {
-		return f
-	}
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		t.Fatalf("containerd 2.x cache: %v", err)
-	}
-	// One build at a time: concurrent test runs wait for each other.
-	lock, err := os.OpenFile(filepath.Join(cache, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	if have() {
-		return f
-	}
-	gobin, err := os.MkdirTemp(cache, ".build-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(gobin)
-	var pkgs []string
-	for _, n := range names {
-		pkgs = append(pkgs, "github.com/containerd/containerd/v2/cmd/"+n+"@"+ctrd2Version)
-	}
-	t.Logf("building containerd %s into %s (about two minutes, once)", ctrd2Version, dir)
-	start := time.Now()
-	env := append(os.Environ(), "GOBIN="+gobin, "CGO_ENABLED=0", "GOFLAGS=", "GOWORK=off")
-	// Outside any module, so this repository's go.mod is not touched.
-	cmd := exec.Command("go", append([]string{"install"}, pkgs...)...)
-	cmd.Env, cmd.Dir = env, cache
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("containerd 2.x cannot be built here, so it cannot be tested: go install %s: %v\n%s",
-			strings.Join(pkgs, " "), err, tailString(string(out), 30))
-	}
-	if err := os.Rename(gobin, dir); err != nil && !errors.Is(err, os.ErrExist) {
-		t.Fatalf("containerd 2.x cache: %v", err)
-	}
-	t.Logf("built containerd %s in %v", ctrd2Version, time.Since(start).Round(time.Second))
-	if !have() {
-		t.Fatalf("containerd 2.x build left no binaries in %s", dir)
-	}
-	return f
-}
-
-func tailString(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
