@@ -84,8 +84,21 @@ func (m *Manager) validate(req api.NetworkCreate) (api.Network, []ipam.Pool, err
 		m.log.Info("gateway ignored: ipvlan l3/l3s containers route out of their own interface",
 			"network", n.Name, "gateways", strings.Join(req.Gateways, ","))
 	}
+	if n.Parent == "" {
+		// No parent is the same as --internal: an isolated network.
+		n.Internal = true
+	}
 	if len(req.Subnets) == 0 {
-		return n, nil, invalid("at least one --subnet is required: underlay puts containers on an existing network, so give its subnet")
+		if !n.Internal {
+			return n, nil, invalid("at least one --subnet is required: underlay puts containers on an existing network, so give its subnet")
+		}
+		// An isolated network reaches nothing outside, so any private
+		// subnet will do: like Docker, take the first free 172.x.0.0/16.
+		sub, err := m.defaultSubnet()
+		if err != nil {
+			return n, nil, err
+		}
+		req.Subnets = []string{sub}
 	}
 	pools, err := ipam.BuildPools(ipam.Spec{Subnets: req.Subnets, Gateways: req.Gateways,
 		Ranges: req.IPRanges, Aux: req.Aux, NoGateway: noGW})
@@ -308,6 +321,27 @@ func newID() (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(b), nil
+}
+
+// defaultSubnet is the first of 172.18.0.0/16 ... 172.31.0.0/16 that no
+// network uses.
+func (m *Manager) defaultSubnet() (string, error) {
+	used := m.List()
+	for b := 18; b <= 31; b++ {
+		cand := netip.PrefixFrom(netip.AddrFrom4([4]byte{172, byte(b), 0, 0}), 16)
+		free := true
+		for _, n := range used {
+			for _, s := range n.Subnets {
+				if p, err := netip.ParsePrefix(s.Subnet); err == nil && p.Overlaps(cand) {
+					free = false
+				}
+			}
+		}
+		if free {
+			return cand.String(), nil
+		}
+	}
+	return "", invalid("no --subnet given and 172.18.0.0/16 to 172.31.0.0/16 are all in use: give a --subnet")
 }
 
 // gatewayFor returns the gateway of the pool holding addr, if any.

@@ -248,12 +248,22 @@ func TestVMInternalNetworks(t *testing.T) {
 			d.MustCLI(t, "network", "rm", c.name)
 		})
 	}
-	// With no parent at all, the same.
+	// With no parent at all, the same; and with no subnet either, the
+	// first free 172.x.0.0/16 (the seed's isolated3).
 	d.MustCLI(t, "network", "create", "--subnet=10.61.0.0/24", "ulv5n")
+	d.MustCLI(t, "network", "create", "-d", "ipvlan", "ulv5s")
 	if in := inspect(t, d, "ulv5n"); !strings.HasPrefix(in.Parent, "dm-") {
 		t.Fatalf("no-parent network: %s", in.Parent)
 	}
-	d.MustCLI(t, "network", "rm", "ulv5n")
+	mustContain(t, "default subnet", d.MustCLI(t, "network", "inspect", "ulv5s"), `"subnet": "172.18.0.0/16"`, `"internal": true`)
+	a := tl.NewContainer(t, "ulv5s-a")
+	attach(t, d, a, "io.underlay.network", "ulv5s")
+	mustContain(t, "isolated3", exec(t, a, "ip", "-4", "addr", "show", "eth0"), "172.18.0.2/16")
+	if r := exec(t, a, "ip", "-4", "route"); strings.Contains(r, "default") {
+		t.Fatalf("no-parent network has a default route:\n%s", r)
+	}
+	d.Detach(a, ann("io.underlay.network", "ulv5s"))
+	d.MustCLI(t, "network", "rm", "ulv5n", "ulv5s")
 }
 
 func TestVMBadParents(t *testing.T) {
