@@ -115,3 +115,25 @@ func TestAuthorizerGuardsChanges(t *testing.T) {
 		t.Fatalf("unknown route: %d %s", code, body)
 	}
 }
+
+// Whatever the body, the API answers with a status and a one-line JSON
+// error or calls the manager with a decoded request; it never panics.
+func FuzzAPIDecode(f *testing.F) {
+	paths := []string{"/v1/attach", "/v1/detach", "/v1/networks", "/v1/prune"}
+	f.Add(uint8(0), `{"container_id":"c","pid":5,"networks":[{"name":"n","ip":"10.0.0.5"}]}`)
+	f.Add(uint8(2), `{"name":"n","subnets":["10.0.0.0/24"],"options":{"parent":"eth0"}}`)
+	f.Add(uint8(1), `{"container_id":"c"}`)
+	f.Add(uint8(2), `{"name":"n"}{`)
+	f.Fuzz(func(t *testing.T, which uint8, body string) {
+		h := Handler(&fakeManager{}, slog.New(slog.DiscardHandler), nil)
+		req := httptest.NewRequest("POST", paths[int(which)%len(paths)], strings.NewReader(body))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code >= 400 {
+			out := rec.Body.String()
+			if !strings.HasPrefix(out, `{"error":`) || strings.Count(out, "\n") != 1 {
+				t.Fatalf("%d: %q", rec.Code, out)
+			}
+		}
+	})
+}

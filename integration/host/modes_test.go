@@ -1,7 +1,9 @@
 package host
 
 import (
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	tl "github.com/underlay/underlay/integration/testlab"
@@ -144,4 +146,54 @@ func TestPrivilegedPruneAndRestart(t *testing.T) {
 	attach(t, d, c, "io.underlay.network", "p")
 	attach(t, d, b2, "io.underlay.network", "p")
 	mustContain(t, "b2 keeps b's address", exec(t, b2, "ip", "-4", "addr", "show", "eth0"), "10.78.0.3/24")
+}
+
+// 100 hooks at once across three networks: every one succeeds, every
+// address is distinct, and every container has the address the store
+// lists.
+func TestPrivilegedHundredHooksAtOnce(t *testing.T) {
+	tl.Require(t)
+	d := tl.StartDaemon(t)
+	const nets = 3
+	for i := 0; i < nets; i++ {
+		lan := tl.NewLAN(t, fmt.Sprintf("ulhh%d", i), fmt.Sprintf("10.9%d.0.1/24", i))
+		d.MustCLI(t, "network", "create", fmt.Sprintf("--subnet=10.9%d.0.0/24", i), "-o", "parent="+lan.Uplink, fmt.Sprintf("h%d", i))
+	}
+	var cs []*tl.Container
+	for i := 0; i < 100; i++ {
+		cs = append(cs, tl.NewContainer(t, fmt.Sprintf("ulhh-c%d", i)))
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(cs))
+	for i, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if out, err := d.Attach(c, ann("io.underlay.network", fmt.Sprintf("h%d", i%nets))); err != nil {
+				errs[i] = fmt.Errorf("%s: %v: %s", c.ID, err, out)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	eps := d.Endpoints(t)
+	if len(eps) != len(cs) {
+		t.Fatalf("%d endpoints for %d containers", len(eps), len(cs))
+	}
+	byID := map[string]string{}
+	seen := map[string]bool{}
+	for _, ep := range eps {
+		if seen[ep[3]] {
+			t.Fatalf("address %s handed out twice", ep[3])
+		}
+		seen[ep[3]] = true
+		byID[ep[1]] = ep[3]
+	}
+	for _, c := range cs[:10] {
+		mustContain(t, c.ID, exec(t, c, "ip", "-4", "addr", "show", "eth0"), byID[c.ID])
+	}
 }
