@@ -53,8 +53,10 @@ test-privileged: build
 test-runtime: build
 	UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -count=1 -v -timeout 15m -run 'TestRuntime' ./integration/runtime/...
 
+# bench prints attach/detach/IPAM/footprint figures beside CNI macvlan +
+# host-local and netavark (integration/bench/README.md); no test is timed.
 bench: build
-	$(GO) test -run XXX -bench . -benchmem ./ipam/
+	BIN=$(BIN) bash integration/bench/run.sh
 
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzAllocator -fuzztime 5m ./ipam/
