@@ -52,6 +52,7 @@ test-privileged: build
 
 test-runtime: build
 	UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -count=1 -v -timeout 15m -run 'TestRuntime' ./integration/runtime/...
+	UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -count=1 -v -timeout 20m ./integration/nerdctl/
 
 # bench prints attach/detach/IPAM/footprint figures beside CNI macvlan +
 # host-local and netavark (integration/bench/README.md); no test is timed.

@@ -17,7 +17,9 @@ const reconcileEvery = 30 * time.Second
 // containerdHandler adapts the manager to the events package.
 type containerdHandler struct{ m *network.Manager }
 
-func (h containerdHandler) ContainerGone(ns, id string) error { return h.m.ContainerGone(ns, id) }
+func (h containerdHandler) ContainerGone(ns, id string, at time.Time) error {
+	return h.m.ContainerGone(ns, id, at)
+}
 
 func (h containerdHandler) Live(live map[string]map[string]bool, at time.Time) error {
 	_, err := h.m.ReconcileContainerd(live, at)

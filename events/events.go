@@ -22,8 +22,10 @@ import (
 
 // Handler is what the monitor tells.
 type Handler interface {
-	// ContainerGone releases everything of container id in namespace ns.
-	ContainerGone(ns, id string) error
+	// ContainerGone releases what container id in namespace ns had when
+	// containerd deleted it at time at. An endpoint attached after that
+	// belongs to a new task of the same container (a restart) and stays.
+	ContainerGone(ns, id string, at time.Time) error
 	// Live is called after each (re)connect with every container containerd
 	// knows, by namespace, listed at listedAt; the handler releases
 	// endpoints of the others that are older than the listing.
@@ -105,12 +107,12 @@ func (m *Monitor) follow(ctx context.Context) error {
 			if env == nil {
 				continue
 			}
-			m.handle(env.Namespace, env.Topic, env.Event)
+			m.handle(env.Namespace, env.Topic, env.Event, env.Timestamp)
 		}
 	}
 }
 
-func (m *Monitor) handle(ns, topic string, ev typeurl.Any) {
+func (m *Monitor) handle(ns, topic string, ev typeurl.Any, at time.Time) {
 	v, err := typeurl.UnmarshalAny(ev)
 	if err != nil {
 		m.Log.Warn("undecodable containerd event", "topic", topic, "err", err)
@@ -131,7 +133,7 @@ func (m *Monitor) handle(ns, topic string, ev typeurl.Any) {
 	// A failed release is retried a few times: the store may be busy, and
 	// reconciliation catches anything left after that.
 	for i, wait := 0, 50*time.Millisecond; i < 4; i, wait = i+1, wait*2 {
-		if err = m.Handler.ContainerGone(ns, id); err == nil {
+		if err = m.Handler.ContainerGone(ns, id, at); err == nil {
 			return
 		}
 		time.Sleep(wait)

@@ -18,9 +18,22 @@ import (
 // snapshot being compared are left alone: they may belong to a container
 // that started after the snapshot was taken.
 
-// ContainerGone releases a container containerd deleted.
-func (m *Manager) ContainerGone(ns, id string) error {
-	_, err := m.Detach(api.DetachRequest{Namespace: ns, ContainerID: id})
+// ContainerGone releases the endpoints a containerd container had when
+// containerd deleted it at time at. Events can arrive late: one attached
+// after that belongs to a new task of the same container (nerdctl restart)
+// and must stay. A zero time releases them all.
+func (m *Manager) ContainerGone(ns, id string, at time.Time) error {
+	if at.IsZero() {
+		_, err := m.Detach(api.DetachRequest{Namespace: ns, ContainerID: id})
+		return err
+	}
+	var gone []api.Endpoint
+	for _, ep := range m.Endpoints() {
+		if ep.Namespace == ns && ep.ContainerID == id && olderThan(ep, at) {
+			gone = append(gone, ep)
+		}
+	}
+	_, err := m.releaseDead(gone, "containerd deleted the container", true)
 	return err
 }
 
