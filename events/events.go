@@ -1,7 +1,7 @@
 // Package events follows containerd and tells underlayd when a container is
 // gone, so its addresses come back even when no poststop hook ran (a spec
 // with only createRuntime, a killed shim, a crash). It subscribes across
-// all namespaces to task and container deletes, reconnects with backoff
+// all namespaces to task exits and deletes and container deletes, reconnects with backoff
 // when containerd restarts, and after every (re)connect hands the handler
 // the full list of live containers, because events may have been missed.
 // It imports nothing from the daemon.
@@ -36,6 +36,10 @@ type Handler interface {
 const (
 	TopicTaskDelete      = "/tasks/delete"
 	TopicContainerDelete = "/containers/delete"
+	// TopicTaskExit matters for `nerdctl stop`, which keeps the stopped
+	// task: the container's namespace is gone, and like Docker its address
+	// is freed at stop, not at the next start or rm.
+	TopicTaskExit = "/tasks/exit"
 )
 
 // Monitor follows one containerd.
@@ -84,7 +88,8 @@ func (m *Monitor) follow(ctx context.Context) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Subscribe before listing, so a delete between the two is not lost.
-	ch, errs := client.Subscribe(sctx, `topic=="`+TopicTaskDelete+`"`, `topic=="`+TopicContainerDelete+`"`)
+	ch, errs := client.Subscribe(sctx, `topic=="`+TopicTaskDelete+`"`, `topic=="`+TopicContainerDelete+`"`,
+		`topic=="`+TopicTaskExit+`"`)
 	listedAt := time.Now()
 	live, err := listContainers(sctx, client)
 	if err != nil {
@@ -122,6 +127,11 @@ func (m *Monitor) handle(ns, topic string, ev typeurl.Any, at time.Time) {
 	switch e := v.(type) {
 	case *apievents.TaskDelete:
 		if e.ID != "" && e.ID != e.ContainerID {
+			return // an exec process ended, not the container
+		}
+		id = e.ContainerID
+	case *apievents.TaskExit:
+		if e.ID != e.ContainerID {
 			return // an exec process ended, not the container
 		}
 		id = e.ContainerID

@@ -86,7 +86,17 @@ func TestPrivilegedNerdctlREADME(t *testing.T) {
 	l.checkEth0(t, b, static)
 	l.uld.checkEndpoint(t, l.network, b, static, mac)
 
-	l.rm(t, a.name, b.name)
+	// nerdctl stop keeps the stopped task, so no hook runs; the task's
+	// /tasks/exit event frees the address at stop, as Docker does, and
+	// start brings the same address back.
+	l.rm(t, a.name)
+	l.nd.must(t, "stop", "-t", "0", b.name)
+	t.Logf("address released %s after nerdctl stop", l.uld.waitNoEndpoints(t, 5*time.Second))
+	l.nd.must(t, "start", b.name)
+	l.checkEth0(t, b, static)
+	l.uld.checkEndpoint(t, l.network, b, static, mac)
+
+	l.rm(t, b.name)
 	t.Logf("addresses released (endpoint ls empty) %s after nerdctl rm -f", l.uld.waitNoEndpoints(t, 5*time.Second))
 
 	// The static address is free again at once.
