@@ -112,7 +112,7 @@ func run(c *cli.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("underlayd ready", "socket", sock, "state", filepath.Join(c.String("state-dir"), store.FileName),
-		"networks", len(mgr.List()), "endpoints", len(mgr.Endpoints()))
+		"networks", len(mgr.List()), "endpoints", mgr.EndpointCount())
 
 	select {
 	case err := <-errc:

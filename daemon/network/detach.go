@@ -12,12 +12,7 @@ func (m *Manager) Detach(req api.DetachRequest) (api.DetachResponse, error) {
 	if err := validID("container id", req.ContainerID); err != nil {
 		return api.DetachResponse{}, err
 	}
-	var eps []api.Endpoint
-	for _, ep := range m.Endpoints() {
-		if ep.ContainerID == req.ContainerID && ep.Namespace == req.Namespace {
-			eps = append(eps, ep)
-		}
-	}
+	eps := m.endpointsOf(req.Namespace, req.ContainerID)
 	resp := api.DetachResponse{Released: []api.Endpoint{}}
 	if len(eps) == 0 {
 		return resp, nil
@@ -61,21 +56,34 @@ func (m *Manager) detachEndpoint(ep api.Endpoint, ns *link.Netns) error {
 // matches), the endpoint and its leases. The caller holds st.mu and calls
 // releaseParent after unlocking.
 func (m *Manager) releaseLocked(st *netState, ep api.Endpoint, ns *link.Netns) error {
-	if ns != nil && ns.Same(ep.NetnsInode, ep.NetnsCookie) {
-		// An interrupted attach may have left the interface under its
-		// temporary name.
-		for _, name := range []string{ep.IfName, ep.TempName} {
-			if name == "" {
-				continue
-			}
-			if err := link.DeleteSlave(ns, name); err != nil {
-				m.log.Warn("interface not deleted", "network", ep.Network, "container", containerName(ep), "ifname", name, "err", err)
-			}
-		}
-	}
+	m.deleteSlaves(ep, ns)
 	if err := m.store.DeleteEndpoint(ep); err != nil {
 		return err
 	}
+	m.forgetLocked(st, ep)
+	return nil
+}
+
+// deleteSlaves removes the endpoint's interface from ns, if ns is the
+// endpoint's namespace. An interrupted attach may have left it under its
+// temporary name.
+func (m *Manager) deleteSlaves(ep api.Endpoint, ns *link.Netns) {
+	if ns == nil || !ns.Same(ep.NetnsInode, ep.NetnsCookie) {
+		return
+	}
+	for _, name := range []string{ep.IfName, ep.TempName} {
+		if name == "" {
+			continue
+		}
+		if err := link.DeleteSlave(ns, name); err != nil {
+			m.log.Warn("interface not deleted", "network", ep.Network, "container", containerName(ep), "ifname", name, "err", err)
+		}
+	}
+}
+
+// forgetLocked drops a released endpoint from memory once the store no
+// longer holds it. The caller holds st.mu.
+func (m *Manager) forgetLocked(st *netState, ep api.Endpoint) {
 	for _, a := range addrsOf(ep) {
 		st.alloc.Release(a)
 	}
@@ -83,5 +91,4 @@ func (m *Manager) releaseLocked(st *netState, ep api.Endpoint, ns *link.Netns) e
 	delete(st.eps, string(store.EndpointKey(ep)))
 	m.addRef(ep.Parent, -1)
 	m.log.Info("detached", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName)
-	return nil
 }

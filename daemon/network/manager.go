@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/underlay/underlay/daemon/api"
@@ -48,6 +50,7 @@ type Store interface {
 	Endpoints() ([]api.Endpoint, error)
 	PutEndpoint(api.Endpoint) error
 	DeleteEndpoint(api.Endpoint) error
+	DeleteEndpoints([]api.Endpoint) error
 	Links() ([]store.OwnedLink, error)
 	PutLink(store.OwnedLink) error
 	DeleteLink(name string) error
@@ -152,10 +155,7 @@ func New(s Store, log *slog.Logger) (*Manager, error) {
 // not start the container. The interface, if it was made, is deleted and
 // the leases are released.
 func (m *Manager) undoInterrupted() {
-	for _, ep := range m.Endpoints() {
-		if ep.State == stateAttached {
-			continue
-		}
+	for _, ep := range m.endpointsWhere(func(ep api.Endpoint) bool { return ep.State != stateAttached }) {
 		ns := link.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0)
 		if err := m.detachEndpoint(ep, ns); err != nil {
 			m.log.Error("interrupted attach not undone", "network", ep.Network, "container", containerName(ep), "err", err)
@@ -247,6 +247,15 @@ func (m *Manager) Inspect(name string) (api.Network, error) {
 
 // Endpoints returns every endpoint, sorted by network, container, ifname.
 func (m *Manager) Endpoints() []api.Endpoint {
+	out := m.endpointsWhere(func(api.Endpoint) bool { return true })
+	sortEndpoints(out)
+	return out
+}
+
+// endpointsWhere returns the endpoints keep accepts, unsorted: the paths
+// that run per container (detach, events) must not copy and sort every
+// endpoint of a large host.
+func (m *Manager) endpointsWhere(keep func(api.Endpoint) bool) []api.Endpoint {
 	m.mu.RLock()
 	states := make([]*netState, 0, len(m.nets))
 	for _, st := range m.nets {
@@ -257,12 +266,43 @@ func (m *Manager) Endpoints() []api.Endpoint {
 	for _, st := range states {
 		st.mu.Lock()
 		for _, ep := range st.eps {
-			out = append(out, ep)
+			if keep(ep) {
+				out = append(out, ep)
+			}
 		}
 		st.mu.Unlock()
 	}
-	sortEndpoints(out)
 	return out
+}
+
+// endpointsOf returns a container's endpoints in interface order.
+func (m *Manager) endpointsOf(ns, id string) []api.Endpoint {
+	eps := m.endpointsWhere(func(ep api.Endpoint) bool { return ep.ContainerID == id && ep.Namespace == ns })
+	sort.Slice(eps, func(i, j int) bool { return ifIndex(eps[i].IfName) < ifIndex(eps[j].IfName) })
+	return eps
+}
+
+// ifIndex is N of ethN, for ordering eth2 before eth10.
+func ifIndex(name string) int {
+	n, _ := strconv.Atoi(strings.TrimPrefix(name, "eth"))
+	return n
+}
+
+// EndpointCount is the number of endpoints, without copying them.
+func (m *Manager) EndpointCount() int {
+	m.mu.RLock()
+	states := make([]*netState, 0, len(m.nets))
+	for _, st := range m.nets {
+		states = append(states, st)
+	}
+	m.mu.RUnlock()
+	n := 0
+	for _, st := range states {
+		st.mu.Lock()
+		n += len(st.eps)
+		st.mu.Unlock()
+	}
+	return n
 }
 
 func sortedEndpoints(eps map[string]api.Endpoint) []api.Endpoint {
@@ -276,14 +316,16 @@ func sortedEndpoints(eps map[string]api.Endpoint) []api.Endpoint {
 
 func sortEndpoints(eps []api.Endpoint) {
 	sort.Slice(eps, func(i, j int) bool {
-		a, b := eps[i], eps[j]
-		if a.Network != b.Network {
+		a, b := &eps[i], &eps[j]
+		switch {
+		case a.Network != b.Network:
 			return a.Network < b.Network
+		case a.Namespace != b.Namespace:
+			return a.Namespace < b.Namespace
+		case a.ContainerID != b.ContainerID:
+			return a.ContainerID < b.ContainerID
 		}
-		if a.Namespace+"/"+a.ContainerID != b.Namespace+"/"+b.ContainerID {
-			return a.Namespace+"/"+a.ContainerID < b.Namespace+"/"+b.ContainerID
-		}
-		return a.IfName < b.IfName
+		return ifIndex(a.IfName) < ifIndex(b.IfName)
 	})
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/underlay/underlay/daemon/api"
 	"github.com/underlay/underlay/daemon/link"
+	"github.com/underlay/underlay/daemon/store"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,8 +29,8 @@ func (m *Manager) ContainerGone(ns, id string, at time.Time) error {
 		return err
 	}
 	var gone []api.Endpoint
-	for _, ep := range m.Endpoints() {
-		if ep.Namespace == ns && ep.ContainerID == id && olderThan(ep, at) {
+	for _, ep := range m.endpointsOf(ns, id) {
+		if olderThan(ep, at) {
 			gone = append(gone, ep)
 		}
 	}
@@ -41,7 +42,7 @@ func (m *Manager) ContainerGone(ns, id string, at time.Time) error {
 // with a namespace) that are not in live, a listing taken at listedAt.
 func (m *Manager) ReconcileContainerd(live map[string]map[string]bool, listedAt time.Time) (int, error) {
 	var dead []api.Endpoint
-	for _, ep := range m.Endpoints() {
+	for _, ep := range m.endpointsWhere(func(api.Endpoint) bool { return true }) {
 		if ep.Namespace == "" || live[ep.Namespace][ep.ContainerID] || !olderThan(ep, listedAt) {
 			continue
 		}
@@ -58,7 +59,7 @@ func (m *Manager) ReconcileNetns() (int, error) {
 	alive := liveNetns()
 	cookies := map[uint64]uint64{} // inode -> cookie, read once per namespace
 	var dead []api.Endpoint
-	for _, ep := range m.Endpoints() {
+	for _, ep := range m.endpointsWhere(func(api.Endpoint) bool { return true }) {
 		if !olderThan(ep, start) {
 			continue
 		}
@@ -84,23 +85,52 @@ func (m *Manager) ReconcileNetns() (int, error) {
 // Reconcile runs every check that needs nothing but the kernel.
 func (m *Manager) Reconcile() (int, error) { return m.ReconcileNetns() }
 
+// releaseDead releases endpoints whose container is gone, one store
+// transaction per network: after a reboot thousands are dead at once, and
+// a commit each would take seconds. With findNS the interface is deleted
+// where the namespace still exists.
 func (m *Manager) releaseDead(dead []api.Endpoint, why string, findNS bool) (int, error) {
-	n := 0
+	byNet := map[string][]api.Endpoint{}
 	for _, ep := range dead {
-		m.log.Info("releasing dead endpoint", "network", ep.Network, "container", containerName(ep),
-			"ifname", ep.IfName, "reason", why)
-		var ns *link.Netns
-		if findNS {
-			ns = link.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0)
-		}
-		err := m.detachEndpoint(ep, ns)
-		if ns != nil {
-			ns.Close()
-		}
+		byNet[ep.Network] = append(byNet[ep.Network], ep)
+	}
+	n := 0
+	for name, eps := range byNet {
+		st, err := m.network(name)
 		if err != nil {
-			return n, fmt.Errorf("release %s on %s: %w", containerName(ep), ep.Network, err)
+			continue // network removed meanwhile: nothing left to release
 		}
-		n++
+		st.mu.Lock()
+		var cur []api.Endpoint
+		for _, ep := range eps {
+			c, ok := st.eps[string(store.EndpointKey(ep))]
+			if !ok || c.NetnsInode != ep.NetnsInode || c.Created != ep.Created {
+				continue // already released, or replaced by a newer attach
+			}
+			m.log.Info("releasing dead endpoint", "network", c.Network, "container", containerName(c),
+				"ifname", c.IfName, "reason", why)
+			if findNS {
+				if ns := link.FindNetns(c.NetnsInode, c.NetnsCookie, 0); ns != nil {
+					m.deleteSlaves(c, ns)
+					ns.Close()
+				}
+			}
+			cur = append(cur, c)
+		}
+		if err := m.store.DeleteEndpoints(cur); err != nil {
+			st.mu.Unlock()
+			return n, fmt.Errorf("release dead endpoints of %s: %w", name, err)
+		}
+		parents := map[string]bool{}
+		for _, c := range cur {
+			m.forgetLocked(st, c)
+			parents[c.Parent] = true
+		}
+		st.mu.Unlock()
+		for p := range parents {
+			m.releaseParent(p)
+		}
+		n += len(cur)
 	}
 	return n, nil
 }

@@ -253,24 +253,42 @@ func (s *Store) PutEndpoint(ep api.Endpoint) error {
 // DeleteEndpoint removes an endpoint and frees its leases. Deleting one
 // that is not there is not an error: detach is idempotent.
 func (s *Store) DeleteEndpoint(ep api.Endpoint) error {
-	key := EndpointKey(ep)
+	return s.DeleteEndpoints([]api.Endpoint{ep})
+}
+
+// DeleteEndpoints removes endpoints and frees their leases in one
+// transaction.
+func (s *Store) DeleteEndpoints(eps []api.Endpoint) error {
+	if len(eps) == 0 {
+		return nil
+	}
 	return s.db.Update(func(tx *bolt.Tx) error {
-		if lb := tx.Bucket(bucketLeases).Bucket([]byte(ep.Network)); lb != nil {
-			for _, p := range ep.Addresses {
-				pfx, err := netip.ParsePrefix(p)
-				if err != nil {
-					continue
-				}
-				k := addrKey(pfx.Addr())
-				if owner := lb.Get(k); string(owner) == string(key) {
-					if err := lb.Delete(k); err != nil {
-						return err
-					}
+		for _, ep := range eps {
+			if err := deleteEndpoint(tx, ep); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func deleteEndpoint(tx *bolt.Tx, ep api.Endpoint) error {
+	key := EndpointKey(ep)
+	if lb := tx.Bucket(bucketLeases).Bucket([]byte(ep.Network)); lb != nil {
+		for _, p := range ep.Addresses {
+			pfx, err := netip.ParsePrefix(p)
+			if err != nil {
+				continue
+			}
+			k := addrKey(pfx.Addr())
+			if owner := lb.Get(k); string(owner) == string(key) {
+				if err := lb.Delete(k); err != nil {
+					return err
 				}
 			}
 		}
-		return tx.Bucket(bucketEndpoints).Delete(key)
-	})
+	}
+	return tx.Bucket(bucketEndpoints).Delete(key)
 }
 
 // Links returns the links underlayd owns.
