@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -36,6 +37,10 @@ type hookRunner struct {
 	tmp, hook string
 	env       []string
 	ann       map[string]string
+	d         *daemon
+
+	mu      sync.Mutex
+	commits []time.Duration // createRuntime: hook exec -> endpoint committed
 }
 
 func (h *hookRunner) run(stage, status, bundle string, c *container) (time.Duration, error) {
@@ -43,8 +48,42 @@ func (h *hookRunner) run(stage, status, bundle string, c *container) (time.Durat
 	return d, err
 }
 
+// attach runs createRuntime and also records when underlayd committed the
+// endpoint (its "attached" log line, written right after the commit), so
+// that the time from hook exec to configured-and-committed is known apart
+// from the answer and the hook's exit.
+func (h *hookRunner) attach(c *container, bundle string) (time.Duration, error) {
+	committed := h.d.WaitCommit(c.ID)
+	if i := strings.Index(bundle, "/io.containerd.runtime.v2.task/"); i >= 0 {
+		committed = h.d.WaitCommit(strings.TrimPrefix(bundle[i:], "/io.containerd.runtime.v2.task/"))
+	}
+	t0 := time.Now()
+	d, err := h.run("createRuntime", "creating", bundle, c)
+	if err != nil {
+		return d, err
+	}
+	select {
+	case tc := <-committed:
+		h.mu.Lock()
+		h.commits = append(h.commits, tc.Sub(t0))
+		h.mu.Unlock()
+	case <-time.After(5 * time.Second):
+		return d, fmt.Errorf("attach of %s: no \"attached\" line from underlayd", c.ID)
+	}
+	return d, nil
+}
+
+// takeCommits returns and forgets the exec -> commit times recorded.
+func (h *hookRunner) takeCommits() []time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := h.commits
+	h.commits = nil
+	return out
+}
+
 func newHookRunner(tmp, bin string, d *daemon, net string) *hookRunner {
-	return &hookRunner{tmp: tmp, hook: filepath.Join(bin, "underlay-hook"),
+	return &hookRunner{tmp: tmp, hook: filepath.Join(bin, "underlay-hook"), d: d,
 		env: []string{basePath, "UNDERLAY_SOCKET=" + d.Socket}, ann: map[string]string{"io.underlay.network": net}}
 }
 
@@ -53,7 +92,7 @@ func newHookRunner(tmp, bin string, d *daemon, net string) *hookRunner {
 func underlayContender(h *hookRunner) *contender {
 	return &contender{
 		Name: "underlay", Subnet: "10.200.",
-		Attach: func(c *container, _ int) (time.Duration, error) { return h.run("createRuntime", "creating", "/x", c) },
+		Attach: func(c *container, _ int) (time.Duration, error) { return h.attach(c, "/x") },
 		Detach: func(c *container, _ int) (time.Duration, error) { return h.run("poststop", "stopped", "/x", c) },
 	}
 }
@@ -217,12 +256,15 @@ func concurrent(cs []*contender, n, base int) ([]opTimes, error) {
 			}
 		}
 		killContainers(conts)
+		settle()
 	}
 	return out, nil
 }
 
 // poststopGone measures the poststop hook as it usually runs: the
-// container's process, and so its netns, are already gone.
+// container's process has exited, so its netns is gone (the kernel tears
+// it down, and the interface with it, in the background). One container
+// at a time, as a runtime would: exit, then poststop at once.
 func poststopGone(u *contender, n int) ([]time.Duration, error) {
 	conts, err := newContainers("ulb-underlay-g", n)
 	if err != nil {
@@ -234,14 +276,15 @@ func poststopGone(u *contender, n int) ([]time.Duration, error) {
 			return nil, err
 		}
 	}
-	killContainers(conts)
 	var ds []time.Duration
 	for i, c := range conts {
+		killContainers([]*container{c})
 		d, err := u.Detach(c, i)
 		if err != nil {
 			return nil, fmt.Errorf("poststop after exit %d: %w", i, err)
 		}
 		ds = append(ds, d)
+		time.Sleep(20 * time.Millisecond) // let the kernel finish that namespace
 	}
 	return ds, nil
 }

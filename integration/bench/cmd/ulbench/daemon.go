@@ -93,10 +93,13 @@ func (d *daemon) scan(f interface{ Read([]byte) (int, error) }) {
 		if len(d.tail) > 30 {
 			d.tail = d.tail[len(d.tail)-30:]
 		}
-		if strings.Contains(line, "msg=detached ") {
-			if name := logField(line, "container"); d.waiters[name] != nil {
-				d.waiters[name] <- now
-				delete(d.waiters, name)
+		for _, msg := range []string{"detached", "attached"} {
+			if strings.Contains(line, " msg="+msg+" ") {
+				key := msg + " " + logField(line, "container")
+				if ch := d.waiters[key]; ch != nil {
+					ch <- now
+					delete(d.waiters, key)
+				}
 			}
 		}
 		d.mu.Unlock()
@@ -119,10 +122,16 @@ func logField(line, key string) string {
 
 // WaitRelease registers interest in the release of a container (its
 // name as underlayd logs it: "namespace/id" or "id").
-func (d *daemon) WaitRelease(name string) <-chan time.Time {
+func (d *daemon) WaitRelease(name string) <-chan time.Time { return d.wait("detached", name) }
+
+// WaitCommit registers interest in the commit of a container's attach:
+// underlayd logs "attached" right after it stored the endpoint.
+func (d *daemon) WaitCommit(name string) <-chan time.Time { return d.wait("attached", name) }
+
+func (d *daemon) wait(msg, name string) <-chan time.Time {
 	ch := make(chan time.Time, 1)
 	d.mu.Lock()
-	d.waiters[name] = ch
+	d.waiters[msg+" "+name] = ch
 	d.mu.Unlock()
 	return ch
 }

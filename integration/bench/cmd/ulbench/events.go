@@ -178,7 +178,7 @@ func eventDetach(ctrd *privateContainerd, h *hookRunner, d *daemon, n int) (from
 		}
 		// The hook learns the namespace from the bundle path, as under a shim.
 		bundle := "/run/containerd/io.containerd.runtime.v2.task/" + ctrNS + "/" + c.ID
-		if _, err := h.run("createRuntime", "creating", bundle, c); err != nil {
+		if _, err := h.attach(c, bundle); err != nil {
 			return nil, nil, fmt.Errorf("attach %s: %w", c.ID, err)
 		}
 		if err := checkAttached(c, "10.200."); err != nil {

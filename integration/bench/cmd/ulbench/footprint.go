@@ -2,14 +2,20 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"time"
+
+	"github.com/underlay/underlay/daemon/network"
+	"github.com/underlay/underlay/daemon/store"
 )
 
 // rss starts underlayd on a copy of t, waits for it to settle, and reads
 // its resident set (VmRSS) and peak (VmHWM) in MiB. It checks that every
 // lease survived the start-up reconcile.
-func rss(bin string, t *template, dir string, settle time.Duration) (rssMiB, hwmMiB float64, startup time.Duration, err error) {
+func rss(bin string, t *template, dir string, settle time.Duration) (m memInfo, startup time.Duration, err error) {
 	d := newDaemon(bin, dir)
 	if err = t.copyTo(d.StateDir); err != nil {
 		return
@@ -27,12 +33,63 @@ func rss(bin string, t *template, dir string, settle time.Duration) (rssMiB, hwm
 		err = fmt.Errorf("underlayd holds %d endpoints after start, want %d (did reconcile release live ones?)", len(eps), len(t.Leases))
 		return
 	}
-	r, err := procStatusKiB(d.Pid(), "VmRSS")
+	for _, f := range []struct {
+		name string
+		v    *float64
+	}{{"VmRSS", &m.RSS}, {"VmHWM", &m.HWM}, {"RssAnon", &m.Anon}, {"RssFile", &m.File}} {
+		var kib int
+		if kib, err = procStatusKiB(d.Pid(), f.name); err != nil {
+			return
+		}
+		*f.v = float64(kib) / 1024
+	}
+	if fi, e := os.Stat(filepath.Join(d.StateDir, store.FileName)); e == nil {
+		m.DB = float64(fi.Size()) / (1 << 20)
+	}
+	return m, startup, nil
+}
+
+// memInfo is underlayd's memory in MiB: resident (and its peak), split
+// into anonymous memory (the Go heap, stacks) and file pages (the bbolt
+// file, which underlayd maps and reads whole at start), and the file size.
+type memInfo struct{ RSS, HWM, Anon, File, DB float64 }
+
+// inprocHeap loads a copy of t into network.Manager, as underlayd does at
+// start, and reports the live Go heap it holds, with a heap profile.
+func inprocHeap(t *template, dir, profile string) (liveMiB float64, err error) {
+	if err = t.copyTo(dir); err != nil {
+		return
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	st, err := store.Open(dir)
 	if err != nil {
 		return
 	}
-	h, err := procStatusKiB(d.Pid(), "VmHWM")
-	return float64(r) / 1024, float64(h) / 1024, startup, err
+	defer st.Close()
+	m, err := network.New(st, discardLog())
+	if err != nil {
+		return
+	}
+	if _, err = m.Reconcile(); err != nil {
+		return
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if err = os.MkdirAll(filepath.Dir(profile), 0o755); err != nil {
+		return
+	}
+	f, err := os.Create(profile)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if err = pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		return
+	}
+	runtime.KeepAlive(m)
+	return float64(after.HeapAlloc-min(after.HeapAlloc, before.HeapAlloc)) / (1 << 20), nil
 }
 
 // restarts times n restarts of underlayd on a copy of t whose endpoints are
@@ -83,4 +140,6 @@ func deadRestart(bin string, t *template, dir string, timeout time.Duration) (ti
 	return dt, nil
 }
 
-func sub(dir string, parts ...string) string { return filepath.Join(append([]string{dir}, parts...)...) }
+func sub(dir string, parts ...string) string {
+	return filepath.Join(append([]string{dir}, parts...)...)
+}

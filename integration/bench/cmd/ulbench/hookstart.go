@@ -5,29 +5,45 @@ import (
 	"time"
 )
 
+// startup holds, per binary, wall and CPU times of each exec, in run order.
+type startup struct {
+	wall, cpu [3][]time.Duration // floor, no-op hook, round-trip hook
+}
+
 // hookStartup execs, interleaved, the bare Go binary (the floor), the hook
 // with a state that has no annotation (it must exit at once), and the hook
 // at poststop for a container underlayd does not know (a full socket round
 // trip with no kernel or store work).
-func hookStartup(tmp, bin, floor, socket string, n int) (fl, noop, rt []time.Duration, err error) {
+func hookStartup(tmp, bin, floor, socket string, n int) (*startup, error) {
 	hook := filepath.Join(bin, "underlay-hook")
 	env := []string{basePath, "UNDERLAY_SOCKET=" + socket}
 	plain := ociState("ulb-noop", 1, "creating", "/x", nil)
 	unknown := ociState("ulb-unknown", 1, "stopped", "/x", map[string]string{"io.underlay.network": "ulbnet"})
+	runs := []struct {
+		path  string
+		args  []string
+		stdin []byte
+	}{{floor, nil, plain}, {hook, []string{"createRuntime"}, plain}, {hook, []string{"poststop"}, unknown}}
+	s := &startup{}
 	for i := 0; i < n; i++ {
-		d, _, err := timedExec(tmp, floor, nil, env, plain)
-		if err != nil {
-			return nil, nil, nil, err
+		for k, r := range runs {
+			w, c, _, err := timedExecCPU(tmp, r.path, r.args, env, r.stdin)
+			if err != nil {
+				return nil, err
+			}
+			s.wall[k], s.cpu[k] = append(s.wall[k], w), append(s.cpu[k], c)
 		}
-		fl = append(fl, d)
-		if d, _, err = timedExec(tmp, hook, []string{"createRuntime"}, env, plain); err != nil {
-			return nil, nil, nil, err
-		}
-		noop = append(noop, d)
-		if d, _, err = timedExec(tmp, hook, []string{"poststop"}, env, unknown); err != nil {
-			return nil, nil, nil, err
-		}
-		rt = append(rt, d)
 	}
-	return fl, noop, rt, nil
+	return s, nil
+}
+
+// paired is the per-run difference b[i] - a[i]: runs taken next to each
+// other see the same load, so their difference is steadier than the
+// difference of two medians.
+func paired(a, b []time.Duration) []time.Duration {
+	out := make([]time.Duration, min(len(a), len(b)))
+	for i := range out {
+		out[i] = b[i] - a[i]
+	}
+	return out
 }

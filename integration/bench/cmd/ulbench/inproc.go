@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/daemon/link"
 	"github.com/underlay/underlay/daemon/network"
 	"github.com/underlay/underlay/daemon/store"
 )
@@ -61,12 +63,16 @@ func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard,
 // rest (mostly netlink).
 type inprocResult struct {
 	attach, attachStore, detach, detachStore []time.Duration
-	attachCommits, detachCommits            int
+	attachCommits, detachCommits             int
 }
 
 // inprocAttach drives network.Manager directly, the code underlayd runs
-// behind its socket, with a CPU profile of the attach loop.
-func inprocAttach(dir string, n int, profile string) (*inprocResult, error) {
+// behind its socket, with a CPU profile of the attach loop. Each attach
+// (and detach) is followed, outside the timing, by the same operation of
+// each of others on its own container, as in the sequential run, so the
+// disk and the kernel see the same pattern (fsync after idle, other links
+// being made).
+func inprocAttach(dir string, n int, profile string, others []*contender) (*inprocResult, error) {
 	st, err := store.Open(dir)
 	if err != nil {
 		return nil, err
@@ -86,13 +92,37 @@ func inprocAttach(dir string, n int, profile string) (*inprocResult, error) {
 		return nil, err
 	}
 	defer killContainers(conts)
+	oc := make([][]*container, len(others))
+	for k, o := range others {
+		if oc[k], err = newContainers("ulb-inproc-"+o.Name, n); err != nil {
+			return nil, err
+		}
+		defer killContainers(oc[k])
+	}
+	interleave := func(i int, attach bool) error {
+		for k, o := range others {
+			op := o.Detach
+			if attach {
+				op = o.Attach
+			}
+			if _, err := op(oc[k][i], 3000+i); err != nil {
+				return fmt.Errorf("%s beside the in-process run: %w", o.Name, err)
+			}
+		}
+		return nil
+	}
 	r := &inprocResult{}
 	stop, err := startProfile(profile)
 	if err != nil {
 		return nil, err
 	}
 	ts.take()
-	for _, c := range conts {
+	for i, c := range conts {
+		if err := interleave(i, true); err != nil {
+			stop()
+			return nil, err
+		}
+		ts.take()
 		t0 := time.Now()
 		_, err := m.Attach(api.AttachRequest{ContainerID: c.ID, Pid: c.Pid, Networks: []api.NetworkAttach{{Name: "ulbinproc"}}})
 		d := time.Since(t0)
@@ -103,7 +133,12 @@ func inprocAttach(dir string, n int, profile string) (*inprocResult, error) {
 		sd, calls := ts.take()
 		r.attach, r.attachStore, r.attachCommits = append(r.attach, d), append(r.attachStore, sd), calls
 	}
-	for _, c := range conts {
+	for i, c := range conts {
+		if err := interleave(i, false); err != nil {
+			stop()
+			return nil, err
+		}
+		ts.take()
 		t0 := time.Now()
 		_, err := m.Detach(api.DetachRequest{ContainerID: c.ID, Pid: c.Pid})
 		d := time.Since(t0)
@@ -174,4 +209,106 @@ func startProfile(path string) (func(), error) {
 			f.Close()
 		})
 	}, nil
+}
+
+// linkFloor times underlayd's own netlink package alone: CreateSlave (make
+// the macvlan inside the netns, rename, address, up, default route,
+// gratuitous ARP) and DeleteSlave, with no store and no locks.
+func linkFloor(n int) (create, del []time.Duration, err error) {
+	conts, err := newContainers("ulb-link", n)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer killContainers(conts)
+	parent, err := link.Lookup(parentInproc)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i, c := range conts {
+		ns, err := link.OpenPid(c.Pid)
+		if err != nil {
+			return nil, nil, err
+		}
+		mac, _ := link.RandomMAC()
+		s := link.Slave{Kind: "macvlan", Mode: "bridge", ParentIndex: parent.Index, Name: "eth0", MTU: parent.MTU, MAC: mac,
+			Addrs:    []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 205, byte((i + 2) >> 8), byte(i + 2)}), 16)},
+			Gateways: []netip.Addr{netip.MustParseAddr("10.205.0.1")}}
+		t0 := time.Now()
+		err = link.CreateSlave(ns, s)
+		d1 := time.Since(t0)
+		if err == nil {
+			err = checkAttached(c, "10.205.")
+		}
+		if err != nil {
+			ns.Close()
+			return nil, nil, fmt.Errorf("link.CreateSlave: %w", err)
+		}
+		t0 = time.Now()
+		err = link.DeleteSlave(ns, "eth0")
+		d2 := time.Since(t0)
+		ns.Close()
+		if err != nil {
+			return nil, nil, err
+		}
+		create, del = append(create, d1), append(del, d2)
+	}
+	return create, del, nil
+}
+
+// findVanished times link.FindNetns for a namespace that no longer exists,
+// which is what detach does after a container exited: it looks through
+// every process's namespace before giving up.
+func findVanished(n int) ([]time.Duration, int, error) {
+	var ds []time.Duration
+	for i := 0; i < n; i++ {
+		t0 := time.Now()
+		if ns := link.FindNetns(1, 0, 0); ns != nil {
+			ns.Close()
+			return nil, 0, fmt.Errorf("found a namespace with inode 1")
+		}
+		ds = append(ds, time.Since(t0))
+	}
+	ents, _ := os.ReadDir("/proc")
+	procs := 0
+	for _, e := range ents {
+		if c := e.Name()[0]; c >= '0' && c <= '9' {
+			procs++
+		}
+	}
+	return ds, procs, nil
+}
+
+// detachUnknown loads a copy of t into network.Manager and times Detach of
+// containers it has no endpoint for: the fixed cost of every detach at that
+// many endpoints (the containerd event path and poststop both call it).
+func detachUnknown(t *template, dir string, n int, profile string) ([]time.Duration, error) {
+	if err := t.copyTo(dir); err != nil {
+		return nil, err
+	}
+	st, err := store.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	m, err := network.New(st, discardLog())
+	if err != nil {
+		return nil, err
+	}
+	if got := len(m.Endpoints()); got != len(t.Leases) {
+		return nil, fmt.Errorf("loaded %d endpoints, want %d", got, len(t.Leases))
+	}
+	stop, err := startProfile(profile)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	var ds []time.Duration
+	for i := 0; i < n; i++ {
+		t0 := time.Now()
+		if _, err := m.Detach(api.DetachRequest{Namespace: "ulb", ContainerID: fmt.Sprintf("ulb-nobody-%d", i)}); err != nil {
+			return nil, err
+		}
+		ds = append(ds, time.Since(t0))
+	}
+	return ds, nil
 }

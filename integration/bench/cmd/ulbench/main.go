@@ -22,14 +22,17 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/underlay/underlay/daemon/link"
 )
 
 type config struct {
 	bin, floor, work, shm, out, profiles string
-	n, conc, gone, events, ipamN, hlN     int
-	hookN, restartN                       int
-	settle                                time.Duration
-	noContainerd                          bool
+	n, conc, gone, events, ipamN, hlN    int
+	hookN, restartN                      int
+	settle, hlBudget                     time.Duration
+	noContainerd                         bool
+	only                                 string
 }
 
 func main() {
@@ -45,10 +48,12 @@ func main() {
 	flag.IntVar(&c.events, "events", 50, "releases timed from containerd delete events")
 	flag.IntVar(&c.ipamN, "ipam-n", 400, "in-process allocations per fill level")
 	flag.IntVar(&c.hlN, "hostlocal-n", 100, "host-local ADDs per fill level")
+	flag.DurationVar(&c.hlBudget, "hostlocal-budget", 10*time.Second, "time allowed per fill level for host-local ADDs (at least 5 are run)")
 	flag.IntVar(&c.hookN, "hook-n", 200, "execs of each binary in the start-up comparison")
 	flag.IntVar(&c.restartN, "restart-n", 5, "restarts of underlayd with 10,000 live endpoints")
 	flag.DurationVar(&c.settle, "settle", 3*time.Second, "wait after start before reading underlayd's RSS")
 	flag.BoolVar(&c.noContainerd, "no-containerd", false, "skip the containerd event benchmark")
+	flag.StringVar(&c.only, "only", "", "run only one half: latency (exec'd attach/detach, hook start-up, events) or scale (IPAM, RSS, restart)")
 	flag.Parse()
 	if err := main1(&c); err != nil {
 		fmt.Fprintln(os.Stderr, "ulbench:", err)
@@ -88,6 +93,9 @@ func main1(c *config) (err error) {
 		return err
 	}
 	defer os.RemoveAll(c.shm)
+	if err := os.MkdirAll(sub(c.work, "tmp"), 0o755); err != nil {
+		return err
+	}
 
 	cleanup := func() {
 		started.killAll()
@@ -110,13 +118,24 @@ func main1(c *config) (err error) {
 	if err := setupLab(); err != nil {
 		return err
 	}
-	if err := latency(c, rep); err != nil {
-		return err
+	if c.only != "" && c.only != "latency" && c.only != "scale" {
+		return fmt.Errorf("-only %q: want latency or scale", c.only)
 	}
-	if err := scale(c, rep); err != nil {
-		return err
+	if c.only != "scale" {
+		if err := latency(c, rep); err != nil {
+			return err
+		}
+	}
+	if c.only != "latency" {
+		if err := scale(c, rep); err != nil {
+			return err
+		}
 	}
 	rep.Meta["duration"] = time.Since(t0).Round(time.Second).String()
+	rep.Meta["loadavg_end"] = loadavg()
+	rep.Notes = append(rep.Notes, "optional VM stage (create/remove 1,000 VLAN parents) not run: this kernel has no 802.1q; it would belong in make test-vm's qemu guest")
+	rep.Notes = append(rep.Notes, fmt.Sprintf("load average at start %s, at end %s (on %d CPUs): other work on the host inflates every row; ratios are fairer than absolute times, since contenders are interleaved",
+		rep.Meta["loadavg_start"], rep.Meta["loadavg_end"], runtime.NumCPU()))
 	targets(rep)
 	fmt.Println()
 	rep.Print(os.Stdout)
@@ -137,8 +156,17 @@ func meta(c *config) map[string]string {
 		"cpus": fmt.Sprint(runtime.NumCPU()), "go": runtime.Version(), "underlay_rev": strings.TrimSpace(rev),
 		"netavark": strings.TrimSpace(nv), "cni_plugins": dpkgVersion("containernetworking-plugins"),
 		"containerd": dpkgVersion("containerd"), "bin": c.bin,
-		"n_sequential": fmt.Sprint(c.n), "n_concurrent": fmt.Sprint(c.conc),
+		"n_sequential": fmt.Sprint(c.n), "n_concurrent": fmt.Sprint(c.conc), "loadavg_start": loadavg(),
 	}
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func dpkgVersion(pkg string) string {
@@ -172,30 +200,38 @@ func latency(c *config, rep *Report) error {
 		return fmt.Errorf("%w: %s", err, out)
 	}
 	tmp := sub(c.work, "tmp")
-	for _, dir := range []string{tmp, sub(c.work, "cni"), sub(c.work, "netavark")} {
+	for _, dir := range []string{sub(c.work, "cni"), sub(c.work, "netavark")} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
 	}
 
 	logf("hook start-up: %d execs each of the floor, the no-op hook and a round-trip hook", c.hookN)
-	fl, noop, rt, err := hookStartup(tmp, c.bin, c.floor, d.Socket, c.hookN)
+	su, err := hookStartup(tmp, c.bin, c.floor, d.Socket, c.hookN)
 	if err != nil {
 		return err
 	}
-	rep.add(durations("startup", "bare Go binary (floor)", fl))
-	rep.add(durations("startup", "underlay-hook, no annotation (exits at once)", noop))
-	rep.add(durations("startup", "underlay-hook poststop, unknown container (socket round trip)", rt)).Note = "no kernel or store work"
-	over := rep.find("underlay-hook, no annotation (exits at once)").Median - rep.find("bare Go binary (floor)").Median
-	rep.add(single("startup", "hook overhead over floor (median difference)", "ms", over))
+	cpuNote := func(k int) string {
+		r := durations("", "", su.cpu[k])
+		return fmt.Sprintf("CPU (user+sys) median %s", fmtVal(r.Median, "ms"))
+	}
+	rep.add(durations("startup", "bare Go binary (floor)", su.wall[0])).Note = cpuNote(0)
+	rep.add(durations("startup", "underlay-hook, no annotation (exits at once)", su.wall[1])).Note = cpuNote(1)
+	rep.add(durations("startup", "underlay-hook poststop, unknown container (socket round trip)", su.wall[2])).Note = cpuNote(2) + "; no kernel or store work"
+	over := rep.add(durations("startup", "hook overhead over floor (paired difference)", paired(su.wall[0], su.wall[1])))
+	oc := durations("", "", paired(su.cpu[0], su.cpu[1]))
+	over.Note = fmt.Sprintf("per run: no-op hook minus the floor run just before it; CPU difference median %s", fmtVal(oc.Median, "ms"))
 
 	h := newHookRunner(tmp, c.bin, d, "ulbnet")
 	cs := []*contender{underlayContender(h), cniContender(tmp, sub(c.work, "cni")), netavarkContender(tmp, sub(c.work, "netavark"))}
 	logf("sequential: %d attaches per contender, interleaved underlay/CNI/netavark, then %d detaches", c.n, c.n)
+	h.takeCommits()
 	seq, err := sequential(cs, c.n, 0)
 	if err != nil {
 		return fmt.Errorf("%w\nunderlayd log:\n%s", err, d.Tail())
 	}
+	seqCommits := h.takeCommits()
+	settle()
 	logf("concurrent: %d at once per contender", c.conc)
 	conc, err := concurrent(cs, c.conc, c.n)
 	if err != nil {
@@ -208,28 +244,29 @@ func latency(c *config, rep *Report) error {
 	}
 	for k, ct := range cs {
 		rep.add(durations("attach", names[ct.Name][0]+", sequential", seq[k].attach))
+		if ct.Name == "underlay" {
+			rep.add(durations("attach", "  underlay: hook exec -> endpoint configured and committed", seqCommits)).Note =
+				"the rest is the answer and the hook's exit"
+		}
 	}
+	cmode := fmt.Sprintf(", %d concurrent", c.conc)
 	for k, ct := range cs {
-		rep.add(durations("attach", names[ct.Name][0]+", 50 concurrent", conc[k].attach)).Wall = ms(conc[k].attachWall)
+		rep.add(durations("attach", names[ct.Name][0]+cmode, conc[k].attach)).Wall = ms(conc[k].attachWall)
 	}
 	for k, ct := range cs {
 		rep.add(durations("detach", names[ct.Name][1]+", sequential", seq[k].detach))
 	}
 	for k, ct := range cs {
-		rep.add(durations("detach", names[ct.Name][1]+", 50 concurrent", conc[k].detach)).Wall = ms(conc[k].detachWall)
+		rep.add(durations("detach", names[ct.Name][1]+cmode, conc[k].detach)).Wall = ms(conc[k].detachWall)
 	}
-	for _, mode := range []string{", sequential", ", 50 concurrent"} {
+	for _, mode := range []string{", sequential", cmode} {
 		for _, ct := range cs {
 			rep.compare(names[ct.Name][0]+mode, names["CNI"][0]+mode)
 			rep.compare(names[ct.Name][1]+mode, names["CNI"][1]+mode)
 		}
 	}
-	for _, r := range rep.Results {
-		if strings.Contains(r.Name, "50 concurrent") {
-			r.Name = strings.Replace(r.Name, "50 concurrent", fmt.Sprintf("%d concurrent", c.conc), 1)
-		}
-	}
 
+	settle()
 	logf("poststop after the container is gone: %d", c.gone)
 	gone, err := poststopGone(cs[0], c.gone)
 	if err != nil {
@@ -239,6 +276,7 @@ func latency(c *config, rep *Report) error {
 	rep.compare("underlay hook poststop (netns already gone)", names["CNI"][1]+", sequential")
 
 	if ctrd != nil {
+		settle()
 		logf("containerd delete event -> lease released: %d", c.events)
 		fromEvent, fromCall, err := eventDetach(ctrd, h, d, c.events)
 		if err != nil {
@@ -257,15 +295,27 @@ func latency(c *config, rep *Report) error {
 		return fmt.Errorf("%d endpoints left in underlayd after every detach", len(eps))
 	}
 
+	settle()
 	logf("in-process network.Manager attach/detach breakdown: %d", c.conc)
-	ip, err := inprocAttach(sub(c.work, "inproc"), c.conc, filepath.Join(c.profiles, "inproc-attach-detach.pprof"))
+	ip, err := inprocAttach(sub(c.work, "inproc"), c.conc, filepath.Join(c.profiles, "inproc-attach-detach.pprof"), cs[1:])
 	if err != nil {
 		return err
 	}
-	rep.add(durations("daemon", "Manager.Attach in process (no hook, no HTTP)", ip.attach))
+	rep.add(durations("daemon", "Manager.Attach in process (no hook, no HTTP)", ip.attach)).Note = "interleaved with CNI ADD and netavark setup, untimed"
 	rep.add(durations("daemon", fmt.Sprintf("  of which store commits (%d per attach)", ip.attachCommits), ip.attachStore))
-	rep.add(durations("daemon", "Manager.Detach in process (netns alive)", ip.detach))
+	rep.add(durations("daemon", "Manager.Detach in process (netns alive)", ip.detach)).Note = "interleaved with CNI DEL and netavark teardown"
 	rep.add(durations("daemon", fmt.Sprintf("  of which store commits (%d per detach)", ip.detachCommits), ip.detachStore))
+	lc, ld, err := linkFloor(c.conc)
+	if err != nil {
+		return err
+	}
+	rep.add(durations("daemon", "link.CreateSlave alone (netlink work of an attach)", lc)).Note = "create in netns, rename, addr, up, route, GARP"
+	rep.add(durations("daemon", "link.DeleteSlave alone (netlink work of a detach)", ld))
+	fv, nproc, err := findVanished(20)
+	if err != nil {
+		return err
+	}
+	rep.add(durations("daemon", "link.FindNetns of a vanished netns", fv)).Note = fmt.Sprintf("stats /proc/*/ns/net of all %d processes", nproc)
 	return nil
 }
 
@@ -277,31 +327,38 @@ func scale(c *config, rep *Report) error {
 	}
 	defer killContainers(holders)
 	holder := holders[0]
+	hns, err := link.OpenPid(holder.Pid)
+	if err != nil {
+		return err
+	}
+	alive := nsID{Inode: hns.Inode, Cookie: hns.Cookie}
+	hns.Close()
+	dead := nsID{Inode: 1}
 
 	logf("templates: populating state databases through the store package (tmpfs)")
 	t0 := time.Now()
 	tpl := map[string]*template{}
-	mk := func(key, net string, leases []netip.Addr, inode uint64) error {
-		t, err := makeTemplate(sub(c.shm, key), net, leases, inode)
+	mk := func(key, net string, leases []netip.Addr, ns nsID) error {
+		t, err := makeTemplate(sub(c.shm, key), net, leases, ns)
 		tpl[key] = t
 		return err
 	}
-	if err := mk("empty", fillNet, nil, holder.Inode); err != nil {
+	if err := mk("empty", fillNet, nil, alive); err != nil {
 		return err
 	}
-	if err := mk("10k", fillNet, randomFill(10000, 10), holder.Inode); err != nil {
+	if err := mk("10k", fillNet, randomFill(10000, 10), alive); err != nil {
 		return err
 	}
-	if err := mk("10k-dead", fillNet, randomFill(10000, 10), 1); err != nil {
+	if err := mk("10k-dead", fillNet, randomFill(10000, 10), dead); err != nil {
 		return err
 	}
-	if err := mk("fill50", fillNet, randomFill(65533/2, 50), holder.Inode); err != nil {
+	if err := mk("fill50", fillNet, randomFill(65533/2, 50), alive); err != nil {
 		return err
 	}
-	if err := mk("fill99", fillNet, randomFill(65000, 99), holder.Inode); err != nil {
+	if err := mk("fill99", fillNet, randomFill(65000, 99), alive); err != nil {
 		return err
 	}
-	if err := mk("v6-10k", fill6Net, seq6(10000), holder.Inode); err != nil {
+	if err := mk("v6-10k", fill6Net, seq6(10000), alive); err != nil {
 		return err
 	}
 	logf("templates ready in %s", time.Since(t0).Round(time.Millisecond))
@@ -318,14 +375,17 @@ func scale(c *config, rep *Report) error {
 	}
 	for _, l := range levels {
 		logf("ipam %s: %d in-process allocations, %d host-local ADDs", l.label, c.ipamN, c.hlN)
+		ts := time.Now()
 		ar, err := underlayAlloc(tpl[l.key], sub(c.work, "alloc-"+l.key), c.ipamN)
 		if err != nil {
 			return err
 		}
-		hl, err := hostLocalAlloc(tmp, sub(c.work, "hl-"+l.key), holder.NetnsPath(), l.key == "v6-10k", tpl[l.key].Leases, c.hlN)
+		tu := time.Since(ts)
+		hl, err := hostLocalAlloc(tmp, sub(c.work, "hl-"+l.key), holder.NetnsPath(), l.key == "v6-10k", tpl[l.key].Leases, c.hlN, c.hlBudget)
 		if err != nil {
 			return err
 		}
+		logf("  underlay part %s, host-local part %s", tu.Round(time.Millisecond), (time.Since(ts) - tu).Round(time.Millisecond))
 		u := rep.add(durations("ipam", "underlay Allocate + bbolt commit, "+l.label, ar.total))
 		a := durations("", "", ar.alloc)
 		u.Note = fmt.Sprintf("Allocate alone: median %s, p99 %s", fmtVal(a.Median, "ms"), fmtVal(a.P99, "ms"))
@@ -333,14 +393,36 @@ func scale(c *config, rep *Report) error {
 		rep.compare(u.Name, "host-local ADD (exec), "+l.label)
 	}
 
-	logf("footprint: underlayd RSS idle, with 10,000 and with 65,000 leases")
-	for _, l := range []struct{ key, label string }{{"empty", "idle (1 network, 0 leases)"}, {"10k", "10,000 leases"}, {"fill99", "65,000 leases"}} {
-		r, h, st, err := rss(c.bin, tpl[l.key], sub(c.work, "rss-"+l.key), c.settle)
+	logf("Manager.Detach fixed cost at 0, 10,000 and 65,000 endpoints")
+	for _, l := range []struct {
+		key, label, profile string
+		n                   int
+	}{{"empty", "0", "", 50}, {"10k", "10,000", "", 50}, {"fill99", "65,000", "detach-65k.pprof", 10}} {
+		prof := ""
+		if l.profile != "" {
+			prof = filepath.Join(c.profiles, l.profile)
+		}
+		du, err := detachUnknown(tpl[l.key], sub(c.shm, "detach-"+l.key), l.n, prof)
 		if err != nil {
 			return err
 		}
-		rep.add(single("footprint", "underlayd RSS, "+l.label, "MiB", r)).Note = fmt.Sprintf("peak (VmHWM) %.1f MiB; start-up %s", h, fmtVal(ms(st), "ms"))
+		rep.add(durations("daemon", "Manager.Detach fixed cost, "+l.label+" endpoints loaded", du)).Note = "container with no endpoint"
 	}
+
+	logf("footprint: underlayd RSS idle, with 10,000 and with 65,000 leases")
+	for _, l := range []struct{ key, label string }{{"empty", "idle (1 network, 0 leases)"}, {"10k", "10,000 leases"}, {"fill99", "65,000 leases"}} {
+		m, st, err := rss(c.bin, tpl[l.key], sub(c.work, "rss-"+l.key), c.settle)
+		if err != nil {
+			return err
+		}
+		rep.add(single("footprint", "underlayd RSS, "+l.label, "MiB", m.RSS)).Note = fmt.Sprintf(
+			"anon %.1f + file %.1f MiB (db file %.1f MiB); peak %.1f MiB; start-up %s", m.Anon, m.File, m.DB, m.HWM, fmtVal(ms(st), "ms"))
+	}
+	live, err := inprocHeap(tpl["fill99"], sub(c.shm, "heap"), filepath.Join(c.profiles, "heap-65k.pprof"))
+	if err != nil {
+		return err
+	}
+	rep.add(single("footprint", "  in process: live Go heap of network.Manager, 65,000 leases", "MiB", live)).Note = "after load + reconcile + GC; heap profile written"
 
 	logf("restart + reconcile with 10,000 live endpoints: %d restarts", c.restartN)
 	rs, err := restarts(c.bin, tpl["10k"], sub(c.work, "restart"), c.restartN)
