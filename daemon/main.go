@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
@@ -73,6 +74,9 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// Loading decodes every stored endpoint; hand that garbage back to the
+	// OS now rather than carry it as RSS for the daemon's life.
+	debug.FreeOSMemory()
 
 	sock := c.String("socket")
 	ln, err := listen(sock, gid)
