@@ -1,8 +1,6 @@
 package lifecycle
 
 import (
-	"bytes"
-	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +15,8 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	tl "github.com/underlay/underlay/integration/testlab"
 )
 
 // flavor is one containerd: Debian's 1.6 from PATH, or a 2.x built into a
@@ -41,17 +41,10 @@ func (f flavor) path(name string) string {
 // env is the environment containerd runs with: its own shim first on PATH,
 // so a 2.x containerd never starts Debian's 1.6 shim.
 func (f flavor) env() []string {
-	env := os.Environ()
 	if f.dir == "" {
-		return env
+		return os.Environ()
 	}
-	for i, e := range env {
-		if strings.HasPrefix(e, "PATH=") {
-			env[i] = "PATH=" + f.dir + ":" + strings.TrimPrefix(e, "PATH=")
-			return env
-		}
-	}
-	return append(env, "PATH="+f.dir+":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	return tl.PathFirst(f.dir)
 }
 
 // containerd is a private containerd: root, state, sockets, runc root and
@@ -79,74 +72,27 @@ func startContainerd(t *testing.T, f flavor, dir, ns string) *containerd {
 	c := &containerd{t: t, f: f, dir: dir, sock: filepath.Join(dir, "c.sock"), ns: ns,
 		runcRoot: filepath.Join(dir, "runc"), fifoDir: filepath.Join(dir, "fifo"),
 		config: filepath.Join(dir, "config.toml"), logPath: filepath.Join(dir, "containerd.log")}
-	for _, d := range []string{"root", "state", "opt", "runc", "fifo"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(c.config, []byte(c.configText()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	tl.WriteContainerdConfig(t, dir, c.sock, f.v3, "runc", "fifo")
 	// The shims put sockets under /run/containerd whatever the config says;
 	// remove those directories afterwards only if they were ours.
-	_, statErr := os.Stat("/run/containerd")
-	hadRunDir := statErr == nil
+	removeRunDirs := tl.RunDirRemover()
 	t.Cleanup(func() {
 		if c.running() {
 			c.removeAll()
 		}
 		c.stop()
-		killStrays(t, c.sock)
-		unmountUnder(t, dir)
+		tl.KillStrays(t, c.sock)
+		tl.UnmountUnder(t, dir)
 		removeCgroups(t, ns)
-		if !hadRunDir {
-			for _, d := range []string{"/run/containerd/s", "/run/containerd/fifo", "/run/containerd/runc", "/run/containerd"} {
-				_ = os.Remove(d) // only if empty
-			}
-		}
+		removeRunDirs("s", "fifo", "runc")
 		if t.Failed() {
-			t.Logf("%s log, last lines but info:\n%s", f.name, tailNoInfo(c.logPath, 25))
+			t.Logf("%s log, last lines but info:\n%s", f.name, tl.TailNoInfo(c.logPath, 25))
 		}
 	})
 	if err := c.start(); err != nil {
 		t.Fatal(err)
 	}
 	return c
-}
-
-func (c *containerd) configText() string {
-	if c.f.v3 {
-		return fmt.Sprintf(`version = 3
-root = %[1]q
-state = %[2]q
-disabled_plugins = ["io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images", "io.containerd.grpc.v1.cri"]
-[grpc]
-  address = %[3]q
-[ttrpc]
-  address = "%[3]s.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = %[4]q
-`, filepath.Join(c.dir, "root"), filepath.Join(c.dir, "state"), c.sock, filepath.Join(c.dir, "opt"))
-	}
-	return fmt.Sprintf(`version = 2
-root = %[1]q
-state = %[2]q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = %[3]q
-[ttrpc]
-  address = "%[3]s.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = %[4]q
-`, filepath.Join(c.dir, "root"), filepath.Join(c.dir, "state"), c.sock, filepath.Join(c.dir, "opt"))
 }
 
 // start starts containerd and waits until `ctr version` answers.
@@ -172,7 +118,7 @@ func (c *containerd) start() error {
 		select {
 		case <-done:
 			c.cmd = nil
-			return fmt.Errorf("%s exited during start-up:\n%s", c.f.name, tailNoInfo(c.logPath, 20))
+			return fmt.Errorf("%s exited during start-up:\n%s", c.f.name, tl.TailNoInfo(c.logPath, 20))
 		default:
 		}
 		if _, err := c.ctr("version"); err == nil {
@@ -224,11 +170,7 @@ func (c *containerd) ctr(args ...string) (string, error) {
 
 func (c *containerd) mustCtr(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := c.ctr(args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return tl.Must(t)(c.ctr(args...))
 }
 
 // runSpec is `ctr run -d --config spec.json ID`: a container whose spec is
@@ -332,14 +274,7 @@ func busyboxRootfs(t *testing.T, dir string) string {
 	if err != nil {
 		t.Fatalf("read /bin/busybox: %v (apt-get install busybox-static)", err)
 	}
-	if ef, err := elf.Open("/bin/busybox"); err == nil {
-		for _, p := range ef.Progs {
-			if p.Type == elf.PT_INTERP {
-				t.Fatal("/bin/busybox is dynamically linked: apt-get install busybox-static")
-			}
-		}
-		ef.Close()
-	}
+	tl.RequireStaticBusybox(t)
 	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), bb, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -381,25 +316,6 @@ func (c *containerd) hookSpec(t *testing.T, id, rootfs, socket string, ann map[s
 	return b
 }
 
-// killStrays kills processes whose command line contains marker (our
-// private socket path): shims outlive containerd by design.
-func killStrays(t *testing.T, marker string) {
-	self := os.Getpid()
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(b, []byte(marker)) {
-			continue
-		}
-		t.Logf("cleanup: killing leftover process %d: %s", pid, bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
-}
-
 // removeCgroups removes the (empty) parent cgroup /<ns> the containers'
 // cgroups were made under, in every hierarchy.
 func removeCgroups(t *testing.T, ns string) {
@@ -410,22 +326,4 @@ func removeCgroups(t *testing.T, ns string) {
 			t.Logf("cleanup: %v", err)
 		}
 	}
-}
-
-// tailNoInfo is the last n lines of a containerd log without level=info.
-func tailNoInfo(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	var lines []string
-	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
-		if !strings.Contains(l, "level=info") {
-			lines = append(lines, l)
-		}
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

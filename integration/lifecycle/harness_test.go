@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -45,20 +44,7 @@ func require(t *testing.T, tools ...string) {
 // the CLI as other users.
 func tempDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "ull")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		unmountUnder(t, dir)
-		if err := os.RemoveAll(dir); err != nil {
-			t.Logf("cleanup: %v", err)
-		}
-	})
-	return dir
+	return tl.ShortTempDir(t, "ull", 0o755)
 }
 
 // run runs a command with a timeout and returns its combined output; the
@@ -255,11 +241,7 @@ func (u *underlayd) cli(args ...string) (string, error) {
 
 func (u *underlayd) mustCLI(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := u.cli(args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return tl.Must(t)(u.cli(args...))
 }
 
 // ociState is the state a runtime gives a hook on stdin.
@@ -302,23 +284,12 @@ func (r endpointRow) String() string {
 
 // endpoints parses `underlay endpoint ls`.
 func (u *underlayd) endpoints() ([]endpointRow, error) {
-	out, err := u.cli("endpoint", "ls")
+	fields, err := tl.EndpointRows(u.cli)
 	if err != nil {
 		return nil, err
 	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) == 0 || !strings.HasPrefix(lines[0], "NETWORK") {
-		return nil, fmt.Errorf("endpoint ls: no header:\n%s", out)
-	}
 	var rows []endpointRow
-	for _, l := range lines[1:] {
-		f := strings.Fields(l)
-		if len(f) == 0 {
-			continue
-		}
-		if len(f) != 6 {
-			return nil, fmt.Errorf("endpoint ls: unexpected line %q", l)
-		}
+	for _, f := range fields {
 		rows = append(rows, endpointRow{Network: f[0], Container: f[1], IfName: f[2],
 			Addresses: strings.Split(f[3], ","), MAC: f[4], State: f[5]})
 	}
@@ -375,27 +346,6 @@ func tailFile(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// unmountUnder lazily unmounts whatever is mounted below dir, deepest first.
-func unmountUnder(t *testing.T, dir string) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	var mounts []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			mounts = append(mounts, f[4])
-		}
-	}
-	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i]) > len(mounts[j]) })
-	for _, m := range mounts {
-		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
-			t.Logf("cleanup: unmount %s: %v", m, err)
-		}
-	}
 }
 
 // mustContain fails unless out contains every want.

@@ -2,9 +2,7 @@ package nerdctl
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
-	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,7 +27,6 @@ const (
 	// ns is the containerd namespace of every container the tests make.
 	ns       = "ulnd"
 	imageRef = "localhost/underlay/busybox:latest"
-	busybox  = "/bin/busybox"
 
 	cmdTimeout = 60 * time.Second
 )
@@ -53,16 +50,7 @@ func require(t *testing.T) string {
 			t.Fatalf("%s not on PATH: apt-get install runc iproute2 busybox-static", tool)
 		}
 	}
-	f, err := elf.Open(busybox)
-	if err != nil {
-		t.Fatalf("open %s: %v (apt-get install busybox-static)", busybox, err)
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			t.Fatalf("%s is dynamically linked: apt-get install busybox-static", busybox)
-		}
-	}
+	tl.RequireStaticBusybox(t)
 	return bin
 }
 
@@ -101,7 +89,7 @@ type labOpts struct {
 func newLab(t *testing.T, o labOpts) *lab {
 	t.Helper()
 	bin := require(t)
-	ctrdDir := containerd2Dir(t)
+	ctrdDir := tl.Containerd2Dir(t)
 	ndBin := nerdctlBin(t)
 
 	router, err := netip.ParsePrefix(o.router)
@@ -132,8 +120,8 @@ func newLab(t *testing.T, o labOpts) *lab {
 	}
 	l.uld = startUnderlayd(t, bin, filepath.Join(l.dir, "uld"), uldArgs...)
 	if len(uldArgs) > 0 {
-		l.uld.waitFor(t, "containerd events", 10*time.Second, func() error {
-			if b, _ := os.ReadFile(l.uld.log); !bytes.Contains(b, []byte("following containerd events")) {
+		l.uld.WaitFor(t, "containerd events", 10*time.Second, func() error {
+			if b, _ := os.ReadFile(l.uld.Log); !bytes.Contains(b, []byte("following containerd events")) {
 				return errors.New("underlayd does not follow containerd's events yet")
 			}
 			return nil
@@ -145,7 +133,7 @@ func newLab(t *testing.T, o labOpts) *lab {
 	l.nd = newNerdctl(t, ndBin, l.ctrd, filepath.Join(l.dir, "nerdctl"))
 
 	image := filepath.Join(l.dir, "busybox.tar")
-	buildBusyboxImage(t, image, imageRef)
+	tl.BuildBusyboxImage(t, image, imageRef)
 	l.nd.must(t, "load", "-i", image)
 
 	l.uld.must(t, "network", "create", "-d", "macvlan", "--subnet", router.Masked().String(),
@@ -236,20 +224,7 @@ type execFunc func(args ...string) (string, error)
 func (l *lab) checkEth0(t *testing.T, c container, want string) string {
 	t.Helper()
 	exec := l.exec(c)
-	out, err := exec("ip", "-4", "-o", "addr", "show", "dev", "eth0")
-	if err != nil {
-		t.Fatalf("%s: %v", c.name, err)
-	}
-	var got netip.Prefix
-	for _, f := range strings.Fields(out) {
-		if p, err := netip.ParsePrefix(f); err == nil && p.Addr().Is4() {
-			got = p
-			break
-		}
-	}
-	if !got.IsValid() {
-		t.Fatalf("%s: eth0 has no IPv4 address:\n%s", c.name, out)
-	}
+	got := tl.Eth0IPv4(t, c.name, exec)
 	if want != "" && got.Addr().String() != want {
 		t.Errorf("%s: eth0 has %s, want %s", c.name, got, want)
 	}
@@ -280,7 +255,7 @@ func (l *lab) mac(t *testing.T, c container) string {
 // ARP, so a few tries are allowed.
 func (l *lab) checkPing(t *testing.T, c container, addr string) {
 	t.Helper()
-	if err := retry(3, func() error { _, err := l.exec(c)("ping", "-c", "1", "-W", "2", addr); return err }); err != nil {
+	if err := tl.Retry(3, func() error { _, err := l.exec(c)("ping", "-c", "1", "-W", "2", addr); return err }); err != nil {
 		t.Errorf("%s cannot ping %s: %v", c.name, addr, err)
 	}
 }
@@ -288,8 +263,8 @@ func (l *lab) checkPing(t *testing.T, c container, addr string) {
 // checkRouterPing asserts that the router reaches addr.
 func (l *lab) checkRouterPing(t *testing.T, addr string) {
 	t.Helper()
-	err := retry(3, func() error {
-		_, err := run(nil, "ip", "netns", "exec", l.lan.NS, busybox, "ping", "-c", "1", "-W", "2", addr)
+	err := tl.Retry(3, func() error {
+		_, err := run(nil, "ip", "netns", "exec", l.lan.NS, tl.Busybox, "ping", "-c", "1", "-W", "2", addr)
 		return err
 	})
 	if err != nil {
@@ -419,11 +394,7 @@ func (n *nerdctl) run(args ...string) (string, error) {
 
 func (n *nerdctl) must(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := n.run(args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return tl.Must(t)(n.run(args...))
 }
 
 // names lists every container of the namespace, running or not.
@@ -463,50 +434,22 @@ type containerd struct {
 func startContainerd(t *testing.T, binDir, dir, marker string, extraEnv ...string) *containerd {
 	t.Helper()
 	c := &containerd{dir: dir, sock: filepath.Join(dir, "c.sock")}
-	for _, d := range []string{"root", "state", "opt"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
-	config := fmt.Sprintf(`version = 3
-root = %[1]q
-state = %[2]q
-disabled_plugins = ["io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images", "io.containerd.grpc.v1.cri"]
-[grpc]
-  address = %[3]q
-[ttrpc]
-  address = "%[3]s.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = %[4]q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.sock, filepath.Join(dir, "opt"))
-	cfg := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg := tl.WriteContainerdConfig(t, dir, c.sock, true)
 	// The shims keep sockets and runc state under /run/containerd whatever
 	// the config says: afterwards remove what was ours.
-	_, statErr := os.Stat("/run/containerd")
-	hadRunDir := statErr == nil
+	removeRunDirs := tl.RunDirRemover()
 	t.Cleanup(func() {
-		killStrays(t, marker)
+		tl.KillStrays(t, marker)
 		killCgroup(t, ns) // container processes whose shim is gone
-		unmountUnder(t, dir)
+		tl.UnmountUnder(t, dir)
 		removeCgroups(t, ns)
 		removeShimLeftovers(t, c.sock)
-		if !hadRunDir {
-			for _, d := range []string{"/run/containerd/s", "/run/containerd/fifo", "/run/containerd/runc", "/run/containerd"} {
-				_ = os.Remove(d) // only if empty
-			}
-		}
+		removeRunDirs("s", "fifo", "runc")
 	})
-	env := append(pathFirst(binDir), extraEnv...)
+	env := append(tl.PathFirst(binDir), extraEnv...)
 	c.daemon = startDaemon(t, filepath.Join(dir, "containerd.log"), env, filepath.Join(binDir, "containerd"), "--config", cfg)
 	c.ctr = filepath.Join(binDir, "ctr")
-	c.waitFor(t, "socket "+c.sock, 20*time.Second, func() error {
+	c.WaitFor(t, "socket "+c.sock, 20*time.Second, func() error {
 		_, err := run(nil, c.ctr, "--address", c.sock, "version")
 		return err
 	})
@@ -520,7 +463,7 @@ func (c *containerd) watchEvents(t *testing.T) func(words ...string) int {
 	t.Helper()
 	d := startDaemon(t, filepath.Join(c.dir, "events.log"), nil, c.ctr, "--address", c.sock, "events")
 	return func(words ...string) int {
-		b, _ := os.ReadFile(d.log)
+		b, _ := os.ReadFile(d.Log)
 		n := 0
 	lines:
 		for _, l := range strings.Split(string(b), "\n") {
@@ -558,18 +501,6 @@ func removeShimLeftovers(t *testing.T, address string) {
 	_ = os.Remove(runcRoot)
 }
 
-// pathFirst is our environment with dir first on PATH.
-func pathFirst(dir string) []string {
-	env := os.Environ()
-	for i, e := range env {
-		if strings.HasPrefix(e, "PATH=") {
-			env[i] = "PATH=" + dir + ":" + strings.TrimPrefix(e, "PATH=")
-			return env
-		}
-	}
-	return append(env, "PATH="+dir+":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-}
-
 // -------------------------------------------------------------- underlayd
 
 type underlayd struct {
@@ -588,8 +519,8 @@ func startUnderlayd(t *testing.T, bin, dir string, args ...string) *underlayd {
 	u := &underlayd{bin: bin, sock: filepath.Join(dir, "underlay.sock")}
 	args = append([]string{"--socket", u.sock, "--state-dir", filepath.Join(dir, "state"), "--log-level", "debug"}, args...)
 	u.daemon = startDaemon(t, filepath.Join(dir, "underlayd.log"), nil, filepath.Join(bin, "underlayd"), args...)
-	u.cleanExit = true
-	u.waitFor(t, "answer on "+u.sock, 10*time.Second, func() error {
+	u.CleanExit = true
+	u.WaitFor(t, "answer on "+u.sock, 10*time.Second, func() error {
 		_, err := u.cli("network", "ls")
 		return err
 	})
@@ -602,11 +533,7 @@ func (u *underlayd) cli(args ...string) (string, error) {
 
 func (u *underlayd) must(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := u.cli(args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return tl.Must(t)(u.cli(args...))
 }
 
 // endpoint is one row of `underlay endpoint ls`.
@@ -615,23 +542,12 @@ type endpoint struct {
 }
 
 func (u *underlayd) endpoints() ([]endpoint, error) {
-	out, err := u.cli("endpoint", "ls")
+	fields, err := tl.EndpointRows(u.cli)
 	if err != nil {
 		return nil, err
 	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) == 0 || !strings.HasPrefix(lines[0], "NETWORK") {
-		return nil, fmt.Errorf("endpoint ls: no header:\n%s", out)
-	}
 	var rows []endpoint
-	for _, l := range lines[1:] {
-		f := strings.Fields(l)
-		if len(f) == 0 {
-			continue
-		}
-		if len(f) != 6 {
-			return nil, fmt.Errorf("endpoint ls: unexpected line %q", l)
-		}
+	for _, f := range fields {
 		rows = append(rows, endpoint{f[0], f[1], f[2], f[3], f[4], f[5]})
 	}
 	return rows, nil
@@ -700,7 +616,7 @@ func (u *underlayd) logLines(level string) []string {
 // logMatching returns the lines of the daemon's log that contain any of
 // words.
 func (u *underlayd) logMatching(words ...string) []string {
-	b, _ := os.ReadFile(u.log)
+	b, _ := os.ReadFile(u.Log)
 	var hits []string
 	for _, l := range strings.Split(string(b), "\n") {
 		for _, w := range words {
@@ -716,87 +632,14 @@ func (u *underlayd) logMatching(words ...string) []string {
 // ----------------------------------------------------------------- daemon
 
 // daemon is a background process the test started and stops at cleanup.
-type daemon struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error // from Wait, valid once done is closed
-	// cleanExit: a non-zero exit after SIGTERM fails the test.
-	cleanExit bool
-}
+type daemon = tl.Proc
 
+// startDaemon is testlab.StartProc polling every 50 ms.
 func startDaemon(t *testing.T, logPath string, env []string, name string, args ...string) *daemon {
 	t.Helper()
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(name, args...)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	d := &daemon{name: filepath.Base(name), cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		d.err = cmd.Wait()
-		logf.Close()
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		d.stop(t)
-		if t.Failed() {
-			t.Logf("--- %s log (%s), last lines but info:\n%s", d.name, logPath, tailNoInfo(logPath, 30))
-		}
-	})
+	d := tl.StartProc(t, logPath, env, name, args...)
+	d.Poll = 50 * time.Millisecond
 	return d
-}
-
-func (d *daemon) exited() bool {
-	select {
-	case <-d.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (d *daemon) stop(t *testing.T) {
-	if d.exited() {
-		return
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-		if d.cleanExit && d.err != nil {
-			t.Errorf("%s did not exit cleanly on SIGTERM: %v", d.name, d.err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Errorf("%s ignored SIGTERM for 10s; killing it", d.name)
-		_ = d.cmd.Process.Kill()
-		<-d.done
-	}
-}
-
-// waitFor polls ready until it returns nil, the daemon exits, or timeout.
-func (d *daemon) waitFor(t *testing.T, what string, timeout time.Duration, ready func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := ready()
-		if err == nil {
-			return
-		}
-		if d.exited() {
-			t.Fatalf("%s exited before %s; log:\n%s", d.name, what, tailNoInfo(d.log, 30))
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: no %s after %v: %v; log:\n%s", d.name, what, timeout, err, tailNoInfo(d.log, 30))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // ------------------------------------------------------------------ utils
@@ -806,46 +649,13 @@ func (d *daemon) waitFor(t *testing.T, what string, timeout time.Duration, ready
 // below it.
 func tempDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "ulnd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		unmountUnder(t, dir)
-		if err := os.RemoveAll(dir); err != nil {
-			t.Logf("cleanup: %v", err)
-		}
-	})
-	return dir
+	return tl.ShortTempDir(t, "ulnd", 0)
 }
 
 // run runs a command with a timeout and returns its stdout; the error
 // carries the command line, stderr and stdout.
 func run(env []string, name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = env
-	// A child that keeps our pipes open (a shim) must not hang us.
-	cmd.WaitDelay = 5 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("%s %s: %w\n%s%s", filepath.Base(name), strings.Join(args, " "), err,
-			stderr.String(), stdout.String())
-	}
-	return stdout.String(), nil
-}
-
-func retry(n int, f func() error) error {
-	var err error
-	for i := 0; i < n; i++ {
-		if err = f(); err == nil {
-			return nil
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return fmt.Errorf("after %d tries: %w", n, err)
+	return tl.RunStdout(cmdTimeout, env, name, args...)
 }
 
 func hasLinePrefix(out, prefix string) bool {
@@ -866,26 +676,6 @@ func containsWord(s, w string) bool {
 		}
 	}
 	return false
-}
-
-// killStrays SIGKILLs processes whose command line contains marker (the
-// test's directory): shims and nerdctl's log forwarders outlive containerd
-// by design.
-func killStrays(t *testing.T, marker string) {
-	self := os.Getpid()
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(b, []byte(marker)) {
-			continue
-		}
-		t.Logf("cleanup: killing leftover process %d: %s", pid, bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
 }
 
 // cgroupDirs are the /<name> cgroups (cgroupfs: /<namespace>/<id>) of
@@ -940,45 +730,4 @@ func removeCgroups(t *testing.T, name string) {
 			}
 		}
 	}
-}
-
-// unmountUnder lazily unmounts whatever is mounted below dir, deepest
-// first, so that removing dir cannot walk into a container's rootfs.
-func unmountUnder(t *testing.T, dir string) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	var mounts []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			mounts = append(mounts, f[4])
-		}
-	}
-	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i]) > len(mounts[j]) })
-	for _, m := range mounts {
-		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
-			t.Logf("cleanup: unmount %s: %v", m, err)
-		}
-	}
-}
-
-// tailNoInfo is the last n lines of a log without containerd's level=info
-// chatter.
-func tailNoInfo(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	var lines []string
-	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
-		if !strings.Contains(l, "level=info") {
-			lines = append(lines, l)
-		}
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	tl "github.com/underlay/underlay/integration/testlab"
 )
 
 // containerd is a private containerd 1.x: root, state, socket, runc root and
@@ -32,53 +34,25 @@ func startContainerd(t *testing.T, dir, ns string, env ...string) *containerd {
 		runcRoot: filepath.Join(dir, "runc"),
 		fifoDir:  filepath.Join(dir, "fifo"),
 	}
-	for _, d := range []string{"root", "state", "opt", "runc", "fifo"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
-	config := fmt.Sprintf(`version = 2
-root = %[1]q
-state = %[2]q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = %[3]q
-[ttrpc]
-  address = "%[3]s.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = %[4]q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.sock, filepath.Join(dir, "opt"))
-	cfg := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg := tl.WriteContainerdConfig(t, dir, c.sock, false, "runc", "fifo")
 
 	// The 1.6 shim puts its socket under /run/containerd/s whatever the
 	// config says; remove those directories afterwards if they were ours.
-	_, statErr := os.Stat("/run/containerd")
-	hadRunDir := statErr == nil
+	removeRunDirs := tl.RunDirRemover()
 
-	c.daemon = startDaemon(t, filepath.Join(dir, "containerd.log"), testEnv(env...), "containerd", "--config", cfg)
-	// Registered after startDaemon, so it runs first: containers go before
+	c.daemon = tl.StartProc(t, filepath.Join(dir, "containerd.log"), testEnv(env...), "containerd", "--config", cfg)
+	// Registered after StartProc, so it runs first: containers go before
 	// containerd stops; then stray shims, mounts and run dirs.
 	t.Cleanup(func() {
-		if !c.exited() {
+		if !c.Exited() {
 			c.removeAll(t)
 		}
-		c.stop(t)
-		killStrays(t, c.sock)
-		unmountUnder(t, dir)
-		if !hadRunDir {
-			for _, d := range []string{"/run/containerd/s", "/run/containerd/fifo", "/run/containerd"} {
-				_ = os.Remove(d) // only if empty
-			}
-		}
+		c.Stop(t)
+		tl.KillStrays(t, c.sock)
+		tl.UnmountUnder(t, dir)
+		removeRunDirs("s", "fifo")
 	})
-	c.waitFor(t, "socket "+c.sock, 20*time.Second, func() error {
+	c.WaitFor(t, "socket "+c.sock, 20*time.Second, func() error {
 		_, err := c.ctr("version")
 		return err
 	})
@@ -92,11 +66,7 @@ func (c *containerd) ctr(args ...string) (string, error) {
 
 func (c *containerd) mustCtr(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := c.ctr(args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return tl.Must(t)(c.ctr(args...))
 }
 
 // runContainer is `ctr run -d` of image with runcBinary and annotations
@@ -221,7 +191,7 @@ func TestRuntimeContainerd(t *testing.T) {
 	uld := startUnderlayd(t, bin, filepath.Join(dir, "underlayd"), sock, events)
 
 	image := filepath.Join(dir, "busybox.tar")
-	buildBusyboxImage(t, image, imageRef)
+	tl.BuildBusyboxImage(t, image, imageRef)
 	ctrd.mustCtr(t, "images", "import", image)
 
 	uld.mustCLI(t, "network", "create", "-d", "macvlan", "--subnet", lan.router.Masked().String(),

@@ -1,12 +1,12 @@
 package runtime_test
 
 import (
-	"fmt"
 	"net/netip"
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
+
+	tl "github.com/underlay/underlay/integration/testlab"
 )
 
 // lab is a LAN for macvlan containers that never touches a real interface:
@@ -71,7 +71,7 @@ func (l *lab) host(n int) string {
 
 // routerPing pings addr from the router's namespace.
 func (l *lab) routerPing(addr string) error {
-	return retry(3, func() error {
+	return tl.Retry(3, func() error {
 		_, err := run(nil, "ip", "netns", "exec", l.netns, busybox, "ping", "-c", "1", "-W", "2", addr)
 		return err
 	})
@@ -85,20 +85,7 @@ type execFunc func(args ...string) (string, error)
 // via the router. It returns the address.
 func (l *lab) checkEth0(t *testing.T, name string, exec execFunc, want string) string {
 	t.Helper()
-	out, err := exec("ip", "-4", "-o", "addr", "show", "dev", "eth0")
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	var got netip.Prefix
-	for _, f := range strings.Fields(out) {
-		if p, err := netip.ParsePrefix(f); err == nil && p.Addr().Is4() {
-			got = p
-			break
-		}
-	}
-	if !got.IsValid() {
-		t.Fatalf("%s: eth0 has no IPv4 address:\n%s", name, out)
-	}
+	got := tl.Eth0IPv4(t, name, exec)
 	if want != "" && got.Addr().String() != want {
 		t.Errorf("%s: eth0 has %s, want %s", name, got, want)
 	}
@@ -134,7 +121,7 @@ func checkMAC(t *testing.T, name string, exec execFunc, want string) {
 // wait for ARP, so a few tries are allowed.
 func checkPing(t *testing.T, name string, exec execFunc, addr string) {
 	t.Helper()
-	err := retry(3, func() error {
+	err := tl.Retry(3, func() error {
 		_, err := exec("ping", "-c", "1", "-W", "2", addr)
 		return err
 	})
@@ -150,15 +137,4 @@ func hasLine(out, prefix string) bool {
 		}
 	}
 	return false
-}
-
-func retry(n int, f func() error) error {
-	var err error
-	for i := 0; i < n; i++ {
-		if err = f(); err == nil {
-			return nil
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return fmt.Errorf("after %d tries: %w", n, err)
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	tl "github.com/underlay/underlay/integration/testlab"
 )
 
 // podman is a private podman: its own containers.conf and storage.conf,
@@ -64,8 +66,8 @@ runroot = %q
 			}
 		}
 		_, _ = p.podman("rmi", "-a", "-f")
-		killStrays(t, dir)
-		unmountUnder(t, dir)
+		tl.KillStrays(t, dir)
+		tl.UnmountUnder(t, dir)
 		if err := os.RemoveAll(dir); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
@@ -109,11 +111,7 @@ func (p *podman) podman(args ...string) (string, error) {
 
 func (p *podman) mustPodman(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := p.podman(args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return tl.Must(t)(p.podman(args...))
 }
 
 // runContainer is `podman run -d --network none` with annotations, running
@@ -161,7 +159,7 @@ func TestRuntimePodman(t *testing.T) {
 	pm := newPodman(t)
 	pm.writeHooks(t, filepath.Join(bin, "underlay-hook"), sock)
 	image := filepath.Join(dir, "busybox.tar")
-	buildBusyboxImage(t, image, imageRef)
+	tl.BuildBusyboxImage(t, image, imageRef)
 	pm.mustPodman(t, "load", "-q", "-i", image)
 
 	uld.mustCLI(t, "network", "create", "-d", "macvlan", "--subnet", lan.router.Masked().String(),

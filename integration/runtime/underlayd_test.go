@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	tl "github.com/underlay/underlay/integration/testlab"
 )
 
 // underlayd is a private daemon (socket and state under the test's dir) and
@@ -29,9 +31,9 @@ func startUnderlayd(t *testing.T, bin, dir, sock, containerdAddr string) *underl
 	if containerdAddr != "" {
 		args = append(args, "--containerd-address", containerdAddr)
 	}
-	d := startDaemon(t, filepath.Join(dir, "underlayd.log"), nil, filepath.Join(bin, "underlayd"), args...)
-	d.cleanExit = true
-	d.waitFor(t, "socket "+sock, 10*time.Second, func() error {
+	d := tl.StartProc(t, filepath.Join(dir, "underlayd.log"), nil, filepath.Join(bin, "underlayd"), args...)
+	d.CleanExit = true
+	d.WaitFor(t, "socket "+sock, 10*time.Second, func() error {
 		fi, err := os.Stat(sock)
 		if err != nil {
 			return err
@@ -51,11 +53,7 @@ func (u *underlayd) cli(args ...string) (string, error) {
 
 func (u *underlayd) mustCLI(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := u.cli(args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return tl.Must(t)(u.cli(args...))
 }
 
 // endpoints returns the lines of `underlay endpoint ls` that mention any of

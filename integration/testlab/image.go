@@ -1,4 +1,4 @@
-package runtime_test
+package testlab
 
 import (
 	"archive/tar"
@@ -15,11 +15,16 @@ import (
 	"time"
 )
 
-// buildBusyboxImage writes a one-layer docker-archive (manifest.json,
-// config.json, layer.tar) holding busybox-static with every applet linked,
-// which `ctr images import` and `podman load` read without a registry. It is
-// the Go twin of build_busybox_image in integration/scripts/lib.sh.
-func buildBusyboxImage(t *testing.T, out, ref string) {
+// Busybox is the static busybox the test images and rootfses are made of
+// (apt-get install busybox-static).
+const Busybox = "/bin/busybox"
+
+// BuildBusyboxImage writes to out a one-layer docker-archive (manifest.json,
+// config.json, layer.tar) tagged ref, holding busybox-static with every
+// applet linked, which `ctr images import`, `podman load` and `nerdctl load
+// -i` read without a registry. It is the Go twin of build_busybox_image in
+// integration/scripts/lib.sh.
+func BuildBusyboxImage(t testing.TB, out, ref string) {
 	t.Helper()
 	layer, diffID := busyboxLayer(t)
 
@@ -60,15 +65,15 @@ func buildBusyboxImage(t *testing.T, out, ref string) {
 }
 
 // busyboxLayer returns the layer tar and its diff_id ("sha256:...").
-func busyboxLayer(t *testing.T) ([]byte, string) {
+func busyboxLayer(t testing.TB) ([]byte, string) {
 	t.Helper()
-	bb, err := os.ReadFile(busybox)
+	bb, err := os.ReadFile(Busybox)
 	if err != nil {
-		t.Fatalf("read %s: %v", busybox, err)
+		t.Fatalf("read %s: %v", Busybox, err)
 	}
-	list, err := exec.Command(busybox, "--list-full").Output()
+	list, err := exec.Command(Busybox, "--list-full").Output()
 	if err != nil {
-		t.Fatalf("%s --list-full: %v", busybox, err)
+		t.Fatalf("%s --list-full: %v", Busybox, err)
 	}
 	links := map[string]bool{}
 	for _, l := range strings.Fields(string(list)) {
@@ -78,7 +83,7 @@ func busyboxLayer(t *testing.T) ([]byte, string) {
 	}
 	for _, want := range []string{"ip", "ping", "sh", "sleep"} {
 		if !links["bin/"+want] && !links["sbin/"+want] && !links["usr/bin/"+want] && !links["usr/sbin/"+want] {
-			t.Fatalf("%s has no %q applet", busybox, want)
+			t.Fatalf("%s has no %q applet", Busybox, want)
 		}
 	}
 
@@ -109,7 +114,7 @@ func busyboxLayer(t *testing.T) ([]byte, string) {
 	return buf.Bytes(), "sha256:" + hex.EncodeToString(sum[:])
 }
 
-func addDir(t *testing.T, tw *tar.Writer, name string, mode int64) {
+func addDir(t testing.TB, tw *tar.Writer, name string, mode int64) {
 	t.Helper()
 	hdr := &tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: mode, ModTime: time.Unix(0, 0)}
 	if err := tw.WriteHeader(hdr); err != nil {
@@ -117,7 +122,7 @@ func addDir(t *testing.T, tw *tar.Writer, name string, mode int64) {
 	}
 }
 
-func addFile(t *testing.T, tw *tar.Writer, name string, mode int64, data []byte) {
+func addFile(t testing.TB, tw *tar.Writer, name string, mode int64, data []byte) {
 	t.Helper()
 	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(len(data)), ModTime: time.Unix(0, 0)}
 	if err := tw.WriteHeader(hdr); err != nil {
