@@ -147,12 +147,9 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	}()
 	m.addRef(n.Parent, 1)
 	undo.add(func() { m.addRef(n.Parent, -1); m.releaseParent(n.Parent) })
-	if _, err := m.ensureParent(n); err != nil {
-		return ep, err
-	}
-	parent, err := link.Lookup(n.Parent)
+	parent, _, err := m.ensureParent(n)
 	if err != nil {
-		return ep, fmt.Errorf("parent %w", err)
+		return ep, err
 	}
 	mtu := parent.MTU
 	if n.MTU > 0 {

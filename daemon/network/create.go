@@ -44,8 +44,11 @@ func (m *Manager) Create(req api.NetworkCreate) (api.Network, error) {
 	if err := link.Probe(n.Driver); err != nil {
 		return api.Network{}, invalid("driver %s: %v", n.Driver, err)
 	}
-	created, err := m.ensureParent(n)
+	_, created, err := m.ensureParent(n)
 	if err != nil {
+		if created {
+			m.dropParent(n.Parent)
+		}
 		return api.Network{}, err
 	}
 	st := &netState{net: n, alloc: ipam.NewAllocator(pools), eps: map[string]api.Endpoint{}}

@@ -38,19 +38,29 @@ func (m *Manager) refCount(parent string) int {
 }
 
 // ensureParent makes sure n's parent exists, creating an owned VLAN or dummy
-// parent if needed. It returns whether it created one.
-func (m *Manager) ensureParent(n api.Network) (bool, error) {
+// parent if needed. It returns what the kernel says of the parent and
+// whether it created it.
+func (m *Manager) ensureParent(n api.Network) (link.Info, bool, error) {
 	m.parents.Lock(n.Parent)
 	defer m.parents.Unlock(n.Parent)
-	return m.ensureParentLocked(n)
+	if in, err := link.Lookup(n.Parent); err == nil {
+		return in, false, nil
+	} else if !errors.Is(err, link.ErrNotFound) {
+		return in, false, err
+	}
+	if err := m.createParentLocked(n); err != nil {
+		return link.Info{}, false, err
+	}
+	in, err := link.Lookup(n.Parent)
+	if err != nil {
+		return in, true, fmt.Errorf("parent %w", err)
+	}
+	return in, true, nil
 }
 
-func (m *Manager) ensureParentLocked(n api.Network) (bool, error) {
-	if _, err := link.Lookup(n.Parent); err == nil {
-		return false, nil
-	} else if !errors.Is(err, link.ErrNotFound) {
-		return false, err
-	}
+// createParentLocked creates n's missing parent as an owned VLAN
+// sub-interface or dummy; the caller holds the parent's lock.
+func (m *Manager) createParentLocked(n api.Network) error {
 	owned := store.OwnedLink{Name: n.Parent, Network: n.Name}
 	dummy := (n.Internal || n.Options["parent"] == "") && isDummyName(n.Parent)
 	if dummy {
@@ -58,12 +68,12 @@ func (m *Manager) ensureParentLocked(n api.Network) (bool, error) {
 	} else if base, vid, ok := splitVLAN(n.Parent); ok {
 		owned.Kind, owned.Base, owned.VLAN = "vlan", base, vid
 	} else {
-		return false, fmt.Errorf("parent interface %s does not exist", n.Parent)
+		return fmt.Errorf("parent interface %s does not exist", n.Parent)
 	}
 	// Record ownership before creating: a crash in between leaves a record
 	// without a link, which is harmless; the reverse would leak a link.
 	if err := m.store.PutLink(owned); err != nil {
-		return false, fmt.Errorf("record parent %s: %w", n.Parent, err)
+		return fmt.Errorf("record parent %s: %w", n.Parent, err)
 	}
 	var err error
 	if dummy {
@@ -73,11 +83,11 @@ func (m *Manager) ensureParentLocked(n api.Network) (bool, error) {
 	}
 	if err != nil {
 		_ = m.store.DeleteLink(n.Parent)
-		return false, err
+		return err
 	}
 	m.setOwned(owned)
 	m.log.Info("parent created", "parent", n.Parent, "kind", owned.Kind, "network", n.Name)
-	return true, nil
+	return nil
 }
 
 func isDummyName(name string) bool {
