@@ -58,16 +58,26 @@ func (m *Monitor) Run(ctx context.Context) {
 	if maxBackoff == 0 {
 		maxBackoff = 5 * time.Second
 	}
+	warned := false
 	for ctx.Err() == nil {
 		start := time.Now()
-		err := m.follow(ctx)
+		connected, err := m.follow(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if connected {
+			warned = false
 		}
 		if time.Since(start) > 30*time.Second {
 			backoff = 100 * time.Millisecond
 		}
-		m.Log.Warn("containerd events interrupted; reconnecting", "address", m.Address, "err", err, "in", backoff)
+		// Say it once per outage, not every few seconds while containerd
+		// is down or not installed.
+		log := m.Log.Debug
+		if !warned {
+			log, warned = m.Log.Warn, true
+		}
+		log("containerd events interrupted; reconnecting", "address", m.Address, "err", err, "in", backoff)
 		select {
 		case <-ctx.Done():
 			return
@@ -78,11 +88,11 @@ func (m *Monitor) Run(ctx context.Context) {
 }
 
 // follow connects, subscribes, reconciles, then handles events until the
-// stream breaks.
-func (m *Monitor) follow(ctx context.Context) error {
+// stream breaks. connected says whether it got as far as following.
+func (m *Monitor) follow(ctx context.Context) (connected bool, err error) {
 	client, err := containerd.New(m.Address, containerd.WithTimeout(5*time.Second))
 	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return false, fmt.Errorf("connect: %w", err)
 	}
 	defer client.Close()
 	sctx, cancel := context.WithCancel(ctx)
@@ -93,7 +103,7 @@ func (m *Monitor) follow(ctx context.Context) error {
 	listedAt := time.Now()
 	live, err := listContainers(sctx, client)
 	if err != nil {
-		return fmt.Errorf("list containers: %w", err)
+		return false, fmt.Errorf("list containers: %w", err)
 	}
 	if err := m.Handler.Live(live, listedAt); err != nil {
 		m.Log.Error("reconcile against containerd failed", "err", err)
@@ -102,12 +112,12 @@ func (m *Monitor) follow(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return true, nil
 		case err := <-errs:
 			if err == nil {
 				err = errors.New("event stream closed")
 			}
-			return err
+			return true, err
 		case env := <-ch:
 			if env == nil {
 				continue
