@@ -74,10 +74,6 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	// Loading decodes every stored endpoint; hand that garbage back to the
-	// OS now rather than carry it as RSS for the daemon's life.
-	debug.FreeOSMemory()
-
 	sock := c.String("socket")
 	ln, err := listen(sock, gid)
 	if err != nil {
@@ -95,6 +91,10 @@ func run(c *cli.Context) error {
 	} else if n > 0 {
 		log.Info("reconciled at start", "released", n)
 	}
+	// Loading and the first reconcile decode and copy every stored
+	// endpoint; hand that garbage back to the OS now rather than carry it
+	// as RSS for the daemon's life.
+	debug.FreeOSMemory()
 	go func() {
 		select {
 		case <-ctx.Done():
