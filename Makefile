@@ -1,4 +1,7 @@
 # underlay: see README.md. `make demo` and `make test` install what they need.
+# Go lives in /usr/local/go on these machines; a login shell may not have
+# it on PATH.
+export PATH := /usr/local/go/bin:$(PATH)
 GO      ?= go
 PREFIX  ?= /usr/local
 BIN     := $(CURDIR)/bin
