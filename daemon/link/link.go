@@ -242,11 +242,23 @@ func FindNetns(inode, cookie uint64, hintPid int) *Netns {
 			return ns
 		}
 	}
+	var found *Netns
+	walkNetns(func(path string) bool {
+		found = try(path)
+		return found == nil
+	})
+	return found
+}
+
+// walkNetns calls fn with a path to every network namespace that is
+// bind-mounted under /run/netns or that a process is in, until fn returns
+// false.
+func walkNetns(fn func(path string) bool) {
 	for _, dir := range []string{"/run/netns", "/var/run/netns"} {
 		ents, _ := os.ReadDir(dir)
 		for _, e := range ents {
-			if ns := try(dir + "/" + e.Name()); ns != nil {
-				return ns
+			if !fn(dir + "/" + e.Name()) {
+				return
 			}
 		}
 	}
@@ -255,9 +267,24 @@ func FindNetns(inode, cookie uint64, hintPid int) *Netns {
 		if c := e.Name()[0]; c < '0' || c > '9' {
 			continue
 		}
-		if ns := try("/proc/" + e.Name() + "/ns/net"); ns != nil {
-			return ns
+		if !fn("/proc/" + e.Name() + "/ns/net") {
+			return
 		}
 	}
-	return nil
+}
+
+// LiveNetns returns the inode of every live network namespace, each with a
+// path to it.
+func LiveNetns() map[uint64]string {
+	alive := map[uint64]string{}
+	walkNetns(func(path string) bool {
+		var st unix.Stat_t
+		if unix.Stat(path, &st) == nil {
+			if _, ok := alive[st.Ino]; !ok {
+				alive[st.Ino] = path
+			}
+		}
+		return true
+	})
+	return alive
 }

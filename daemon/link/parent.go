@@ -48,16 +48,22 @@ func CreateDummy(name string) error {
 
 // Delete removes a host link; a missing one is success.
 func Delete(name string) error {
-	l, err := netlink.LinkByName(name)
+	return deleteNamed(netlink.LinkByName, netlink.LinkDel, name, "")
+}
+
+// deleteNamed deletes the link called name through byName and del (the
+// host's netlink or a handle in a container); a missing link is success.
+func deleteNamed(byName func(string) (netlink.Link, error), del func(netlink.Link) error, name, where string) error {
+	l, err := byName(name)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
 		if errors.As(err, &nf) {
 			return nil
 		}
-		return fmt.Errorf("look up %s: %w", name, err)
+		return fmt.Errorf("look up %s%s: %w", name, where, err)
 	}
-	if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
-		return fmt.Errorf("delete %s: %w", name, err)
+	if err := del(l); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("delete %s%s: %w", name, where, err)
 	}
 	return nil
 }

@@ -163,24 +163,21 @@ func addDefaultRoutes(h *netlink.Handle, l netlink.Link, s Slave) error {
 	return nil
 }
 
-// DeleteSlave removes the named interface from ns. A missing interface is
-// success: detach is idempotent.
-func DeleteSlave(ns *Netns, name string) error {
+// DeleteSlave removes the named interfaces from ns, through one netlink
+// handle. A missing interface is success: detach is idempotent.
+func DeleteSlave(ns *Netns, names ...string) error {
 	h, err := handleAt(ns)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	l, err := h.LinkByName(name)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			return nil
+	for _, name := range names {
+		if name == "" {
+			continue
 		}
-		return fmt.Errorf("find %s in container: %w", name, err)
-	}
-	if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
-		return fmt.Errorf("delete %s in container: %w", name, err)
+		if err := deleteNamed(h.LinkByName, h.LinkDel, name, " in container"); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -47,14 +47,14 @@ func (m *Manager) Create(req api.NetworkCreate) (api.Network, error) {
 	_, created, err := m.ensureParent(n)
 	if err != nil {
 		if created {
-			m.dropParent(n.Parent)
+			m.releaseParent(n.Parent)
 		}
 		return api.Network{}, err
 	}
 	st := &netState{net: n, alloc: ipam.NewAllocator(pools), eps: map[string]api.Endpoint{}}
 	if err := m.store.CreateNetwork(n); err != nil {
 		if created {
-			m.dropParent(n.Parent)
+			m.releaseParent(n.Parent)
 		}
 		return api.Network{}, err
 	}

@@ -71,13 +71,8 @@ func (m *Manager) deleteSlaves(ep api.Endpoint, ns *link.Netns) {
 	if ns == nil || !ns.Same(ep.NetnsInode, ep.NetnsCookie) {
 		return
 	}
-	for _, name := range []string{ep.IfName, ep.TempName} {
-		if name == "" {
-			continue
-		}
-		if err := link.DeleteSlave(ns, name); err != nil {
-			m.log.Warn("interface not deleted", "network", ep.Network, "container", containerName(ep), "ifname", name, "err", err)
-		}
+	if err := link.DeleteSlave(ns, ep.IfName, ep.TempName); err != nil {
+		m.log.Warn("interface not deleted", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName, "err", err)
 	}
 }
 

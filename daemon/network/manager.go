@@ -331,14 +331,12 @@ func sortEndpoints(eps []api.Endpoint) {
 
 func (m *Manager) parentInfo(n api.Network) *api.ParentInfo {
 	pi := &api.ParentInfo{Name: n.Parent}
-	if links, err := m.store.Links(); err == nil {
-		for _, l := range links {
-			if l.Name == n.Parent {
-				pi.Owned, pi.Dummy = true, l.Kind == "dummy"
-				pi.VLAN, pi.Base = l.VLAN, l.Base
-			}
-		}
+	m.refMu.Lock()
+	if l, ok := m.owned[n.Parent]; ok {
+		pi.Owned, pi.Dummy = true, l.Kind == "dummy"
+		pi.VLAN, pi.Base = l.VLAN, l.Base
 	}
+	m.refMu.Unlock()
 	if in, err := link.Lookup(n.Parent); err == nil {
 		pi.Exists, pi.Up, pi.Kind, pi.MTU = true, in.Up, in.Kind, in.MTU
 		if in.VLAN != 0 {

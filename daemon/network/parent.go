@@ -126,6 +126,3 @@ func (m *Manager) releaseParent(parent string) {
 	m.refMu.Unlock()
 	m.log.Info("parent removed", "parent", parent)
 }
-
-// dropParent undoes a parent created for a network that was not stored.
-func (m *Manager) dropParent(parent string) { m.releaseParent(parent) }

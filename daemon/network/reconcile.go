@@ -2,13 +2,11 @@ package network
 
 import (
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/underlay/underlay/daemon/api"
 	"github.com/underlay/underlay/daemon/link"
 	"github.com/underlay/underlay/daemon/store"
-	"golang.org/x/sys/unix"
 )
 
 // Reconciliation releases endpoints whose container is gone but whose
@@ -56,7 +54,7 @@ func (m *Manager) ReconcileContainerd(live map[string]map[string]bool, listedAt 
 // soon as a namespace dies.
 func (m *Manager) ReconcileNetns() (int, error) {
 	start := time.Now()
-	alive := liveNetns()
+	alive := link.LiveNetns()
 	cookies := map[uint64]uint64{} // inode -> cookie, read once per namespace
 	var dead []api.Endpoint
 	for _, ep := range m.endpointsWhere(func(api.Endpoint) bool { return true }) {
@@ -138,31 +136,4 @@ func (m *Manager) releaseDead(dead []api.Endpoint, why string, findNS bool) (int
 func olderThan(ep api.Endpoint, t time.Time) bool {
 	created, err := time.Parse(time.RFC3339Nano, ep.Created)
 	return err != nil || created.Before(t)
-}
-
-// liveNetns returns the inodes of every network namespace that a process
-// is in or that is bind-mounted under /run/netns, each with a path to it.
-func liveNetns() map[uint64]string {
-	alive := map[uint64]string{}
-	add := func(path string) {
-		var st unix.Stat_t
-		if unix.Stat(path, &st) == nil {
-			if _, ok := alive[st.Ino]; !ok {
-				alive[st.Ino] = path
-			}
-		}
-	}
-	for _, dir := range []string{"/run/netns", "/var/run/netns"} {
-		ents, _ := os.ReadDir(dir)
-		for _, e := range ents {
-			add(dir + "/" + e.Name())
-		}
-	}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if c := e.Name()[0]; c >= '0' && c <= '9' {
-			add("/proc/" + e.Name() + "/ns/net")
-		}
-	}
-	return alive
 }
