@@ -226,3 +226,22 @@ func defaultDst(fam int) *net.IPNet {
 	}
 	return &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
 }
+
+// DeleteSlaveWithMAC removes the interface name from ns only if its MAC is
+// mac. Undoing an attach that a crash cut short after its rename must not
+// take an interface of the same name that someone else made.
+func DeleteSlaveWithMAC(ns *Netns, name, mac string) error {
+	h, err := handleAt(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	byName := func(name string) (netlink.Link, error) {
+		l, err := h.LinkByName(name)
+		if err == nil && l.Attrs().HardwareAddr.String() != mac {
+			return nil, netlink.LinkNotFoundError{}
+		}
+		return l, err
+	}
+	return deleteNamed(byName, h.LinkDel, name, " in container")
+}

@@ -16,7 +16,10 @@ import (
 
 // Endpoint states recorded in the store.
 const (
-	stateAttaching = "attaching" // intent recorded, kernel work may be partial
+	// stateAttaching marks an attach intent in the store. Since intents
+	// moved out of the database only stores written by older versions hold
+	// it; they are undone at start all the same.
+	stateAttaching = "attaching"
 	stateAttached  = "attached"
 )
 
@@ -194,19 +197,23 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	if slave.TempName, err = link.NewTempName(); err != nil {
 		return ep, err
 	}
-	ep.TempName = slave.TempName
-	if err := m.store.PutEndpoint(ep); err != nil {
-		return ep, fmt.Errorf("record endpoint: %w", err)
+	// The intent is what a restart after a crash undoes; the endpoint is
+	// committed once, when the interface is ready.
+	intent := ep
+	intent.TempName = slave.TempName
+	if err := m.store.BeginAttach(intent); err != nil {
+		return ep, err
 	}
-	undo.add(func() { _ = m.store.DeleteEndpoint(ep) })
+	undo.add(func() { m.store.EndAttach(intent) })
 	if err := link.CreateSlave(ns, slave); err != nil {
 		return ep, err
 	}
 	undo.add(func() { _ = link.DeleteSlave(ns, ep.IfName) })
-	ep.State, ep.TempName = stateAttached, ""
+	ep.State = stateAttached
 	if err := m.store.PutEndpoint(ep); err != nil {
 		return ep, fmt.Errorf("record endpoint: %w", err)
 	}
+	m.store.EndAttach(intent)
 	st.eps[key] = ep
 	m.log.Info("attached", "network", n.Name, "container", containerName(ep), "ifname", ep.IfName,
 		"addresses", strings.Join(ep.Addresses, ","), "mac", ep.MAC)

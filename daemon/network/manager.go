@@ -54,6 +54,11 @@ type Store interface {
 	Links() ([]store.OwnedLink, error)
 	PutLink(store.OwnedLink) error
 	DeleteLink(name string) error
+	// Attach intents: recorded before kernel work, forgotten once the
+	// endpoint is committed or rolled back, and listed at start.
+	BeginAttach(api.Endpoint) error
+	EndAttach(api.Endpoint)
+	InterruptedAttaches() ([]api.Endpoint, error)
 }
 
 var _ Store = (*store.Store)(nil)
@@ -146,15 +151,45 @@ func New(s Store, log *slog.Logger) (*Manager, error) {
 		st.eps[string(store.EndpointKey(ep))] = ep
 		m.refs[ep.Parent]++
 	}
-	m.undoInterrupted()
+	if err := m.undoInterrupted(); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
 // undoInterrupted rolls back attaches that a crash cut short: their intent
-// was recorded but never committed, so the hook failed and the runtime did
-// not start the container. The interface, if it was made, is deleted and
-// the leases are released.
-func (m *Manager) undoInterrupted() {
+// was recorded but the endpoint never committed, so the hook failed and the
+// runtime did not start the container. The interface, if it was made, is
+// deleted; the leases were never stored. An intent whose endpoint did get
+// committed (the crash came just after) is only forgotten.
+func (m *Manager) undoInterrupted() error {
+	intents, err := m.store.InterruptedAttaches()
+	if err != nil {
+		return err
+	}
+	for _, ep := range intents {
+		if cur, ok := m.endpoint(ep); ok && cur.Created == ep.Created {
+			m.store.EndAttach(ep)
+			continue
+		}
+		ns := link.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0)
+		if ns != nil && ns.Same(ep.NetnsInode, ep.NetnsCookie) {
+			err = link.DeleteSlave(ns, ep.TempName)
+			if err == nil {
+				err = link.DeleteSlaveWithMAC(ns, ep.IfName, ep.MAC)
+			}
+		}
+		if ns != nil {
+			ns.Close()
+		}
+		if err != nil {
+			m.log.Error("interrupted attach not undone", "network", ep.Network, "container", containerName(ep), "err", err)
+			continue
+		}
+		m.store.EndAttach(ep)
+		m.log.Info("interrupted attach undone", "network", ep.Network, "container", containerName(ep))
+	}
+	// Stores written by older versions recorded intents as endpoints.
 	for _, ep := range m.endpointsWhere(func(ep api.Endpoint) bool { return ep.State != stateAttached }) {
 		ns := link.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0)
 		if err := m.detachEndpoint(ep, ns); err != nil {
@@ -166,6 +201,19 @@ func (m *Manager) undoInterrupted() {
 			ns.Close()
 		}
 	}
+	return nil
+}
+
+// endpoint returns the stored endpoint with ep's key.
+func (m *Manager) endpoint(ep api.Endpoint) (api.Endpoint, bool) {
+	st, err := m.network(ep.Network)
+	if err != nil {
+		return api.Endpoint{}, false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	cur, ok := st.eps[string(store.EndpointKey(ep))]
+	return cur, ok
 }
 
 func newState(n api.Network) (*netState, error) {

@@ -3,12 +3,14 @@ package network
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/daemon/link"
 	"github.com/underlay/underlay/daemon/store"
 	tl "github.com/underlay/underlay/integration/testlab"
 )
@@ -135,5 +137,76 @@ func TestPrivilegedInterruptedAttachUndone(t *testing.T) {
 	resp, err := m.Attach(api.AttachRequest{ContainerID: c.ID, Pid: c.Pid, Networks: []api.NetworkAttach{{Name: "x"}}})
 	if err != nil || resp.Endpoints[0].Addresses[0] != "10.89.0.2/24" {
 		t.Fatalf("attach after undo: %v %+v", err, resp)
+	}
+}
+
+// An attach cut short after its interface was made but before the endpoint
+// was committed leaves only its intent file: the restart deletes the
+// interface (whatever name it had reached) and forgets the intent; an
+// interface of the same name but another MAC is someone else's and stays.
+// An intent whose endpoint was committed is only forgotten.
+func TestPrivilegedInterruptedIntentUndone(t *testing.T) {
+	tl.Require(t)
+	dir := t.TempDir()
+	lan := tl.NewLAN(t, "ulmi", "10.88.0.1/24")
+	m, s := newManager(t, dir)
+	if _, err := m.Create(api.NetworkCreate{Name: "x", Subnets: []string{"10.88.0.0/24"}, Options: map[string]string{"parent": lan.Uplink}}); err != nil {
+		t.Fatal(err)
+	}
+	parent, err := link.Lookup(lan.Uplink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// cut: an interface made and renamed, its endpoint never committed.
+	// foreign: an intent naming eth0, where eth0 has another MAC.
+	// done: a committed attach whose intent was not yet removed.
+	cut, foreign, done := tl.NewContainer(t, "ulmi-cut"), tl.NewContainer(t, "ulmi-foreign"), tl.NewContainer(t, "ulmi-done")
+	mkIntent := func(c *tl.Container, mac, made string) api.Endpoint {
+		ns, err := link.OpenPid(c.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ns.Close()
+		hw, _ := net.ParseMAC(made)
+		tmp, _ := link.NewTempName()
+		if err := link.CreateSlave(ns, link.Slave{Kind: "macvlan", Mode: "bridge", ParentIndex: parent.Index, Name: "eth0", MAC: hw, MTU: 1500}); err != nil {
+			t.Fatal(err)
+		}
+		ep := api.Endpoint{Network: "x", ContainerID: c.ID, IfName: "eth0", MAC: mac, NetnsInode: ns.Inode, NetnsCookie: ns.Cookie,
+			Parent: lan.Uplink, TempName: tmp, State: stateAttached, Created: "2026-11-22T00:00:00Z"}
+		if err := s.BeginAttach(ep); err != nil {
+			t.Fatal(err)
+		}
+		return ep
+	}
+	mkIntent(cut, "02:00:00:00:00:01", "02:00:00:00:00:01")
+	mkIntent(foreign, "02:00:00:00:00:02", "02:00:00:00:00:99")
+	resp, err := m.Attach(api.AttachRequest{ContainerID: done.ID, Pid: done.Pid, Networks: []api.NetworkAttach{{Name: "x"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed := resp.Endpoints[0]
+	committed.TempName = "ul00000000aa"
+	if err := s.BeginAttach(committed); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	m, s = newManager(t, dir)
+	defer s.Close()
+	if out, _ := cut.Exec("ip", "-o", "link", "show"); strings.Contains(out, ": eth0@") || strings.Contains(out, ": ul") {
+		t.Errorf("interrupted attach left an interface: %s", out)
+	}
+	if out, _ := foreign.Exec("ip", "-o", "link", "show", "eth0"); !strings.Contains(out, "02:00:00:00:00:99") {
+		t.Errorf("an eth0 with another MAC was deleted: %q", out)
+	}
+	if out, _ := done.Exec("ip", "-o", "addr", "show", "eth0"); !strings.Contains(out, committed.Addresses[0]) {
+		t.Errorf("committed endpoint's eth0 lost its address %s: %q", committed.Addresses[0], out)
+	}
+	if eps := m.Endpoints(); len(eps) != 1 || eps[0].ContainerID != done.ID {
+		t.Errorf("endpoints after restart: %+v, want only %s", eps, done.ID)
+	}
+	if left, _ := s.InterruptedAttaches(); len(left) != 0 {
+		t.Errorf("intents left after restart: %+v", left)
 	}
 }

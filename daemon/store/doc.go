@@ -17,7 +17,11 @@
 //	  <ifname>             -> JSON OwnedLink      (parents underlayd created)
 //
 // An endpoint and its leases are always written in one transaction, so the
-// store never holds a lease without an endpoint or the reverse. An endpoint
-// in state "attaching" records intent before any kernel work: on restart the
-// daemon finishes or undoes it.
+// store never holds a lease without an endpoint or the reverse.
+//
+// Beside the database, intents/<temporary ifname> holds one JSON
+// api.Endpoint per attach in flight: written (without fsync) before any
+// kernel work, removed once the endpoint is committed; on restart the
+// daemon undoes those whose endpoint never came. Older versions recorded
+// the intent as an endpoint in state "attaching"; those are undone too.
 package store

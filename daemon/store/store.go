@@ -50,7 +50,8 @@ type OwnedLink struct {
 
 // Store is the bbolt-backed state.
 type Store struct {
-	db *bolt.DB
+	db  *bolt.DB
+	dir string
 }
 
 // Open opens (creating if needed) the database in dir. A database held by
@@ -58,6 +59,9 @@ type Store struct {
 func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir %s: %w", dir, err)
+	}
+	if err := makeIntentDir(dir); err != nil {
+		return nil, err
 	}
 	path := filepath.Join(dir, FileName)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
@@ -67,7 +71,7 @@ func Open(dir string) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open state database %s: %w", path, err)
 	}
-	s := &Store{db: db}
+	s := &Store{db: db, dir: dir}
 	if err := s.migrate(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("state database %s: %w", path, err)

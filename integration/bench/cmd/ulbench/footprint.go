@@ -25,6 +25,11 @@ func rss(bin string, t *template, dir string, settle time.Duration) (m memInfo, 
 	}
 	defer d.Stop()
 	time.Sleep(settle)
+	// Idle first: an `endpoint ls` of 65,000 endpoints builds a large
+	// answer, and the garbage it leaves is not the resting footprint.
+	if err = readMem(d.Pid(), &m); err != nil {
+		return
+	}
 	eps, err := d.Endpoints()
 	if err != nil {
 		return
@@ -33,26 +38,36 @@ func rss(bin string, t *template, dir string, settle time.Duration) (m memInfo, 
 		err = fmt.Errorf("underlayd holds %d endpoints after start, want %d (did reconcile release live ones?)", len(eps), len(t.Leases))
 		return
 	}
-	for _, f := range []struct {
-		name string
-		v    *float64
-	}{{"VmRSS", &m.RSS}, {"VmHWM", &m.HWM}, {"RssAnon", &m.Anon}, {"RssFile", &m.File}} {
-		var kib int
-		if kib, err = procStatusKiB(d.Pid(), f.name); err != nil {
-			return
-		}
-		*f.v = float64(kib) / 1024
+	var after memInfo
+	if err = readMem(d.Pid(), &after); err != nil {
+		return
 	}
+	m.AfterList = after.RSS
 	if fi, e := os.Stat(filepath.Join(d.StateDir, store.FileName)); e == nil {
 		m.DB = float64(fi.Size()) / (1 << 20)
 	}
 	return m, startup, nil
 }
 
+func readMem(pid int, m *memInfo) error {
+	for _, f := range []struct {
+		name string
+		v    *float64
+	}{{"VmRSS", &m.RSS}, {"VmHWM", &m.HWM}, {"RssAnon", &m.Anon}, {"RssFile", &m.File}} {
+		kib, err := procStatusKiB(pid, f.name)
+		if err != nil {
+			return err
+		}
+		*f.v = float64(kib) / 1024
+	}
+	return nil
+}
+
 // memInfo is underlayd's memory in MiB: resident (and its peak), split
 // into anonymous memory (the Go heap, stacks) and file pages (the bbolt
-// file, which underlayd maps and reads whole at start), and the file size.
-type memInfo struct{ RSS, HWM, Anon, File, DB float64 }
+// file, which underlayd maps and reads whole at start), the file size, and
+// the resident set after one `endpoint ls`.
+type memInfo struct{ RSS, HWM, Anon, File, DB, AfterList float64 }
 
 // inprocHeap loads a copy of t into network.Manager, as underlayd does at
 // start, and reports the live Go heap it holds, with a heap profile.

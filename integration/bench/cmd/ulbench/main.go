@@ -416,7 +416,8 @@ func scale(c *config, rep *Report) error {
 			return err
 		}
 		rep.add(single("footprint", "underlayd RSS, "+l.label, "MiB", m.RSS)).Note = fmt.Sprintf(
-			"anon %.1f + file %.1f MiB (db file %.1f MiB); peak %.1f MiB; start-up %s", m.Anon, m.File, m.DB, m.HWM, fmtVal(ms(st), "ms"))
+			"anon %.1f + file %.1f MiB (db file %.1f MiB); peak %.1f MiB; after an endpoint ls %.1f MiB; start-up %s",
+			m.Anon, m.File, m.DB, m.HWM, m.AfterList, fmtVal(ms(st), "ms"))
 	}
 	live, err := inprocHeap(tpl["fill99"], sub(c.shm, "heap"), filepath.Join(c.profiles, "heap-65k.pprof"))
 	if err != nil {

@@ -1,0 +1,88 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/underlay/underlay/daemon/api"
+)
+
+// Attach intents live beside the database as one small file each, named
+// after the attach's temporary interface name, written before any kernel
+// work and removed once the endpoint is committed. They are not fsynced,
+// on purpose: an intent only matters while the host stays up (a crashed
+// underlayd leaves an interface in a namespace that still exists), and a
+// write survives a process crash without a sync. After a power loss or a
+// reboot every namespace it could name is gone, so a lost or torn intent
+// costs nothing. That keeps attach at one durable commit instead of two.
+
+// intentDir is the directory of intents inside the state directory.
+const intentDir = "intents"
+
+// BeginAttach records that an attach of ep is about to touch the kernel.
+// ep.TempName names the intent and must be set.
+func (s *Store) BeginAttach(ep api.Endpoint) error {
+	if !validTempName(ep.TempName) {
+		return fmt.Errorf("attach intent: bad temporary name %q", ep.TempName)
+	}
+	b, err := json.Marshal(ep)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(s.dir, intentDir, ep.TempName)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return fmt.Errorf("record attach intent: %w", err)
+	}
+	return nil
+}
+
+// EndAttach forgets the intent of ep: its endpoint is committed, or its
+// attach was rolled back.
+func (s *Store) EndAttach(ep api.Endpoint) {
+	if validTempName(ep.TempName) {
+		_ = os.Remove(filepath.Join(s.dir, intentDir, ep.TempName))
+	}
+}
+
+// InterruptedAttaches returns the intents a crash left behind. An intent
+// that cannot be read (torn by a power loss) is removed: the namespace it
+// named died with the host.
+func (s *Store) InterruptedAttaches() ([]api.Endpoint, error) {
+	dir := filepath.Join(s.dir, intentDir)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read attach intents: %w", err)
+	}
+	var out []api.Endpoint
+	for _, e := range ents {
+		path := filepath.Join(dir, e.Name())
+		b, err := os.ReadFile(path)
+		var ep api.Endpoint
+		if err == nil {
+			err = json.Unmarshal(b, &ep)
+		}
+		if err != nil || ep.TempName != e.Name() {
+			_ = os.Remove(path)
+			continue
+		}
+		out = append(out, ep)
+	}
+	return out, nil
+}
+
+// validTempName keeps an intent's file name inside the intent directory.
+func validTempName(name string) bool {
+	return name != "" && len(name) < 16 && !strings.ContainsAny(name, "/.\x00")
+}
+
+func makeIntentDir(dir string) error {
+	err := os.Mkdir(filepath.Join(dir, intentDir), 0o700)
+	if err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("create %s: %w", filepath.Join(dir, intentDir), err)
+	}
+	return nil
+}
