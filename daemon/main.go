@@ -129,6 +129,7 @@ func run(c *cli.Context) error {
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
+	mgr.Wait() // interfaces still being deleted after a detach
 	return nil
 }
 

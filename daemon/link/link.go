@@ -288,3 +288,13 @@ func LiveNetns() map[uint64]string {
 	})
 	return alive
 }
+
+// Dup returns a second handle on the same namespace, for work that
+// outlives the caller's.
+func (n *Netns) Dup() (*Netns, error) {
+	fd, err := unix.FcntlInt(n.f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("dup netns handle: %w", err)
+	}
+	return &Netns{f: os.NewFile(uintptr(fd), n.f.Name()), Inode: n.Inode, Dev: n.Dev, Cookie: n.Cookie}, nil
+}

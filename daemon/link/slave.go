@@ -245,3 +245,37 @@ func DeleteSlaveWithMAC(ns *Netns, name, mac string) error {
 	}
 	return deleteNamed(byName, h.LinkDel, name, " in container")
 }
+
+// Retire takes the first of names that exists in ns down and renames it to
+// tmp, and reports whether it found one. Down, the interface leaves the
+// network at once (its addresses can be handed out again); renamed, its
+// ethN name is free for the namespace's next container. Deleting it can
+// then wait: the kernel takes 15-20 ms to unregister a macvlan.
+func Retire(ns *Netns, tmp string, names ...string) (bool, error) {
+	h, err := handleAt(ns)
+	if err != nil {
+		return false, err
+	}
+	defer h.Close()
+	for _, name := range names {
+		if name == "" {
+			continue
+		}
+		l, err := h.LinkByName(name)
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("look up %s in container: %w", name, err)
+		}
+		if err := h.LinkSetDown(l); err != nil {
+			return false, fmt.Errorf("take %s down: %w", name, err)
+		}
+		if err := h.LinkSetName(l, tmp); err != nil {
+			return true, fmt.Errorf("rename %s to %s: %w", name, tmp, err)
+		}
+		return true, nil
+	}
+	return false, nil
+}

@@ -201,10 +201,10 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	// committed once, when the interface is ready.
 	intent := ep
 	intent.TempName = slave.TempName
-	if err := m.store.BeginAttach(intent); err != nil {
+	if err := m.store.BeginIntent(intent); err != nil {
 		return ep, err
 	}
-	undo.add(func() { m.store.EndAttach(intent) })
+	undo.add(func() { m.store.EndIntent(intent) })
 	if err := link.CreateSlave(ns, slave); err != nil {
 		return ep, err
 	}
@@ -213,7 +213,7 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	if err := m.store.PutEndpoint(ep); err != nil {
 		return ep, fmt.Errorf("record endpoint: %w", err)
 	}
-	m.store.EndAttach(intent)
+	m.store.EndIntent(intent)
 	st.eps[key] = ep
 	m.log.Info("attached", "network", n.Name, "container", containerName(ep), "ifname", ep.IfName,
 		"addresses", strings.Join(ep.Addresses, ","), "mac", ep.MAC)

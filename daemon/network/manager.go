@@ -54,11 +54,11 @@ type Store interface {
 	Links() ([]store.OwnedLink, error)
 	PutLink(store.OwnedLink) error
 	DeleteLink(name string) error
-	// Attach intents: recorded before kernel work, forgotten once the
-	// endpoint is committed or rolled back, and listed at start.
-	BeginAttach(api.Endpoint) error
-	EndAttach(api.Endpoint)
-	InterruptedAttaches() ([]api.Endpoint, error)
+	// Intents of attaches and detaches: recorded before their kernel work,
+	// forgotten once it is done or rolled back, and listed at start.
+	BeginIntent(api.Endpoint) error
+	EndIntent(api.Endpoint)
+	Intents() ([]api.Endpoint, error)
 }
 
 var _ Store = (*store.Store)(nil)
@@ -80,6 +80,8 @@ type Manager struct {
 	refMu sync.Mutex // leaf lock: guards refs and owned
 	refs  parentRefs
 	owned map[string]store.OwnedLink
+
+	background sync.WaitGroup // interfaces being deleted after a detach
 }
 
 // netState is one network in memory. mu is the network's lock: it guards
@@ -157,26 +159,35 @@ func New(s Store, log *slog.Logger) (*Manager, error) {
 	return m, nil
 }
 
-// undoInterrupted rolls back attaches that a crash cut short: their intent
-// was recorded but the endpoint never committed, so the hook failed and the
-// runtime did not start the container. The interface, if it was made, is
-// deleted; the leases were never stored. An intent whose endpoint did get
-// committed (the crash came just after) is only forgotten.
+// undoInterrupted finishes what a crash cut short. An attach whose endpoint
+// was never committed (the hook failed, so the runtime did not start the
+// container) and a detach whose release was committed both leave an
+// interface to delete, under its temporary name or its ethN name; the
+// leases are already free. An intent whose endpoint is still stored as it
+// was (an attach that did commit, a detach that did not) is only
+// forgotten: the endpoint is whole.
 func (m *Manager) undoInterrupted() error {
-	intents, err := m.store.InterruptedAttaches()
+	intents, err := m.store.Intents()
 	if err != nil {
 		return err
 	}
 	for _, ep := range intents {
-		if cur, ok := m.endpoint(ep); ok && cur.Created == ep.Created {
-			m.store.EndAttach(ep)
+		cur, ok := m.endpoint(ep)
+		if ok && cur.Created == ep.Created {
+			m.store.EndIntent(ep)
 			continue
+		}
+		// A newer endpoint of the container in the same namespace owns
+		// the ethN name now.
+		ifname := ep.IfName
+		if ok && cur.NetnsInode == ep.NetnsInode && cur.NetnsCookie == ep.NetnsCookie && cur.IfName == ifname {
+			ifname = ""
 		}
 		ns := link.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0)
 		if ns != nil && ns.Same(ep.NetnsInode, ep.NetnsCookie) {
 			err = link.DeleteSlave(ns, ep.TempName)
-			if err == nil {
-				err = link.DeleteSlaveWithMAC(ns, ep.IfName, ep.MAC)
+			if err == nil && ifname != "" {
+				err = link.DeleteSlaveWithMAC(ns, ifname, ep.MAC)
 			}
 		}
 		if ns != nil {
@@ -186,7 +197,7 @@ func (m *Manager) undoInterrupted() error {
 			m.log.Error("interrupted attach not undone", "network", ep.Network, "container", containerName(ep), "err", err)
 			continue
 		}
-		m.store.EndAttach(ep)
+		m.store.EndIntent(ep)
 		m.log.Info("interrupted attach undone", "network", ep.Network, "container", containerName(ep))
 	}
 	// Stores written by older versions recorded intents as endpoints.

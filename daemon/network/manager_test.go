@@ -26,6 +26,7 @@ func newManager(t *testing.T, dir string) (*Manager, *store.Store) {
 		s.Close()
 		t.Fatal(err)
 	}
+	t.Cleanup(m.Wait)
 	return m, s
 }
 
@@ -159,9 +160,11 @@ func TestPrivilegedInterruptedIntentUndone(t *testing.T) {
 	}
 	// cut: an interface made and renamed, its endpoint never committed.
 	// foreign: an intent naming eth0, where eth0 has another MAC.
+	// retired: a detach committed, its interface renamed, not yet deleted.
 	// done: a committed attach whose intent was not yet removed.
 	cut, foreign, done := tl.NewContainer(t, "ulmi-cut"), tl.NewContainer(t, "ulmi-foreign"), tl.NewContainer(t, "ulmi-done")
-	mkIntent := func(c *tl.Container, mac, made string) api.Endpoint {
+	retired := tl.NewContainer(t, "ulmi-retired")
+	mkIntent := func(c *tl.Container, mac, made string, renamed bool) api.Endpoint {
 		ns, err := link.OpenPid(c.Pid)
 		if err != nil {
 			t.Fatal(err)
@@ -169,33 +172,40 @@ func TestPrivilegedInterruptedIntentUndone(t *testing.T) {
 		defer ns.Close()
 		hw, _ := net.ParseMAC(made)
 		tmp, _ := link.NewTempName()
-		if err := link.CreateSlave(ns, link.Slave{Kind: "macvlan", Mode: "bridge", ParentIndex: parent.Index, Name: "eth0", MAC: hw, MTU: 1500}); err != nil {
+		name := "eth0"
+		if renamed {
+			name = tmp
+		}
+		if err := link.CreateSlave(ns, link.Slave{Kind: "macvlan", Mode: "bridge", ParentIndex: parent.Index, Name: name, MAC: hw, MTU: 1500}); err != nil {
 			t.Fatal(err)
 		}
 		ep := api.Endpoint{Network: "x", ContainerID: c.ID, IfName: "eth0", MAC: mac, NetnsInode: ns.Inode, NetnsCookie: ns.Cookie,
 			Parent: lan.Uplink, TempName: tmp, State: stateAttached, Created: "2026-11-22T00:00:00Z"}
-		if err := s.BeginAttach(ep); err != nil {
+		if err := s.BeginIntent(ep); err != nil {
 			t.Fatal(err)
 		}
 		return ep
 	}
-	mkIntent(cut, "02:00:00:00:00:01", "02:00:00:00:00:01")
-	mkIntent(foreign, "02:00:00:00:00:02", "02:00:00:00:00:99")
+	mkIntent(cut, "02:00:00:00:00:01", "02:00:00:00:00:01", false)
+	mkIntent(foreign, "02:00:00:00:00:02", "02:00:00:00:00:99", false)
+	mkIntent(retired, "02:00:00:00:00:03", "02:00:00:00:00:03", true)
 	resp, err := m.Attach(api.AttachRequest{ContainerID: done.ID, Pid: done.Pid, Networks: []api.NetworkAttach{{Name: "x"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	committed := resp.Endpoints[0]
 	committed.TempName = "ul00000000aa"
-	if err := s.BeginAttach(committed); err != nil {
+	if err := s.BeginIntent(committed); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
 
 	m, s = newManager(t, dir)
 	defer s.Close()
-	if out, _ := cut.Exec("ip", "-o", "link", "show"); strings.Contains(out, ": eth0@") || strings.Contains(out, ": ul") {
-		t.Errorf("interrupted attach left an interface: %s", out)
+	for _, c := range []*tl.Container{cut, retired} {
+		if out, _ := c.Exec("ip", "-o", "link", "show"); strings.Contains(out, ": eth0@") || strings.Contains(out, ": ul") {
+			t.Errorf("%s: interrupted attach or detach left an interface: %s", c.ID, out)
+		}
 	}
 	if out, _ := foreign.Exec("ip", "-o", "link", "show", "eth0"); !strings.Contains(out, "02:00:00:00:00:99") {
 		t.Errorf("an eth0 with another MAC was deleted: %q", out)
@@ -206,7 +216,49 @@ func TestPrivilegedInterruptedIntentUndone(t *testing.T) {
 	if eps := m.Endpoints(); len(eps) != 1 || eps[0].ContainerID != done.ID {
 		t.Errorf("endpoints after restart: %+v, want only %s", eps, done.ID)
 	}
-	if left, _ := s.InterruptedAttaches(); len(left) != 0 {
+	if left, _ := s.Intents(); len(left) != 0 {
 		t.Errorf("intents left after restart: %+v", left)
+	}
+}
+
+// A detach while the container's namespace lives on (a pod, a pinned
+// namespace): when Detach returns, eth0 is gone from the container and its
+// address is free; the interface, down and renamed, is deleted in the
+// background, and nothing is left once that is done.
+func TestPrivilegedDetachLiveNamespace(t *testing.T) {
+	tl.Require(t)
+	dir := t.TempDir()
+	lan := tl.NewLAN(t, "ulmd", "10.87.0.1/24")
+	m, s := newManager(t, dir)
+	defer s.Close()
+	if _, err := m.Create(api.NetworkCreate{Name: "x", Subnets: []string{"10.87.0.0/24"}, Options: map[string]string{"parent": lan.Uplink}}); err != nil {
+		t.Fatal(err)
+	}
+	a, b := tl.NewContainer(t, "ulmd-a"), tl.NewContainer(t, "ulmd-b")
+	resp, err := m.Attach(api.AttachRequest{ContainerID: a.ID, Pid: a.Pid, Networks: []api.NetworkAttach{{Name: "x"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := resp.Endpoints[0].Addresses[0]
+	if _, err := m.Detach(api.DetachRequest{ContainerID: a.ID, Pid: a.Pid}); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := a.Exec("ip", "-o", "addr", "show"); strings.Contains(out, "eth0") || strings.Contains(out, strings.Split(addr, "/")[0]) {
+		t.Errorf("after Detach the container still has eth0 or %s:\n%s", addr, out)
+	}
+	// The address is free at once, and a container in the same namespace
+	// can have eth0 again at once.
+	if resp, err := m.Attach(api.AttachRequest{ContainerID: b.ID, Pid: b.Pid, Networks: []api.NetworkAttach{{Name: "x"}}}); err != nil || resp.Endpoints[0].Addresses[0] != addr {
+		t.Errorf("attach right after the detach: %v %+v, want %s", err, resp, addr)
+	}
+	if _, err := m.Attach(api.AttachRequest{ContainerID: "ulmd-a2", Pid: a.Pid, Networks: []api.NetworkAttach{{Name: "x"}}}); err != nil {
+		t.Errorf("attach into the same namespace right after the detach: %v", err)
+	}
+	m.Wait()
+	if out, _ := a.Exec("ip", "-o", "link", "show"); strings.Contains(out, ": ul") || strings.Count(out, "@") != 1 {
+		t.Errorf("after the background deletion the namespace should hold lo and the new eth0 only:\n%s", out)
+	}
+	if left, _ := s.Intents(); len(left) != 0 {
+		t.Errorf("intents left: %+v", left)
 	}
 }

@@ -99,7 +99,7 @@ func (m *Manager) releaseDead(dead []api.Endpoint, why string, findNS bool) (int
 			continue // network removed meanwhile: nothing left to release
 		}
 		st.mu.Lock()
-		var cur []api.Endpoint
+		var cur []release
 		for _, ep := range eps {
 			c, ok := st.eps[string(store.EndpointKey(ep))]
 			if !ok || c.NetnsInode != ep.NetnsInode || c.Created != ep.Created {
@@ -107,22 +107,25 @@ func (m *Manager) releaseDead(dead []api.Endpoint, why string, findNS bool) (int
 			}
 			m.log.Info("releasing dead endpoint", "network", c.Network, "container", containerName(c),
 				"ifname", c.IfName, "reason", why)
+			r := release{ep: c}
 			if findNS {
-				if ns := link.FindNetns(c.NetnsInode, c.NetnsCookie, 0); ns != nil {
-					m.deleteSlaves(c, ns)
-					ns.Close()
-				}
+				r.ns = link.FindNetns(c.NetnsInode, c.NetnsCookie, 0)
 			}
-			cur = append(cur, c)
+			cur = append(cur, r)
 		}
-		if err := m.store.DeleteEndpoints(cur); err != nil {
+		err = m.releaseAllLocked(st, cur)
+		for _, r := range cur {
+			if r.ns != nil {
+				r.ns.Close()
+			}
+		}
+		if err != nil {
 			st.mu.Unlock()
 			return n, fmt.Errorf("release dead endpoints of %s: %w", name, err)
 		}
 		parents := map[string]bool{}
-		for _, c := range cur {
-			m.forgetLocked(st, c)
-			parents[c.Parent] = true
+		for _, r := range cur {
+			parents[r.ep.Parent] = true
 		}
 		st.mu.Unlock()
 		for p := range parents {

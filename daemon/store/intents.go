@@ -11,23 +11,26 @@ import (
 	"github.com/underlay/underlay/daemon/api"
 )
 
-// Attach intents live beside the database as one small file each, named
-// after the attach's temporary interface name, written before any kernel
-// work and removed once the endpoint is committed. They are not fsynced,
+// Intents live beside the database as one small file each, named after a
+// temporary interface name. An attach writes one before any kernel work and
+// removes it once the endpoint is committed; a detach writes one before it
+// commits the release and renames the interface to that name, and removes
+// it once the kernel has deleted the interface. They are not fsynced,
 // on purpose: an intent only matters while the host stays up (a crashed
 // underlayd leaves an interface in a namespace that still exists), and a
 // write survives a process crash without a sync. After a power loss or a
 // reboot every namespace it could name is gone, so a lost or torn intent
-// costs nothing. That keeps attach at one durable commit instead of two.
+// costs nothing. That keeps attach at one durable commit instead of two,
+// and lets a detach answer before the kernel's slow unregister finishes.
 
 // intentDir is the directory of intents inside the state directory.
 const intentDir = "intents"
 
-// BeginAttach records that an attach of ep is about to touch the kernel.
-// ep.TempName names the intent and must be set.
-func (s *Store) BeginAttach(ep api.Endpoint) error {
+// BeginIntent records that the kernel work of an attach or a detach of ep
+// is about to start. ep.TempName names the intent and must be set.
+func (s *Store) BeginIntent(ep api.Endpoint) error {
 	if !validTempName(ep.TempName) {
-		return fmt.Errorf("attach intent: bad temporary name %q", ep.TempName)
+		return fmt.Errorf("intent: bad temporary name %q", ep.TempName)
 	}
 	b, err := json.Marshal(ep)
 	if err != nil {
@@ -35,27 +38,27 @@ func (s *Store) BeginAttach(ep api.Endpoint) error {
 	}
 	path := filepath.Join(s.dir, intentDir, ep.TempName)
 	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return fmt.Errorf("record attach intent: %w", err)
+		return fmt.Errorf("record intent: %w", err)
 	}
 	return nil
 }
 
-// EndAttach forgets the intent of ep: its endpoint is committed, or its
-// attach was rolled back.
-func (s *Store) EndAttach(ep api.Endpoint) {
+// EndIntent forgets the intent of ep: the work it announced is finished or
+// rolled back.
+func (s *Store) EndIntent(ep api.Endpoint) {
 	if validTempName(ep.TempName) {
 		_ = os.Remove(filepath.Join(s.dir, intentDir, ep.TempName))
 	}
 }
 
-// InterruptedAttaches returns the intents a crash left behind. An intent
+// Intents returns the intents a crash left behind. An intent
 // that cannot be read (torn by a power loss) is removed: the namespace it
 // named died with the host.
-func (s *Store) InterruptedAttaches() ([]api.Endpoint, error) {
+func (s *Store) Intents() ([]api.Endpoint, error) {
 	dir := filepath.Join(s.dir, intentDir)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("read attach intents: %w", err)
+		return nil, fmt.Errorf("read intents: %w", err)
 	}
 	var out []api.Endpoint
 	for _, e := range ents {
