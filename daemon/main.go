@@ -92,9 +92,13 @@ func run(c *cli.Context) error {
 		log.Info("reconciled at start", "released", n)
 	}
 	// Loading and the first reconcile decode and copy every stored
-	// endpoint; hand that garbage back to the OS now rather than carry it
-	// as RSS for the daemon's life.
+	// endpoint, and read every page of the database; hand that garbage and
+	// those pages back now rather than carry them as RSS for the daemon's
+	// life.
 	debug.FreeOSMemory()
+	if err := st.DropPages(); err != nil {
+		log.Warn("database pages not released", "err", err)
+	}
 	go func() {
 		select {
 		case <-ctx.Done():

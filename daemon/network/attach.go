@@ -10,7 +10,6 @@ import (
 
 	"github.com/underlay/underlay/daemon/api"
 	"github.com/underlay/underlay/daemon/link"
-	"github.com/underlay/underlay/daemon/store"
 	"github.com/underlay/underlay/ipam"
 )
 
@@ -67,8 +66,8 @@ func validateAttach(req api.AttachRequest) error {
 	if len(req.Networks) == 0 {
 		return invalid("no networks to attach")
 	}
-	if len(req.Networks) > 16 {
-		return invalid("%d networks requested, at most 16", len(req.Networks))
+	if len(req.Networks) > maxNetworks {
+		return invalid("%d networks requested, at most %d", len(req.Networks), maxNetworks)
 	}
 	seen := map[string]bool{}
 	for _, na := range req.Networks {
@@ -124,9 +123,9 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	ep = api.Endpoint{Network: n.Name, Namespace: req.Namespace, ContainerID: req.ContainerID,
 		IfName: "eth" + strconv.Itoa(idx), NetnsInode: ns.Inode, NetnsCookie: ns.Cookie, Parent: n.Parent,
 		State: stateAttaching, Created: time.Now().UTC().Format(time.RFC3339Nano)}
-	key := string(store.EndpointKey(ep))
+	key := keyOf(ep)
 	prefer := st.recent[key]
-	if old, ok := st.eps[key]; ok {
+	if old, ok := st.get(key); ok {
 		if ns.Same(old.NetnsInode, old.NetnsCookie) && old.State == stateAttached {
 			return old, nil // the hook ran twice for the same container
 		}
@@ -214,7 +213,7 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 		return ep, fmt.Errorf("record endpoint: %w", err)
 	}
 	m.store.EndIntent(intent)
-	st.eps[key] = ep
+	st.put(ep, m.intern)
 	m.log.Info("attached", "network", n.Name, "container", containerName(ep), "ifname", ep.IfName,
 		"addresses", strings.Join(ep.Addresses, ","), "mac", ep.MAC)
 	return ep, nil
@@ -227,9 +226,9 @@ func checkAttach(st *netState, na api.NetworkAttach) error {
 		return invalid("ipvlan containers share the parent's MAC address, so io.underlay.mac cannot be set")
 	}
 	if n.Mode == "passthru" && len(st.eps) > 0 {
-		for _, ep := range st.eps {
+		for k := range st.eps {
 			return fmt.Errorf("macvlan passthru gives parent %s to one container, and %s has it: %w",
-				n.Parent, containerName(ep), ErrParentBusy)
+				n.Parent, containerName(api.Endpoint{Namespace: k.ns, ContainerID: k.id}), ErrParentBusy)
 		}
 	}
 	has := map[int]bool{}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/underlay/underlay/daemon/api"
 	"github.com/underlay/underlay/daemon/link"
-	"github.com/underlay/underlay/daemon/store"
 	"github.com/underlay/underlay/ipam"
 )
 
@@ -51,7 +50,7 @@ func (m *Manager) Create(req api.NetworkCreate) (api.Network, error) {
 		}
 		return api.Network{}, err
 	}
-	st := &netState{net: n, alloc: ipam.NewAllocator(pools), eps: map[string]api.Endpoint{}}
+	st := &netState{net: n, alloc: ipam.NewAllocator(pools), eps: map[epKey]epRecord{}, rare: map[epKey]epRare{}}
 	if err := m.store.CreateNetwork(n); err != nil {
 		if created {
 			m.releaseParent(n.Parent)
@@ -264,8 +263,9 @@ func (m *Manager) Remove(name string) error {
 	}
 	st.mu.Lock()
 	if len(st.eps) > 0 {
-		eps := sortedEndpoints(st.eps)
+		eps := st.all()
 		st.mu.Unlock()
+		sortEndpoints(eps)
 		var names []string
 		for _, ep := range eps {
 			names = append(names, containerName(ep)+" ("+ep.IfName+")")
@@ -357,4 +357,3 @@ func gatewayFor(pools []ipam.Pool, addr netip.Addr) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-var _ = store.OwnedLink{}

@@ -3,7 +3,6 @@ package network
 import (
 	"github.com/underlay/underlay/daemon/api"
 	"github.com/underlay/underlay/daemon/link"
-	"github.com/underlay/underlay/daemon/store"
 )
 
 // Detach releases every endpoint of a container. It is idempotent: a
@@ -39,7 +38,7 @@ func (m *Manager) detachEndpoint(ep api.Endpoint, ns *link.Netns) error {
 		return nil // network gone: nothing left to release
 	}
 	st.mu.Lock()
-	cur, ok := st.eps[string(store.EndpointKey(ep))]
+	cur, ok := st.get(keyOf(ep))
 	if !ok || cur.NetnsInode != ep.NetnsInode {
 		st.mu.Unlock()
 		return nil // already released, or replaced by a newer attach
@@ -172,8 +171,8 @@ func (m *Manager) forgetLocked(st *netState, ep api.Endpoint) {
 	for _, a := range addrsOf(ep) {
 		st.alloc.Release(a)
 	}
-	st.remember(string(store.EndpointKey(ep)), addrsOf(ep))
-	delete(st.eps, string(store.EndpointKey(ep)))
+	st.remember(keyOf(ep), addrsOf(ep))
+	st.remove(keyOf(ep))
 	m.addRef(ep.Parent, -1)
 	m.log.Info("detached", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName)
 }

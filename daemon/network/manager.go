@@ -82,6 +82,20 @@ type Manager struct {
 	owned map[string]store.OwnedLink
 
 	background sync.WaitGroup // interfaces being deleted after a detach
+
+	internMu sync.Mutex
+	interned map[string]string // containerd namespaces, shared by endpoints
+}
+
+// intern returns the shared copy of a namespace name.
+func (m *Manager) intern(s string) string {
+	m.internMu.Lock()
+	defer m.internMu.Unlock()
+	if c, ok := m.interned[s]; ok {
+		return c
+	}
+	m.interned[s] = s
+	return s
 }
 
 // netState is one network in memory. mu is the network's lock: it guards
@@ -90,20 +104,21 @@ type netState struct {
 	mu      sync.Mutex
 	net     api.Network
 	alloc   *ipam.Allocator
-	eps     map[string]api.Endpoint // by store.EndpointKey
+	eps     map[epKey]epRecord
+	rare    map[epKey]epRare
 	removed bool
 	// recent remembers the addresses of released endpoints, so a container
 	// restarted under the same id (a new task) gets them back if they are
 	// still free. Bounded: it is a courtesy, not state.
-	recent map[string][]netip.Addr
+	recent map[epKey][]netip.Addr
 }
 
 // maxRecent bounds netState.recent.
 const maxRecent = 4096
 
-func (st *netState) remember(key string, addrs []netip.Addr) {
+func (st *netState) remember(key epKey, addrs []netip.Addr) {
 	if st.recent == nil || len(st.recent) >= maxRecent {
-		st.recent = map[string][]netip.Addr{}
+		st.recent = map[epKey][]netip.Addr{}
 	}
 	st.recent[key] = addrs
 }
@@ -111,7 +126,7 @@ func (st *netState) remember(key string, addrs []netip.Addr) {
 // New loads the stored networks and endpoints.
 func New(s Store, log *slog.Logger) (*Manager, error) {
 	m := &Manager{store: s, log: log, nets: map[string]*netState{},
-		refs: parentRefs{}, owned: map[string]store.OwnedLink{}}
+		refs: parentRefs{}, owned: map[string]store.OwnedLink{}, interned: map[string]string{}}
 	links, err := s.Links()
 	if err != nil {
 		return nil, fmt.Errorf("load owned links: %w", err)
@@ -150,7 +165,7 @@ func New(s Store, log *slog.Logger) (*Manager, error) {
 				log.Warn("stored lease not loaded", "network", ep.Network, "address", a, "err", err)
 			}
 		}
-		st.eps[string(store.EndpointKey(ep))] = ep
+		st.put(ep, m.intern)
 		m.refs[ep.Parent]++
 	}
 	if err := m.undoInterrupted(); err != nil {
@@ -201,7 +216,7 @@ func (m *Manager) undoInterrupted() error {
 		m.log.Info("interrupted attach undone", "network", ep.Network, "container", containerName(ep))
 	}
 	// Stores written by older versions recorded intents as endpoints.
-	for _, ep := range m.endpointsWhere(func(ep api.Endpoint) bool { return ep.State != stateAttached }) {
+	for _, ep := range m.endpointsWhere(func(_ epKey, r *epRecord) bool { return r.flags&attaching != 0 }) {
 		ns := link.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0)
 		if err := m.detachEndpoint(ep, ns); err != nil {
 			m.log.Error("interrupted attach not undone", "network", ep.Network, "container", containerName(ep), "err", err)
@@ -223,8 +238,7 @@ func (m *Manager) endpoint(ep api.Endpoint) (api.Endpoint, bool) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	cur, ok := st.eps[string(store.EndpointKey(ep))]
-	return cur, ok
+	return st.get(keyOf(ep))
 }
 
 func newState(n api.Network) (*netState, error) {
@@ -232,7 +246,7 @@ func newState(n api.Network) (*netState, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &netState{net: n, alloc: ipam.NewAllocator(pools), eps: map[string]api.Endpoint{}}, nil
+	return &netState{net: n, alloc: ipam.NewAllocator(pools), eps: map[epKey]epRecord{}, rare: map[epKey]epRare{}}, nil
 }
 
 // poolsOf rebuilds ipam pools from a stored network.
@@ -298,35 +312,41 @@ func (m *Manager) Inspect(name string) (api.Network, error) {
 	}
 	st.mu.Lock()
 	n := st.net
-	n.Endpoints = sortedEndpoints(st.eps)
+	n.Endpoints = st.all()
 	st.mu.Unlock()
+	sortEndpoints(n.Endpoints)
 	n.ParentInfo = m.parentInfo(n)
 	return n, nil
 }
 
 // Endpoints returns every endpoint, sorted by network, container, ifname.
 func (m *Manager) Endpoints() []api.Endpoint {
-	out := m.endpointsWhere(func(api.Endpoint) bool { return true })
+	out := m.endpointsWhere(func(epKey, *epRecord) bool { return true })
 	sortEndpoints(out)
 	return out
 }
 
-// endpointsWhere returns the endpoints keep accepts, unsorted: the paths
-// that run per container (detach, events) must not copy and sort every
-// endpoint of a large host.
-func (m *Manager) endpointsWhere(keep func(api.Endpoint) bool) []api.Endpoint {
+// states returns the networks, for walks that lock one at a time.
+func (m *Manager) states() []*netState {
 	m.mu.RLock()
-	states := make([]*netState, 0, len(m.nets))
+	defer m.mu.RUnlock()
+	out := make([]*netState, 0, len(m.nets))
 	for _, st := range m.nets {
-		states = append(states, st)
+		out = append(out, st)
 	}
-	m.mu.RUnlock()
+	return out
+}
+
+// endpointsWhere returns the endpoints keep accepts, unsorted. keep sees
+// the compact record, so a walk over every endpoint of a large host builds
+// only the ones it returns.
+func (m *Manager) endpointsWhere(keep func(epKey, *epRecord) bool) []api.Endpoint {
 	var out []api.Endpoint
-	for _, st := range states {
+	for _, st := range m.states() {
 		st.mu.Lock()
-		for _, ep := range st.eps {
-			if keep(ep) {
-				out = append(out, ep)
+		for k, r := range st.eps {
+			if keep(k, &r) {
+				out = append(out, st.endpoint(k, &r))
 			}
 		}
 		st.mu.Unlock()
@@ -334,9 +354,17 @@ func (m *Manager) endpointsWhere(keep func(api.Endpoint) bool) []api.Endpoint {
 	return out
 }
 
-// endpointsOf returns a container's endpoints in interface order.
+// endpointsOf returns a container's endpoints in interface order: one
+// lookup per network, however many endpoints the host has.
 func (m *Manager) endpointsOf(ns, id string) []api.Endpoint {
-	eps := m.endpointsWhere(func(ep api.Endpoint) bool { return ep.ContainerID == id && ep.Namespace == ns })
+	var eps []api.Endpoint
+	for _, st := range m.states() {
+		st.mu.Lock()
+		if ep, ok := st.get(epKey{ns, id}); ok {
+			eps = append(eps, ep)
+		}
+		st.mu.Unlock()
+	}
 	sort.Slice(eps, func(i, j int) bool { return ifIndex(eps[i].IfName) < ifIndex(eps[j].IfName) })
 	return eps
 }
@@ -349,28 +377,13 @@ func ifIndex(name string) int {
 
 // EndpointCount is the number of endpoints, without copying them.
 func (m *Manager) EndpointCount() int {
-	m.mu.RLock()
-	states := make([]*netState, 0, len(m.nets))
-	for _, st := range m.nets {
-		states = append(states, st)
-	}
-	m.mu.RUnlock()
 	n := 0
-	for _, st := range states {
+	for _, st := range m.states() {
 		st.mu.Lock()
 		n += len(st.eps)
 		st.mu.Unlock()
 	}
 	return n
-}
-
-func sortedEndpoints(eps map[string]api.Endpoint) []api.Endpoint {
-	out := make([]api.Endpoint, 0, len(eps))
-	for _, ep := range eps {
-		out = append(out, ep)
-	}
-	sortEndpoints(out)
-	return out
 }
 
 func sortEndpoints(eps []api.Endpoint) {

@@ -6,7 +6,6 @@ import (
 
 	"github.com/underlay/underlay/daemon/api"
 	"github.com/underlay/underlay/daemon/link"
-	"github.com/underlay/underlay/daemon/store"
 )
 
 // Reconciliation releases endpoints whose container is gone but whose
@@ -39,13 +38,9 @@ func (m *Manager) ContainerGone(ns, id string, at time.Time) error {
 // ReconcileContainerd releases endpoints of containerd containers (those
 // with a namespace) that are not in live, a listing taken at listedAt.
 func (m *Manager) ReconcileContainerd(live map[string]map[string]bool, listedAt time.Time) (int, error) {
-	var dead []api.Endpoint
-	for _, ep := range m.endpointsWhere(func(api.Endpoint) bool { return true }) {
-		if ep.Namespace == "" || live[ep.Namespace][ep.ContainerID] || !olderThan(ep, listedAt) {
-			continue
-		}
-		dead = append(dead, ep)
-	}
+	dead := m.endpointsWhere(func(k epKey, r *epRecord) bool {
+		return k.ns != "" && !live[k.ns][k.id] && r.created < listedAt.UnixNano()
+	})
 	return m.releaseDead(dead, "containerd no longer knows the container", true)
 }
 
@@ -56,27 +51,24 @@ func (m *Manager) ReconcileNetns() (int, error) {
 	start := time.Now()
 	alive := link.LiveNetns()
 	cookies := map[uint64]uint64{} // inode -> cookie, read once per namespace
-	var dead []api.Endpoint
-	for _, ep := range m.endpointsWhere(func(api.Endpoint) bool { return true }) {
-		if !olderThan(ep, start) {
-			continue
+	dead := m.endpointsWhere(func(_ epKey, r *epRecord) bool {
+		if r.created >= start.UnixNano() {
+			return false
 		}
-		path, ok := alive[ep.NetnsInode]
-		if ok && ep.NetnsCookie != 0 {
-			c, seen := cookies[ep.NetnsInode]
+		path, ok := alive[r.inode]
+		if ok && r.cookie != 0 {
+			c, seen := cookies[r.inode]
 			if !seen {
 				if ns, err := link.OpenPath(path); err == nil {
 					c = ns.Cookie
 					ns.Close()
 				}
-				cookies[ep.NetnsInode] = c
+				cookies[r.inode] = c
 			}
-			ok = c == ep.NetnsCookie
+			ok = c == r.cookie
 		}
-		if !ok {
-			dead = append(dead, ep)
-		}
-	}
+		return !ok
+	})
 	return m.releaseDead(dead, "network namespace is gone", false)
 }
 
@@ -101,7 +93,7 @@ func (m *Manager) releaseDead(dead []api.Endpoint, why string, findNS bool) (int
 		st.mu.Lock()
 		var cur []release
 		for _, ep := range eps {
-			c, ok := st.eps[string(store.EndpointKey(ep))]
+			c, ok := st.get(keyOf(ep))
 			if !ok || c.NetnsInode != ep.NetnsInode || c.Created != ep.Created {
 				continue // already released, or replaced by a newer attach
 			}

@@ -1,0 +1,189 @@
+package network
+
+import (
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/underlay/underlay/daemon/api"
+)
+
+// A host can hold tens of thousands of endpoints, all in memory for the
+// whole life of underlayd. As api.Endpoint (a dozen strings and slices)
+// each costs about 430 bytes of heap; a network keeps them as epRecord
+// instead, a quarter of that: addresses and MAC as bytes, the time as an
+// integer, and nothing the network itself knows (its name, its parent, the
+// gateways of its pools). They become api.Endpoint only when answered or
+// stored.
+
+// epKey identifies an endpoint within its network: one container.
+type epKey struct{ ns, id string }
+
+func keyOf(ep api.Endpoint) epKey { return epKey{ep.Namespace, ep.ContainerID} }
+
+// epRecord is one endpoint as its network keeps it: 56 bytes, next to a
+// 32-byte key. What few endpoints have lives in the network's side table
+// (epRare), not in every record.
+type epRecord struct {
+	inode   uint64
+	cookie  uint64
+	created int64 // Unix nanoseconds
+	v6      [16]byte
+	v4      [4]byte
+	mac     [6]byte
+	bits4   uint8
+	bits6   uint8
+	ifIdx   uint8 // N of ethN
+	flags   uint8
+}
+
+const (
+	hasV4     = 1 << iota
+	hasV6     // v6 holds an address
+	gwV4      // the IPv4 address routes through its pool's gateway
+	gwV6      // likewise for IPv6
+	attaching // an intent recorded by an older version
+	rare      // the network's rare table has more of this endpoint
+)
+
+// epRare holds what does not fit a record: a name other than eth0-eth15,
+// a MAC that is not 6 bytes (IPoIB parents of ipvlan), and the temporary
+// name of an interrupted attach recorded by an older version.
+type epRare struct {
+	ifname, mac, temp string
+}
+
+// maxNetworks bounds the interfaces of one container.
+const maxNetworks = 16
+
+// ifNames are the names attach gives, shared by every endpoint.
+var ifNames = func() []string {
+	out := make([]string, maxNetworks)
+	for i := range out {
+		out[i] = "eth" + strconv.Itoa(i)
+	}
+	return out
+}()
+
+// record compacts ep; what it cannot hold (a malformed stored address) is
+// dropped, as the allocator drops it at load.
+func (st *netState) record(k epKey, ep api.Endpoint) epRecord {
+	r := epRecord{inode: ep.NetnsInode, cookie: ep.NetnsCookie}
+	var odd epRare
+	if ep.State != stateAttached {
+		r.flags |= attaching
+	}
+	if t, err := time.Parse(time.RFC3339Nano, ep.Created); err == nil {
+		r.created = t.UnixNano()
+	}
+	if n, err := strconv.Atoi(strings.TrimPrefix(ep.IfName, "eth")); err == nil && n >= 0 && n < maxNetworks && ifNames[n] == ep.IfName {
+		r.ifIdx = uint8(n)
+	} else {
+		odd.ifname = ep.IfName
+	}
+	if hw, err := net.ParseMAC(ep.MAC); err == nil && len(hw) == len(r.mac) {
+		copy(r.mac[:], hw)
+	} else {
+		odd.mac = ep.MAC
+	}
+	odd.temp = ep.TempName
+	gws := map[string]bool{}
+	for _, g := range ep.Gateways {
+		gws[g] = true
+	}
+	pools := st.alloc.Pools()
+	for _, a := range ep.Addresses {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			continue
+		}
+		gw, ok := gatewayFor(pools, p.Addr())
+		routed := ok && gws[gw.String()]
+		switch {
+		case p.Addr().Is4() && r.flags&hasV4 == 0:
+			r.v4, r.bits4, r.flags = p.Addr().As4(), uint8(p.Bits()), r.flags|hasV4
+			if routed {
+				r.flags |= gwV4
+			}
+		case p.Addr().Is6() && r.flags&hasV6 == 0:
+			r.v6, r.bits6, r.flags = p.Addr().As16(), uint8(p.Bits()), r.flags|hasV6
+			if routed {
+				r.flags |= gwV6
+			}
+		}
+	}
+	delete(st.rare, k)
+	if odd != (epRare{}) {
+		st.rare[k] = odd
+		r.flags |= rare
+	}
+	return r
+}
+
+// endpoint expands a record back into an api.Endpoint.
+func (st *netState) endpoint(k epKey, r *epRecord) api.Endpoint {
+	ep := api.Endpoint{Network: st.net.Name, Namespace: k.ns, ContainerID: k.id, IfName: ifNames[r.ifIdx],
+		NetnsInode: r.inode, NetnsCookie: r.cookie,
+		Parent: st.net.Parent, State: stateAttached, Created: time.Unix(0, r.created).UTC().Format(time.RFC3339Nano)}
+	if r.flags&attaching != 0 {
+		ep.State = stateAttaching
+	}
+	if r.mac != [6]byte{} {
+		ep.MAC = net.HardwareAddr(r.mac[:]).String()
+	}
+	if r.flags&rare != 0 {
+		odd := st.rare[k]
+		if odd.ifname != "" {
+			ep.IfName = odd.ifname
+		}
+		if odd.mac != "" {
+			ep.MAC = odd.mac
+		}
+		ep.TempName = odd.temp
+	}
+	pools := st.alloc.Pools()
+	add := func(a netip.Addr, bits uint8, routed bool) {
+		ep.Addresses = append(ep.Addresses, netip.PrefixFrom(a, int(bits)).String())
+		if gw, ok := gatewayFor(pools, a); ok && routed {
+			ep.Gateways = append(ep.Gateways, gw.String())
+		}
+	}
+	if r.flags&hasV4 != 0 {
+		add(netip.AddrFrom4(r.v4), r.bits4, r.flags&gwV4 != 0)
+	}
+	if r.flags&hasV6 != 0 {
+		add(netip.AddrFrom16(r.v6), r.bits6, r.flags&gwV6 != 0)
+	}
+	return ep
+}
+
+// The table itself; the caller holds st.mu.
+
+func (st *netState) get(k epKey) (api.Endpoint, bool) {
+	r, ok := st.eps[k]
+	if !ok {
+		return api.Endpoint{}, false
+	}
+	return st.endpoint(k, &r), true
+}
+
+func (st *netState) put(ep api.Endpoint, intern func(string) string) {
+	k := epKey{intern(ep.Namespace), ep.ContainerID}
+	st.eps[k] = st.record(k, ep)
+}
+
+func (st *netState) remove(k epKey) {
+	delete(st.eps, k)
+	delete(st.rare, k)
+}
+
+// all expands every endpoint of the network, unsorted.
+func (st *netState) all() []api.Endpoint {
+	out := make([]api.Endpoint, 0, len(st.eps))
+	for k, r := range st.eps {
+		out = append(out, st.endpoint(k, &r))
+	}
+	return out
+}
