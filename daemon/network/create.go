@@ -356,4 +356,3 @@ func gatewayFor(pools []ipam.Pool, addr netip.Addr) (netip.Addr, bool) {
 	}
 	return netip.Addr{}, false
 }
-
