@@ -47,6 +47,7 @@ test-unit:
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 	$(GO) test -count=1 -run XXX -fuzz FuzzAllocator -fuzztime 10s ./ipam/
 	$(GO) test -count=1 -run XXX -fuzz FuzzParseAnnotations -fuzztime 10s ./daemon/api/
+	$(GO) test -count=1 -run XXX -fuzz FuzzWireState -fuzztime 10s ./daemon/api/
 	$(GO) test -count=1 -run XXX -fuzz FuzzAPIDecode -fuzztime 10s ./daemon/server/
 
 test-privileged: build
@@ -65,6 +66,8 @@ bench: build
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzAllocator -fuzztime 5m ./ipam/
 	$(GO) test -run XXX -fuzz FuzzParseAnnotations -fuzztime 5m ./daemon/api/
+	$(GO) test -run XXX -fuzz FuzzWireState -fuzztime 5m ./daemon/api/
+	$(GO) test -run XXX -fuzz FuzzWireEncode -fuzztime 5m ./daemon/api/
 	$(GO) test -run XXX -fuzz FuzzAPIDecode -fuzztime 5m ./daemon/server/
 
 clean:

@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -29,33 +28,24 @@ type StatusError struct {
 
 func (e *StatusError) Error() string { return e.Msg }
 
-// Do sends in (if non-nil) as JSON and decodes the answer into out (if
-// non-nil). Errors are one line, ready to print.
-func (c *Client) Do(method, path string, in, out any) error {
-	var body []byte
-	if in != nil {
-		var err error
-		if body, err = json.Marshal(in); err != nil {
-			return fmt.Errorf("encode request: %w", err)
-		}
-	}
+// Call sends body (if non-nil) as the JSON of the request and returns the
+// body of a 2xx answer. Any other answer is a *StatusError carrying the
+// daemon's message. Errors are one line, ready to print. Callers encode
+// and decode themselves (wire.go for the hook, encoding/json elsewhere
+// through apiclient.Do) so this package does not link encoding/json.
+func (c *Client) Call(method, path string, body []byte) ([]byte, error) {
 	code, resp, err := c.roundTrip(method, "/"+Version+path, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if code < 200 || code > 299 {
-		var e Error
-		if json.Unmarshal(resp, &e) != nil || e.Error == "" {
+		e, err := decodeError(resp)
+		if err != nil || e.Error == "" {
 			e.Error = fmt.Sprintf("underlayd answered %d: %s", code, bytes.TrimSpace(resp))
 		}
-		return &StatusError{Code: code, Msg: e.Error}
+		return nil, &StatusError{Code: code, Msg: e.Error}
 	}
-	if out != nil {
-		if err := json.Unmarshal(resp, out); err != nil {
-			return fmt.Errorf("decode answer from underlayd: %w", err)
-		}
-	}
-	return nil
+	return resp, nil
 }
 
 func (c *Client) socket() string {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -9,7 +10,7 @@ import (
 	"testing"
 )
 
-func TestClientRoundTrip(t *testing.T) {
+func TestClientCall(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "s.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
@@ -17,16 +18,10 @@ func TestClientRoundTrip(t *testing.T) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/echo", func(w http.ResponseWriter, r *http.Request) {
-		var b strings.Builder
-		buf := make([]byte, 1<<16)
-		for {
-			n, err := r.Body.Read(buf)
-			b.Write(buf[:n])
-			if err != nil {
-				break
-			}
+		if r.Header.Get("Content-Type") != "application/json" {
+			w.WriteHeader(400)
 		}
-		w.Write([]byte(`{"name":` + strings.TrimPrefix(strings.TrimSuffix(b.String(), "}"), `{"name":`) + `}`))
+		io.Copy(w, r.Body)
 	})
 	mux.HandleFunc("GET /v1/big", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(`{"name":"` + strings.Repeat("x", 200000) + `"}`))
@@ -35,28 +30,42 @@ func TestClientRoundTrip(t *testing.T) {
 		w.WriteHeader(409)
 		w.Write([]byte(`{"error":"10.0.0.5: address already in use"}`))
 	})
+	mux.HandleFunc("GET /v1/crash", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(502)
+		w.Write([]byte("bad gateway\n"))
+	})
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(ln)
 	defer srv.Close()
 
 	c := &Client{Socket: sock}
-	var out NetworkCreate
-	if err := c.Do("POST", "/echo", NetworkCreate{Name: "pub_net"}, &out); err != nil || out.Name != "pub_net" {
-		t.Fatalf("echo: %v %+v", err, out)
+	req := EncodeDetachRequest(DetachRequest{ContainerID: "c1", Pid: 5})
+	if got, err := c.Call("POST", "/echo", req); err != nil || string(got) != string(req) {
+		t.Fatalf("echo: %v %q", err, got)
 	}
-	if err := c.Do("GET", "/big", nil, &out); err != nil || len(out.Name) != 200000 {
-		t.Fatalf("big body: %v %d", err, len(out.Name))
+	if got, err := c.Call("GET", "/big", nil); err != nil || len(got) != 200000+len(`{"name":""}`) {
+		t.Fatalf("big body: %v %d", err, len(got))
 	}
-	err = c.Do("GET", "/fail", nil, nil)
-	var se *StatusError
-	if !errors.As(err, &se) || se.Code != 409 || err.Error() != "10.0.0.5: address already in use" {
-		t.Fatalf("status error: %#v", err)
+	for _, tc := range []struct {
+		path string
+		code int
+		msg  string
+	}{
+		{"/fail", 409, "10.0.0.5: address already in use"},
+		{"/crash", 502, "underlayd answered 502: bad gateway"},
+		{"/missing", 404, "underlayd answered 404: 404 page not found"},
+	} {
+		_, err := c.Call("GET", tc.path, nil)
+		var se *StatusError
+		if !errors.As(err, &se) || se.Code != tc.code || err.Error() != tc.msg {
+			t.Errorf("%s: got %#v, want %d %q", tc.path, err, tc.code, tc.msg)
+		}
 	}
 }
 
 func TestClientDaemonDown(t *testing.T) {
 	c := &Client{Socket: filepath.Join(t.TempDir(), "none.sock")}
-	err := c.Do("GET", "/ping", nil, nil)
+	_, err := c.Call("GET", "/ping", nil)
 	if !errors.Is(err, ErrDaemonDown) || !strings.Contains(err.Error(), "none.sock") {
 		t.Fatalf("got %v", err)
 	}

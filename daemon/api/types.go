@@ -1,8 +1,9 @@
 // Package api holds the request and response types that travel over
-// underlayd's unix socket, the client the CLI and the hook use, and the
-// parsing of container annotations. It is imported by the hook, so it stays
-// free of netlink, bbolt and containerd: every import here is paid for on
-// each container start.
+// underlayd's unix socket, the client the CLI and the hook use, the
+// parsing of container annotations, and the small JSON reader and writer
+// the hook uses (wire.go). It is imported by the hook, so it stays free of
+// netlink, bbolt, containerd and encoding/json: every import here is paid
+// for on each container start.
 package api
 
 // Version prefixes every route so the wire format can change without

@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/daemon/api/apiclient"
 	"github.com/underlay/underlay/daemon/link"
 )
 
@@ -48,7 +49,7 @@ func doctor(c *cli.Context) error {
 		}
 	}
 	var pong map[string]string
-	if err := client(c).Do("GET", "/ping", nil, &pong); err != nil {
+	if err := apiclient.Do(client(c), "GET", "/ping", nil, &pong); err != nil {
 		fmt.Fprintf(w, "daemon %s\tNOT ANSWERING: %v\n", c.String("socket"), err)
 		bad++
 	} else {

@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/daemon/api/apiclient"
 )
 
 func main() {
@@ -91,7 +92,7 @@ func networkCreate(c *cli.Context) error {
 		req.Options[k] = v
 	}
 	var n api.Network
-	if err := client(c).Do("POST", "/networks", req, &n); err != nil {
+	if err := apiclient.Do(client(c), "POST", "/networks", req, &n); err != nil {
 		return err
 	}
 	fmt.Println(n.ID)
@@ -100,7 +101,7 @@ func networkCreate(c *cli.Context) error {
 
 func networkList(c *cli.Context) error {
 	var nets []api.Network
-	if err := client(c).Do("GET", "/networks", nil, &nets); err != nil {
+	if err := apiclient.Do(client(c), "GET", "/networks", nil, &nets); err != nil {
 		return err
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
@@ -123,7 +124,7 @@ func networkInspect(c *cli.Context) error {
 	var errs []string
 	for _, name := range c.Args().Slice() {
 		var n api.Network
-		if err := client(c).Do("GET", "/networks/"+name, nil, &n); err != nil {
+		if err := apiclient.Do(client(c), "GET", "/networks/"+name, nil, &n); err != nil {
 			errs = append(errs, oneLine(err))
 			continue
 		}
@@ -145,7 +146,7 @@ func networkRemove(c *cli.Context) error {
 	}
 	var errs []string
 	for _, name := range c.Args().Slice() {
-		if err := client(c).Do("DELETE", "/networks/"+name, nil, nil); err != nil {
+		if err := apiclient.Do(client(c), "DELETE", "/networks/"+name, nil, nil); err != nil {
 			errs = append(errs, oneLine(err))
 			continue
 		}
@@ -170,7 +171,7 @@ func endpointCommand() *cli.Command {
 
 func endpointList(c *cli.Context) error {
 	var eps []api.Endpoint
-	if err := client(c).Do("GET", "/endpoints", nil, &eps); err != nil {
+	if err := apiclient.Do(client(c), "GET", "/endpoints", nil, &eps); err != nil {
 		return err
 	}
 	sort.SliceStable(eps, func(i, j int) bool { return eps[i].Network < eps[j].Network })
@@ -188,7 +189,7 @@ func endpointList(c *cli.Context) error {
 
 func endpointPrune(c *cli.Context) error {
 	var r api.PruneResponse
-	if err := client(c).Do("POST", "/prune", nil, &r); err != nil {
+	if err := apiclient.Do(client(c), "POST", "/prune", nil, &r); err != nil {
 		return err
 	}
 	fmt.Printf("released %d endpoint(s)\n", r.Released)

@@ -184,7 +184,7 @@ func (u *underlayd) start() error {
 			return fmt.Errorf("underlayd exited during start-up: %s", tailFile(u.logPath, 10))
 		default:
 		}
-		if err := c.Do("GET", "/ping", nil, nil); err == nil {
+		if _, err := c.Call("GET", "/ping", nil); err == nil {
 			return nil
 		}
 		if time.Now().After(deadline) {

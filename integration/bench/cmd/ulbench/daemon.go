@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/daemon/api/apiclient"
 )
 
 // daemon is a running bin/underlayd with its own socket and state, whose
@@ -69,7 +70,7 @@ func (d *daemon) Start(timeout time.Duration) (time.Duration, error) {
 		}
 		if _, err := os.Stat(d.Socket); err == nil {
 			var out map[string]string
-			if err := c.Do("GET", "/ping", nil, &out); err == nil {
+			if err := apiclient.Do(c, "GET", "/ping", nil, &out); err == nil {
 				return time.Since(t0), nil
 			}
 		}
@@ -168,7 +169,7 @@ func (d *daemon) CLI(args ...string) (string, error) {
 // Endpoints counts the endpoints underlayd reports.
 func (d *daemon) Endpoints() ([]api.Endpoint, error) {
 	var eps []api.Endpoint
-	err := (&api.Client{Socket: d.Socket}).Do("GET", "/endpoints", nil, &eps)
+	err := apiclient.Do(&api.Client{Socket: d.Socket}, "GET", "/endpoints", nil, &eps)
 	return eps, err
 }
 
