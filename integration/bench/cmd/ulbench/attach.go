@@ -156,7 +156,15 @@ type opTimes struct {
 	attach, detach []time.Duration
 	attachWall     time.Duration
 	detachWall     time.Duration
+	// gone is, per sequential detach, exec to the moment the netns held
+	// nothing but lo: for underlay that includes the background deletion.
+	gone []time.Duration
 }
+
+// quiet is the pause between two timed operations, outside the timing, so
+// that work the kernel defers after one contender's operation (RCU, link
+// teardown) does not land in the next contender's time.
+const quiet = 10 * time.Millisecond
 
 // sequential attaches n containers per contender, interleaved A B C A B C,
 // then detaches them the same way, checking each result inside the netns
@@ -185,10 +193,12 @@ func sequential(cs []*contender, n, base int) ([]opTimes, error) {
 				return nil, fmt.Errorf("%s attach %d: %w", c.Name, i, err)
 			}
 			out[k].attach = append(out[k].attach, d)
+			time.Sleep(quiet)
 		}
 	}
 	for i := 0; i < n; i++ {
 		for k, c := range cs {
+			t0 := time.Now()
 			d, err := c.Detach(conts[k][i], base+i)
 			if err != nil {
 				return nil, fmt.Errorf("%s detach %d: %w", c.Name, i, err)
@@ -196,7 +206,13 @@ func sequential(cs []*contender, n, base int) ([]opTimes, error) {
 			if err := checkDetached(conts[k][i]); err != nil {
 				return nil, fmt.Errorf("%s detach %d: %w", c.Name, i, err)
 			}
+			empty, err := waitEmpty(conts[k][i], 2*time.Second)
+			if err != nil {
+				return nil, fmt.Errorf("%s detach %d: %w", c.Name, i, err)
+			}
 			out[k].detach = append(out[k].detach, d)
+			out[k].gone = append(out[k].gone, empty.Sub(t0))
+			time.Sleep(quiet)
 		}
 	}
 	return out, nil
@@ -250,7 +266,11 @@ func concurrent(cs []*contender, n, base int) ([]opTimes, error) {
 			return nil, err
 		}
 		for _, ct := range conts {
-			if err := checkDetached(ct); err != nil {
+			err := checkDetached(ct)
+			if err == nil {
+				_, err = waitEmpty(ct, 5*time.Second)
+			}
+			if err != nil {
 				killContainers(conts)
 				return nil, fmt.Errorf("%s concurrent: %w", c.Name, err)
 			}

@@ -47,6 +47,10 @@ func (s *timedStore) DeleteEndpoint(ep api.Endpoint) error {
 	return s.time(func() error { return s.Store.DeleteEndpoint(ep) })
 }
 
+func (s *timedStore) DeleteEndpoints(eps []api.Endpoint) error {
+	return s.time(func() error { return s.Store.DeleteEndpoints(eps) })
+}
+
 // take returns and resets the time spent in store writes.
 func (s *timedStore) take() (time.Duration, int) {
 	s.mu.Lock()
@@ -148,6 +152,7 @@ func inprocAttach(dir string, n int, profile string, others []*contender) (*inpr
 		}
 		sd, calls := ts.take()
 		r.detach, r.detachStore, r.detachCommits = append(r.detach, d), append(r.detachStore, sd), calls
+		m.Wait() // the interface's deletion, in the background, must not overlap the next contender
 	}
 	stop()
 	for _, c := range conts[:min(3, len(conts))] {

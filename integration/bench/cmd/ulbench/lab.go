@@ -295,6 +295,45 @@ func checkDetached(c *container) error {
 	return nil
 }
 
+// waitEmpty waits until the container's netns holds nothing but lo, and
+// returns when it saw that. underlayd answers a poststop once eth0 is down,
+// renamed and released, and deletes the interface in the background; the
+// next contender must not start while the kernel is still busy with it.
+func waitEmpty(c *container, limit time.Duration) (time.Time, error) {
+	ns, err := netns.GetFromPath(c.NetnsPath())
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer h.Close()
+	deadline := time.Now().Add(limit)
+	for {
+		links, err := h.LinkList()
+		if err != nil {
+			return time.Time{}, err
+		}
+		if len(links) <= 1 {
+			return time.Now(), nil
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("container %s still has %d links %v after detach", c.ID, len(links), linkNames(links))
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func linkNames(ls []netlink.Link) []string {
+	var out []string
+	for _, l := range ls {
+		out = append(out, l.Attrs().Name)
+	}
+	return out
+}
+
 // stdinFile writes b to a file under dir and returns it opened for reading,
 // so an exec'd child reads its stdin straight from the file: no pipe and no
 // copying goroutine in the timing.

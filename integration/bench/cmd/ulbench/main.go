@@ -255,6 +255,10 @@ func latency(c *config, rep *Report) error {
 	}
 	for k, ct := range cs {
 		rep.add(durations("detach", names[ct.Name][1]+", sequential", seq[k].detach))
+		if ct.Name == "underlay" {
+			rep.add(durations("detach", "  underlay: poststop exec -> interface deleted (background)", seq[k].gone)).Note =
+				"the hook answers once eth0 is down, renamed and released; the kernel's unregister follows"
+		}
 	}
 	for k, ct := range cs {
 		rep.add(durations("detach", names[ct.Name][1]+cmode, conc[k].detach)).Wall = ms(conc[k].detachWall)
