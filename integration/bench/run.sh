@@ -51,4 +51,4 @@ fi
 go build "${flags[@]}" -o "$build/ulfloor" ./integration/bench/cmd/ulfloor
 go build -o "$build/ulbench" ./integration/bench/cmd/ulbench
 
-"$build/ulbench" -bin "$BIN" -floor "$build/ulfloor" "$@"
+"$build/ulbench" -bin "$BIN" -floor "$build/ulfloor" -repo "$repo" "$@"

@@ -17,7 +17,7 @@ import (
 
 // requireVM skips the test unless it runs inside the test VM (run.sh sets
 // UNDERLAY_VM=1 there).
-func requireVM(t *testing.T) {
+func requireVM(t testing.TB) {
 	t.Helper()
 	if os.Getenv("UNDERLAY_VM") != "1" {
 		t.Skip("VM-only test: run make test-vm")

@@ -70,3 +70,17 @@ func TestLogField(t *testing.T) {
 		t.Errorf("missing key = %q", got)
 	}
 }
+
+func TestBenchMetrics(t *testing.T) {
+	out := "goos: linux\nBenchmarkVMVLANParents-2   \t       1\t12345678901 ns/op\t        6012 create-ms/1000\t         6.012 create-ms/parent\t     20001 remove-ms/1000\t        20.00 remove-ms/parent\nPASS\n"
+	m, err := benchMetrics(out, "BenchmarkVMVLANParents")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["create-ms/1000"] != 6012 || m["remove-ms/parent"] != 20 || m["ns/op"] != 12345678901 {
+		t.Errorf("metrics %v", m)
+	}
+	if _, err := benchMetrics("PASS\n", "BenchmarkVMVLANParents"); err == nil {
+		t.Error("no result line: want an error")
+	}
+}
