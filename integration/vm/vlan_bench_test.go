@@ -32,6 +32,9 @@ func BenchmarkVMVLANParents(b *testing.B) {
 		b.Fatalf("create base %s: %v", base, err)
 	}
 	b.Cleanup(func() { _ = link.Delete(base) })
+	if err := netlink.LinkSetUp(&netlink.Dummy{LinkAttrs: attrs}); err != nil {
+		b.Fatalf("bring base %s up: %v", base, err)
+	}
 	name := func(vid int) string { return fmt.Sprintf("%s.%d", base, vid) }
 	var create, remove time.Duration
 	for i := 0; i < b.N; i++ {

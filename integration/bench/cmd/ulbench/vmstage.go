@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -19,7 +18,6 @@ func vmStage(repo string, timeout time.Duration) (map[string]float64, error) {
 		"VM_TEST_ARGS=-test.run ^$$ -test.bench BenchmarkVMVLANParents -test.benchtime 1x",
 		fmt.Sprintf("VM_TIMEOUT=%d", int(timeout.Seconds())))
 	cmd.Dir = repo
-	cmd.Env = append(os.Environ(), "UNDERLAY_VM_QUIET=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", err, tailLines(string(out), 5))
