@@ -1,27 +1,33 @@
-// Package store keeps underlayd's state in one bbolt file: networks,
-// endpoints, address leases and the links underlayd created. It is the only
-// package that opens the database.
+// Package store keeps underlayd's state: networks, endpoints, address
+// leases and the links underlayd created. It is the only package that opens
+// the databases.
 //
-// Schema (version 1):
+// Two bbolt files. underlay.db is fsynced on every commit and outlives
+// reboots (schema version 2):
 //
 //	meta/
-//	  version              -> "1"
+//	  version              -> "2"
 //	networks/
 //	  <network name>       -> JSON api.Network
-//	endpoints/
-//	  <endpoint key>       -> JSON api.Endpoint   (key: namespace/container/network)
-//	leases/
-//	  <network name>/      bucket, one per network
-//	    <16-byte address>  -> endpoint key        (IPv4 as IPv4-mapped IPv6)
 //	links/
 //	  <ifname>             -> JSON OwnedLink      (parents underlayd created)
 //
-// An endpoint and its leases are always written in one transaction, so the
-// store never holds a lease without an endpoint or the reverse.
+// endpoints-<boot id>.db belongs to one boot and is not fsynced (see
+// ephemeral.go for why that is safe); a file of an earlier boot is removed:
 //
-// Beside the database, intents/<temporary ifname> holds one JSON
-// api.Endpoint per attach in flight: written (without fsync) before any
-// kernel work, removed once the endpoint is committed; on restart the
-// daemon undoes those whose endpoint never came. Older versions recorded
+//	endpoints/
+//	  <endpoint key>       -> JSON api.Endpoint   (key: namespace/container/network)
+//	leases/
+//	  <network name>/      bucket, one per network with leases
+//	    <16-byte address>  -> endpoint key        (IPv4 as IPv4-mapped IPv6)
+//
+// Version 1 kept endpoints and leases in underlay.db; the migration to 2
+// moves them. An endpoint and its leases are always written in one
+// transaction, so the store never holds a lease without an endpoint or the
+// reverse.
+//
+// Beside them, intents/<temporary ifname> holds one JSON api.Endpoint per
+// attach or detach in flight (see intents.go); on restart the daemon
+// finishes or undoes what they describe. Older versions recorded
 // the intent as an endpoint in state "attaching"; those are undone too.
 package store

@@ -28,7 +28,7 @@ const FileName = "underlay.db"
 
 // schemaVersion is the version this code writes; migrations bring older
 // files up to it.
-const schemaVersion = 1
+const schemaVersion = 2
 
 var (
 	bucketMeta      = []byte("meta")
@@ -50,7 +50,8 @@ type OwnedLink struct {
 
 // Store is the bbolt-backed state.
 type Store struct {
-	db  *bolt.DB
+	db  *bolt.DB // durable: networks and owned links
+	eph *bolt.DB // this boot's endpoints and leases; see ephemeral.go
 	dir string
 }
 
@@ -72,22 +73,48 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("open state database %s: %w", path, err)
 	}
 	s := &Store{db: db, dir: dir}
-	if err := s.migrate(); err != nil {
+	if s.eph, err = openEphemeral(dir); err != nil {
 		db.Close()
+		return nil, err
+	}
+	if err := s.migrate(); err != nil {
+		s.Close()
 		return nil, fmt.Errorf("state database %s: %w", path, err)
 	}
 	return s, nil
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes both databases.
+func (s *Store) Close() error {
+	err := s.eph.Close()
+	if e := s.db.Close(); err == nil {
+		err = e
+	}
+	return err
+}
 
 // migrations[i] brings a version-i database to version i+1. Version 0 is a
-// new, empty file.
-var migrations = []func(tx *bolt.Tx) error{
-	func(tx *bolt.Tx) error {
+// new, empty file. eph is this boot's endpoint database.
+var migrations = []func(tx *bolt.Tx, eph *bolt.DB) error{
+	// 0 -> 1: the buckets.
+	func(tx *bolt.Tx, _ *bolt.DB) error {
 		for _, b := range [][]byte{bucketMeta, bucketNetworks, bucketEndpoints, bucketLeases, bucketLinks} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+	// 1 -> 2: endpoints and leases move to the boot's endpoint database.
+	func(tx *bolt.Tx, eph *bolt.DB) error {
+		err := eph.Update(func(etx *bolt.Tx) error {
+			return copyBuckets(tx, etx, bucketEndpoints, bucketLeases)
+		})
+		if err != nil {
+			return fmt.Errorf("move endpoints to the endpoint database: %w", err)
+		}
+		for _, b := range [][]byte{bucketEndpoints, bucketLeases} {
+			if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
 				return err
 			}
 		}
@@ -110,7 +137,7 @@ func (s *Store) migrate() error {
 			return fmt.Errorf("schema version %d is newer than this underlayd understands (%d)", v, len(migrations))
 		}
 		for ; v < len(migrations); v++ {
-			if err := migrations[v](tx); err != nil {
+			if err := migrations[v](tx, s.eph); err != nil {
 				return fmt.Errorf("migrate schema %d to %d: %w", v, v+1, err)
 			}
 		}
@@ -166,32 +193,36 @@ func (s *Store) CreateNetwork(n api.Network) error {
 		if b.Get([]byte(n.Name)) != nil {
 			return fmt.Errorf("network %s: %w", n.Name, ErrExists)
 		}
-		if _, err := tx.Bucket(bucketLeases).CreateBucketIfNotExists([]byte(n.Name)); err != nil {
-			return err
-		}
 		return b.Put([]byte(n.Name), v)
 	})
 }
 
-// DeleteNetwork removes a network and its lease bucket. The caller has
-// checked that no endpoint remains.
+// DeleteNetwork removes a network and its leases. The caller has checked
+// that no endpoint remains.
 func (s *Store) DeleteNetwork(name string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketNetworks)
 		if b.Get([]byte(name)) == nil {
 			return fmt.Errorf("network %s: %w", name, ErrNotFound)
 		}
-		if err := tx.Bucket(bucketLeases).DeleteBucket([]byte(name)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
-			return err
-		}
 		return b.Delete([]byte(name))
+	})
+	if err != nil {
+		return err
+	}
+	return s.eph.Update(func(tx *bolt.Tx) error {
+		err := tx.Bucket(bucketLeases).DeleteBucket([]byte(name))
+		if errors.Is(err, bolt.ErrBucketNotFound) {
+			return nil
+		}
+		return err
 	})
 }
 
 // Endpoints returns every stored endpoint.
 func (s *Store) Endpoints() ([]api.Endpoint, error) {
 	var out []api.Endpoint
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.eph.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEndpoints).ForEach(func(k, v []byte) error {
 			var ep api.Endpoint
 			if err := json.Unmarshal(v, &ep); err != nil {
@@ -207,7 +238,7 @@ func (s *Store) Endpoints() ([]api.Endpoint, error) {
 // Leases returns the leased addresses of a network with their endpoint keys.
 func (s *Store) Leases(network string) (map[netip.Addr]string, error) {
 	out := map[netip.Addr]string{}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.eph.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketLeases).Bucket([]byte(network))
 		if b == nil {
 			return nil
@@ -232,10 +263,19 @@ func (s *Store) PutEndpoint(ep api.Endpoint) error {
 		return err
 	}
 	key := EndpointKey(ep)
-	return s.db.Update(func(tx *bolt.Tx) error {
-		lb := tx.Bucket(bucketLeases).Bucket([]byte(ep.Network))
-		if lb == nil {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketNetworks).Get([]byte(ep.Network)) == nil {
 			return fmt.Errorf("network %s: %w", ep.Network, ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.eph.Update(func(tx *bolt.Tx) error {
+		lb, err := tx.Bucket(bucketLeases).CreateBucketIfNotExists([]byte(ep.Network))
+		if err != nil {
+			return err
 		}
 		for _, p := range ep.Addresses {
 			pfx, err := netip.ParsePrefix(p)
@@ -266,7 +306,7 @@ func (s *Store) DeleteEndpoints(eps []api.Endpoint) error {
 	if len(eps) == 0 {
 		return nil
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.eph.Update(func(tx *bolt.Tx) error {
 		for _, ep := range eps {
 			if err := deleteEndpoint(tx, ep); err != nil {
 				return err

@@ -143,3 +143,103 @@ func TestOwnedLinks(t *testing.T) {
 		t.Fatalf("links after delete: %v", got)
 	}
 }
+
+// A version-1 file kept endpoints and leases beside the networks; version 2
+// moves them to the boot's endpoint database and keeps everything else.
+func TestMigrationMovesEndpoints(t *testing.T) {
+	dir := t.TempDir()
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := api.Endpoint{Network: "n", ContainerID: "c", IfName: "eth0", Addresses: []string{"10.0.0.2/24"}, State: "attached"}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := migrations[0](tx, nil); err != nil {
+			return err
+		}
+		tx.Bucket(bucketMeta).Put(keyVersion, []byte("1"))
+		tx.Bucket(bucketNetworks).Put([]byte("n"), []byte(`{"name":"n","subnets":[{"subnet":"10.0.0.0/24"}]}`))
+		lb, _ := tx.Bucket(bucketLeases).CreateBucket([]byte("n"))
+		lb.Put(addrKey(netip.MustParseAddr("10.0.0.2")), EndpointKey(ep))
+		return tx.Bucket(bucketEndpoints).Put(EndpointKey(ep), []byte(`{"network":"n","container_id":"c","ifname":"eth0","addresses":["10.0.0.2/24"],"state":"attached"}`))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if v, _ := s.Version(); v != 2 {
+		t.Errorf("version %d after migration, want 2", v)
+	}
+	eps, _ := s.Endpoints()
+	leases, _ := s.Leases("n")
+	if len(eps) != 1 || eps[0].ContainerID != "c" || leases[netip.MustParseAddr("10.0.0.2")] != "/c/n" {
+		t.Errorf("after migration: endpoints %+v, leases %v", eps, leases)
+	}
+	if nets, _ := s.Networks(); len(nets) != 1 {
+		t.Errorf("networks after migration: %+v", nets)
+	}
+	s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketEndpoints) != nil || tx.Bucket(bucketLeases) != nil {
+			t.Error("the durable database still has endpoint buckets")
+		}
+		return nil
+	})
+}
+
+// Endpoints belong to one boot: after a reboot (another boot id) they are
+// gone, with the file that held them, while networks and owned links stay.
+func TestEndpointsEndWithTheBoot(t *testing.T) {
+	dir := t.TempDir()
+	bootFile := filepath.Join(t.TempDir(), "boot_id")
+	old := bootIDPath
+	bootIDPath = bootFile
+	t.Cleanup(func() { bootIDPath = old })
+	boot := func(id string) *Store {
+		if err := os.WriteFile(bootFile, []byte(id+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := boot("11111111-aaaa")
+	if err := s.CreateNetwork(api.Network{Name: "n"}); err != nil {
+		t.Fatal(err)
+	}
+	s.PutLink(OwnedLink{Name: "eth9.10", Kind: "vlan", Base: "eth9", VLAN: 10, Network: "n"})
+	if err := s.PutEndpoint(api.Endpoint{Network: "n", ContainerID: "c", Addresses: []string{"10.0.0.2/24"}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s = boot("11111111-aaaa") // underlayd restarted, same boot
+	if eps, _ := s.Endpoints(); len(eps) != 1 {
+		t.Errorf("same boot: endpoints %+v, want the one stored", eps)
+	}
+	s.Close()
+
+	s = boot("22222222-bbbb") // the host rebooted
+	defer s.Close()
+	if eps, _ := s.Endpoints(); len(eps) != 0 {
+		t.Errorf("after a reboot: endpoints %+v, want none", eps)
+	}
+	if leases, _ := s.Leases("n"); len(leases) != 0 {
+		t.Errorf("after a reboot: leases %v, want none", leases)
+	}
+	nets, _ := s.Networks()
+	links, _ := s.Links()
+	if len(nets) != 1 || len(links) != 1 {
+		t.Errorf("after a reboot: networks %+v, links %+v, want both kept", nets, links)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "endpoints-*.db"))
+	if len(files) != 1 || filepath.Base(files[0]) != "endpoints-22222222-bbbb.db" {
+		t.Errorf("endpoint databases after a reboot: %v, want only this boot's", files)
+	}
+}

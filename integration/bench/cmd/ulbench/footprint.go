@@ -43,8 +43,11 @@ func rss(bin string, t *template, dir string, settle time.Duration) (m memInfo, 
 		return
 	}
 	m.AfterList = after.RSS
-	if fi, e := os.Stat(filepath.Join(d.StateDir, store.FileName)); e == nil {
-		m.DB = float64(fi.Size()) / (1 << 20)
+	files, _ := filepath.Glob(filepath.Join(d.StateDir, "*.db"))
+	for _, f := range files {
+		if fi, e := os.Stat(f); e == nil {
+			m.DB += float64(fi.Size()) / (1 << 20)
+		}
 	}
 	return m, startup, nil
 }

@@ -115,17 +115,31 @@ func makeTemplate(dir, net string, leases []netip.Addr, ns nsID) (*template, err
 	return &template{Dir: dir, Net: net, Leases: leases}, nil
 }
 
-// copyTo copies the template's database into a fresh state dir.
+// copyTo copies the template's databases (the durable one and the boot's
+// endpoint database) into a fresh state dir.
 func (t *template) copyTo(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	src, err := os.Open(filepath.Join(t.Dir, store.FileName))
+	files, err := filepath.Glob(filepath.Join(t.Dir, "*.db"))
+	if err != nil || len(files) == 0 {
+		return fmt.Errorf("template %s holds no database (%v)", t.Dir, err)
+	}
+	for _, f := range files {
+		if err := copyFile(f, filepath.Join(dir, filepath.Base(f))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func copyFile(from, to string) error {
+	src, err := os.Open(from)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	dst, err := os.OpenFile(filepath.Join(dir, store.FileName), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	dst, err := os.OpenFile(to, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,115 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Endpoints and leases describe interfaces in network namespaces, and no
+// namespace outlives the boot that made it: after a reboot every endpoint
+// is dead. So they live in a second database, one per boot, named after the
+// kernel's boot id (endpoints-<boot id>.db), and its commits are not
+// fsynced. A commit then costs a few page-cache writes instead of two disk
+// flushes, which is most of an attach's or a detach's time on a slow disk.
+//
+// That is safe because of what can and cannot happen to the file:
+//   - underlayd crashing or being killed loses nothing: its writes are in
+//     the page cache, and bbolt's copy-on-write pages and checksummed meta
+//     pages keep the file whole at every point of a commit;
+//   - a kernel crash or power loss can leave the file torn, but it also
+//     ends the boot: the next boot has another id, so the file is never
+//     opened again, only removed, and with it every lease of namespaces
+//     that no longer exist.
+// Networks and the links underlayd owns outlive a reboot, so they stay in
+// the fsynced database (underlay.db).
+
+// bootIDPath is where the kernel gives this boot's random id.
+var bootIDPath = "/proc/sys/kernel/random/boot_id"
+
+// ephemeralPrefix and ephemeralSuffix frame the boot id in the file name.
+const (
+	ephemeralPrefix = "endpoints-"
+	ephemeralSuffix = ".db"
+)
+
+// openEphemeral opens this boot's endpoint database in dir, creating it if
+// needed, and removes those of earlier boots.
+func openEphemeral(dir string) (*bolt.DB, error) {
+	raw, err := os.ReadFile(bootIDPath)
+	if err != nil {
+		return nil, fmt.Errorf("read boot id: %w", err)
+	}
+	boot := strings.TrimSpace(string(raw))
+	if boot == "" || strings.ContainsAny(boot, "/\x00") {
+		return nil, fmt.Errorf("read boot id: unusable %q", boot)
+	}
+	path := filepath.Join(dir, ephemeralPrefix+boot+ephemeralSuffix)
+	// NoGrowSync too: growing the file needs no flush either.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoGrowSync: true})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
+		}
+		return nil, fmt.Errorf("open endpoint database %s: %w", path, err)
+	}
+	db.NoSync = true
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketEndpoints, bucketLeases} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("endpoint database %s: %w", path, err)
+	}
+	// The caller holds underlay.db's lock, so no other daemon uses dir:
+	// files of earlier boots are nobody's.
+	old, _ := filepath.Glob(filepath.Join(dir, ephemeralPrefix+"*"+ephemeralSuffix))
+	for _, p := range old {
+		if p != path {
+			_ = os.Remove(p)
+		}
+	}
+	return db, nil
+}
+
+// copyBuckets copies the named top-level buckets, nested buckets
+// included, from one transaction to another.
+func copyBuckets(from, to *bolt.Tx, names ...[]byte) error {
+	for _, name := range names {
+		src := from.Bucket(name)
+		if src == nil {
+			continue
+		}
+		dst, err := to.CreateBucketIfNotExists(name)
+		if err != nil {
+			return err
+		}
+		if err := copyBucket(src, dst); err != nil {
+			return fmt.Errorf("bucket %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func copyBucket(src, dst *bolt.Bucket) error {
+	return src.ForEach(func(k, v []byte) error {
+		if v != nil {
+			return dst.Put(k, v)
+		}
+		sub, err := dst.CreateBucketIfNotExists(k)
+		if err != nil {
+			return err
+		}
+		return copyBucket(src.Bucket(k), sub)
+	})
+}
