@@ -394,7 +394,7 @@ func scale(c *config, rep *Report) error {
 	if err != nil {
 		return err
 	}
-	rep.add(durations("ipam", "disk floor: 4 KiB write + fdatasync", fs)).Note = "state dir disk; every durable commit pays this"
+	rep.add(durations("ipam", "disk floor: 4 KiB write + fdatasync", fs)).Note = "state dir disk: every fsynced commit (networks, owned links) pays this at least; endpoint commits are not fsynced"
 
 	tmp := sub(c.work, "tmp")
 	levels := []struct{ key, label string }{
