@@ -123,9 +123,8 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	ep = api.Endpoint{Network: n.Name, Namespace: req.Namespace, ContainerID: req.ContainerID,
 		IfName: "eth" + strconv.Itoa(idx), NetnsInode: ns.Inode, NetnsCookie: ns.Cookie, Parent: n.Parent,
 		State: stateAttaching, Created: time.Now().UTC().Format(time.RFC3339Nano)}
-	key := keyOf(ep)
-	prefer := st.recent[key]
-	if old, ok := st.get(key); ok {
+	prefer := st.recent[keyOf(ep)]
+	if old, ok := st.get(keyOf(ep)); ok {
 		if ns.Same(old.NetnsInode, old.NetnsCookie) && old.State == stateAttached {
 			return old, nil // the hook ran twice for the same container
 		}
@@ -149,21 +148,47 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	}()
 	m.addRef(n.Parent, 1)
 	undo.add(func() { m.addRef(n.Parent, -1); m.releaseParent(n.Parent) })
-	parent, _, err := m.ensureParent(n)
+	parent, mtu, err := m.parentFor(n)
 	if err != nil {
 		return ep, err
-	}
-	mtu := parent.MTU
-	if n.MTU > 0 {
-		if n.MTU > parent.MTU {
-			return ep, invalid("network MTU %d is larger than the MTU %d of parent %s", n.MTU, parent.MTU, n.Parent)
-		}
-		mtu = n.MTU
 	}
 	addrs, err := m.takeAddresses(st, na, prefer, &undo)
 	if err != nil {
 		return ep, err
 	}
+	slave, err := planSlave(st, &ep, na, parent, mtu, addrs, routed)
+	if err != nil {
+		return ep, err
+	}
+	if err := m.createAndCommit(st, ns, &ep, slave, &undo); err != nil {
+		return ep, err
+	}
+	m.log.Info("attached", "network", n.Name, "container", containerName(ep), "ifname", ep.IfName,
+		"addresses", strings.Join(ep.Addresses, ","), "mac", ep.MAC)
+	return ep, nil
+}
+
+// parentFor makes sure n's parent exists and returns it with the MTU the
+// container's interface gets.
+func (m *Manager) parentFor(n api.Network) (link.Info, int, error) {
+	parent, _, err := m.ensureParent(n)
+	if err != nil {
+		return parent, 0, err
+	}
+	if n.MTU == 0 {
+		return parent, parent.MTU, nil
+	}
+	if n.MTU > parent.MTU {
+		return parent, 0, invalid("network MTU %d is larger than the MTU %d of parent %s", n.MTU, parent.MTU, n.Parent)
+	}
+	return parent, n.MTU, nil
+}
+
+// planSlave describes the interface to create and fills in ep's addresses,
+// gateways and MAC. Like Docker, the first network with a gateway of a
+// family gives the default route of that family (routed records which).
+func planSlave(st *netState, ep *api.Endpoint, na api.NetworkAttach, parent link.Info, mtu int, addrs []netip.Prefix, routed map[int]bool) (link.Slave, error) {
+	n := st.net
 	slave := link.Slave{Kind: n.Driver, Mode: n.Mode, Flag: n.Flag, ParentIndex: parent.Index,
 		Name: ep.IfName, MTU: mtu, Addrs: addrs, DevRoutes: n.Driver == "ipvlan" && n.Mode != "l2"}
 	pools := st.alloc.Pools()
@@ -185,38 +210,43 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 			routed[fam] = true
 		}
 	}
-	if n.Driver == "macvlan" {
-		if slave.MAC, err = chooseMAC(na.MAC); err != nil {
-			return ep, err
-		}
-		ep.MAC = slave.MAC.String()
-	} else {
-		ep.MAC = parent.MAC.String()
+	if n.Driver != "macvlan" {
+		ep.MAC = parent.MAC.String() // ipvlan shares the parent's
+		return slave, nil
 	}
+	var err error
+	if slave.MAC, err = chooseMAC(na.MAC); err != nil {
+		return slave, err
+	}
+	ep.MAC = slave.MAC.String()
+	return slave, nil
+}
+
+// createAndCommit records the attach's intent, creates the interface and
+// commits the endpoint: once, when the interface is ready. A restart after
+// a crash undoes an intent whose endpoint never came.
+func (m *Manager) createAndCommit(st *netState, ns *link.Netns, ep *api.Endpoint, slave link.Slave, undo *undoList) error {
+	var err error
 	if slave.TempName, err = link.NewTempName(); err != nil {
-		return ep, err
+		return err
 	}
-	// The intent is what a restart after a crash undoes; the endpoint is
-	// committed once, when the interface is ready.
-	intent := ep
+	intent := *ep
 	intent.TempName = slave.TempName
 	if err := m.store.BeginIntent(intent); err != nil {
-		return ep, err
+		return err
 	}
 	undo.add(func() { m.store.EndIntent(intent) })
 	if err := link.CreateSlave(ns, slave); err != nil {
-		return ep, err
+		return err
 	}
 	undo.add(func() { _ = link.DeleteSlave(ns, ep.IfName) })
 	ep.State = stateAttached
-	if err := m.store.PutEndpoint(ep); err != nil {
-		return ep, fmt.Errorf("record endpoint: %w", err)
+	if err := m.store.PutEndpoint(*ep); err != nil {
+		return fmt.Errorf("record endpoint: %w", err)
 	}
 	m.store.EndIntent(intent)
-	st.put(ep, m.intern)
-	m.log.Info("attached", "network", n.Name, "container", containerName(ep), "ifname", ep.IfName,
-		"addresses", strings.Join(ep.Addresses, ","), "mac", ep.MAC)
-	return ep, nil
+	st.put(*ep, m.intern)
+	return nil
 }
 
 // checkAttach applies the per-network rules that need no kernel call.
