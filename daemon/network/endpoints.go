@@ -1,13 +1,16 @@
 package network
 
 import (
+	"maps"
 	"net"
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/ipam"
 )
 
 // A host can hold tens of thousands of endpoints, all in memory for the
@@ -124,9 +127,15 @@ func (st *netState) record(k epKey, ep api.Endpoint) epRecord {
 
 // endpoint expands a record back into an api.Endpoint.
 func (st *netState) endpoint(k epKey, r *epRecord) api.Endpoint {
-	ep := api.Endpoint{Network: st.net.Name, Namespace: k.ns, ContainerID: k.id, IfName: ifNames[r.ifIdx],
+	return expand(st.net, st.alloc.Pools(), st.rare, k, r)
+}
+
+// expand builds the api.Endpoint of record r of network n, whose pools
+// give the gateways and whose rare table the fields records do not hold.
+func expand(n api.Network, pools []ipam.Pool, rares map[epKey]epRare, k epKey, r *epRecord) api.Endpoint {
+	ep := api.Endpoint{Network: n.Name, Namespace: k.ns, ContainerID: k.id, IfName: ifNames[r.ifIdx],
 		NetnsInode: r.inode, NetnsCookie: r.cookie,
-		Parent: st.net.Parent, State: stateAttached, Created: time.Unix(0, r.created).UTC().Format(time.RFC3339Nano)}
+		Parent: n.Parent, State: stateAttached, Created: time.Unix(0, r.created).UTC().Format(time.RFC3339Nano)}
 	if r.flags&attaching != 0 {
 		ep.State = stateAttaching
 	}
@@ -134,7 +143,7 @@ func (st *netState) endpoint(k epKey, r *epRecord) api.Endpoint {
 		ep.MAC = net.HardwareAddr(r.mac[:]).String()
 	}
 	if r.flags&rare != 0 {
-		odd := st.rare[k]
+		odd := rares[k]
 		if odd.ifname != "" {
 			ep.IfName = odd.ifname
 		}
@@ -143,7 +152,6 @@ func (st *netState) endpoint(k epKey, r *epRecord) api.Endpoint {
 		}
 		ep.TempName = odd.temp
 	}
-	pools := st.alloc.Pools()
 	add := func(a netip.Addr, bits uint8, routed bool) {
 		ep.Addresses = append(ep.Addresses, netip.PrefixFrom(a, int(bits)).String())
 		if gw, ok := gatewayFor(pools, a); ok && routed {
@@ -157,6 +165,41 @@ func (st *netState) endpoint(k epKey, r *epRecord) api.Endpoint {
 		add(netip.AddrFrom16(r.v6), r.bits6, r.flags&gwV6 != 0)
 	}
 	return ep
+}
+
+// EachEndpoint calls fn with every endpoint, in Endpoints' order, without
+// holding them all at once: each network's compact records are copied
+// under its lock and expanded one at a time after, so endpoint ls on a host
+// with tens of thousands of endpoints needs a few MiB, and a slow reader
+// never holds up an attach.
+func (m *Manager) EachEndpoint(fn func(api.Endpoint) error) error {
+	states := m.states()
+	sort.Slice(states, func(i, j int) bool { return states[i].net.Name < states[j].net.Name })
+	type entry struct {
+		k epKey
+		r epRecord
+	}
+	for _, st := range states {
+		st.mu.Lock()
+		entries := make([]entry, 0, len(st.eps))
+		for k, r := range st.eps {
+			entries = append(entries, entry{k, r})
+		}
+		rares := maps.Clone(st.rare)
+		n, pools := st.net, st.alloc.Pools()
+		st.mu.Unlock()
+		// A container has one endpoint per network: its key orders it.
+		sort.Slice(entries, func(i, j int) bool {
+			a, b := entries[i].k, entries[j].k
+			return a.ns < b.ns || a.ns == b.ns && a.id < b.id
+		})
+		for i := range entries {
+			if err := fn(expand(n, pools, rares, entries[i].k, &entries[i].r)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // The table itself; the caller holds st.mu.

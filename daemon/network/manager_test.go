@@ -262,3 +262,33 @@ func TestPrivilegedDetachLiveNamespace(t *testing.T) {
 		t.Errorf("intents left: %+v", left)
 	}
 }
+
+// EachEndpoint, which streams endpoint ls, gives what Endpoints gives, in
+// the same order, across networks and namespaces.
+func TestPrivilegedEachEndpointMatchesEndpoints(t *testing.T) {
+	tl.Require(t)
+	m, s := newManager(t, t.TempDir())
+	defer s.Close()
+	for i, name := range []string{"zz", "aa"} {
+		lan := tl.NewLAN(t, fmt.Sprintf("ulme%d", i), fmt.Sprintf("10.7%d.0.1/24", i))
+		if _, err := m.Create(api.NetworkCreate{Name: name, Subnets: []string{fmt.Sprintf("10.7%d.0.0/24", i)}, Options: map[string]string{"parent": lan.Uplink}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, id := range []string{"ulme-c", "ulme-a", "ulme-b"} {
+		c := tl.NewContainer(t, id)
+		ns := []string{"", "k8s.io", "default"}[i]
+		if _, err := m.Attach(api.AttachRequest{Namespace: ns, ContainerID: c.ID, Pid: c.Pid,
+			Networks: []api.NetworkAttach{{Name: "zz"}, {Name: "aa"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var streamed []api.Endpoint
+	if err := m.EachEndpoint(func(ep api.Endpoint) error { streamed = append(streamed, ep); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	want := m.Endpoints()
+	if len(want) != 6 || fmt.Sprint(streamed) != fmt.Sprint(want) {
+		t.Errorf("EachEndpoint gave\n%v\nEndpoints gives\n%v", streamed, want)
+	}
+}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 type fakeManager struct {
 	err     error
 	created []api.NetworkCreate
+	eps     []api.Endpoint
 }
 
 func (f *fakeManager) Create(r api.NetworkCreate) (api.Network, error) {
@@ -28,7 +30,14 @@ func (f *fakeManager) Create(r api.NetworkCreate) (api.Network, error) {
 func (f *fakeManager) Remove(string) error                 { return f.err }
 func (f *fakeManager) List() []api.Network                 { return nil }
 func (f *fakeManager) Inspect(string) (api.Network, error) { return api.Network{}, f.err }
-func (f *fakeManager) Endpoints() []api.Endpoint           { return nil }
+func (f *fakeManager) EachEndpoint(fn func(api.Endpoint) error) error {
+	for _, ep := range f.eps {
+		if err := fn(ep); err != nil {
+			return err
+		}
+	}
+	return f.err
+}
 func (f *fakeManager) Attach(api.AttachRequest) (api.AttachResponse, error) {
 	return api.AttachResponse{}, f.err
 }
@@ -136,4 +145,22 @@ func FuzzAPIDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// endpoint ls is streamed; none, one and several must each be a JSON list.
+func TestEndpointsStreamed(t *testing.T) {
+	for _, n := range []int{0, 1, 3} {
+		f := &fakeManager{}
+		for i := 0; i < n; i++ {
+			f.eps = append(f.eps, api.Endpoint{Network: "n", ContainerID: fmt.Sprintf("c%d", i), Addresses: []string{"10.0.0.2/24"}})
+		}
+		code, body := do(t, Handler(f, slog.New(slog.DiscardHandler), nil), "GET", "/v1/endpoints", "")
+		var got []api.Endpoint
+		if err := json.Unmarshal([]byte(body), &got); code != 200 || err != nil || len(got) != n || body[len(body)-1] != '\n' {
+			t.Errorf("%d endpoints: %d %q (%v)", n, code, body, err)
+		}
+		if n == 3 && got[2].ContainerID != "c2" {
+			t.Errorf("order lost: %+v", got)
+		}
+	}
 }
