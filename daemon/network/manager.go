@@ -47,7 +47,7 @@ type Store interface {
 	Networks() ([]api.Network, error)
 	CreateNetwork(api.Network) error
 	DeleteNetwork(name string) error
-	Endpoints() ([]api.Endpoint, error)
+	EachEndpoint(func(api.Endpoint) error) error
 	PutEndpoint(api.Endpoint) error
 	DeleteEndpoint(api.Endpoint) error
 	DeleteEndpoints([]api.Endpoint) error
@@ -145,16 +145,12 @@ func New(s Store, log *slog.Logger) (*Manager, error) {
 		}
 		m.nets[n.Name] = st
 	}
-	eps, err := s.Endpoints()
-	if err != nil {
-		return nil, fmt.Errorf("load endpoints: %w", err)
-	}
-	for _, ep := range eps {
+	var orphans []api.Endpoint
+	err = s.EachEndpoint(func(ep api.Endpoint) error {
 		st := m.nets[ep.Network]
 		if st == nil {
-			log.Warn("endpoint of unknown network dropped", "network", ep.Network, "container", ep.ContainerID)
-			_ = s.DeleteEndpoint(ep)
-			continue
+			orphans = append(orphans, ep)
+			return nil
 		}
 		for _, a := range ep.Addresses {
 			p, err := netip.ParsePrefix(a)
@@ -167,6 +163,14 @@ func New(s Store, log *slog.Logger) (*Manager, error) {
 		}
 		st.put(ep, m.intern)
 		m.refs[ep.Parent]++
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load endpoints: %w", err)
+	}
+	for _, ep := range orphans {
+		log.Warn("endpoint of unknown network dropped", "network", ep.Network, "container", ep.ContainerID)
+		_ = s.DeleteEndpoint(ep)
 	}
 	if err := m.undoInterrupted(); err != nil {
 		return nil, err

@@ -222,17 +222,26 @@ func (s *Store) DeleteNetwork(name string) error {
 // Endpoints returns every stored endpoint.
 func (s *Store) Endpoints() ([]api.Endpoint, error) {
 	var out []api.Endpoint
-	err := s.eph.View(func(tx *bolt.Tx) error {
+	err := s.EachEndpoint(func(ep api.Endpoint) error {
+		out = append(out, ep)
+		return nil
+	})
+	return out, err
+}
+
+// EachEndpoint calls fn with every stored endpoint, decoding one at a time:
+// loading tens of thousands at start must not build them all first. fn
+// runs inside a read transaction and must not write to the store.
+func (s *Store) EachEndpoint(fn func(api.Endpoint) error) error {
+	return s.eph.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEndpoints).ForEach(func(k, v []byte) error {
 			var ep api.Endpoint
 			if err := json.Unmarshal(v, &ep); err != nil {
 				return fmt.Errorf("endpoint %s: %w", k, err)
 			}
-			out = append(out, ep)
-			return nil
+			return fn(ep)
 		})
 	})
-	return out, err
 }
 
 // Leases returns the leased addresses of a network with their endpoint keys.
