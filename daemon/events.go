@@ -28,19 +28,27 @@ func (h containerdHandler) Live(live map[string]map[string]bool, at time.Time) e
 
 var _ events.Handler = containerdHandler{}
 
-func startEvents(ctx context.Context, addr string, m *network.Manager, log *slog.Logger) {
+// runEvents follows containerd's events until ctx ends.
+func runEvents(ctx context.Context, addr string, m *network.Manager, log *slog.Logger) {
 	mon := &events.Monitor{Address: addr, Handler: containerdHandler{m}, Log: log}
-	go mon.Run(ctx)
+	mon.Run(ctx)
 }
 
+// syncChecker flushes the endpoint database (store.Store.CheckSync).
+type syncChecker interface{ CheckSync() error }
+
 // reconcileLoop releases endpoints whose namespace is gone, now and then
-// periodically, until ctx ends.
-func reconcileLoop(ctx context.Context, m *network.Manager, log *slog.Logger) {
+// periodically, until ctx ends. It also flushes the endpoint database, whose
+// commits are not synced, so a disk that fails to write it is reported.
+func reconcileLoop(ctx context.Context, m *network.Manager, st syncChecker, log *slog.Logger) {
 	for {
 		if n, err := m.Reconcile(); err != nil {
 			log.Error("reconcile failed", "err", err)
 		} else if n > 0 {
 			log.Info("reconciled", "released", n)
+		}
+		if err := st.CheckSync(); err != nil {
+			log.Error("endpoint database not written to disk: endpoints may be lost if underlayd restarts", "err", err)
 		}
 		select {
 		case <-ctx.Done():

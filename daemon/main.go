@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -99,15 +100,29 @@ func run(c *cli.Context) error {
 	if err := st.DropPages(); err != nil {
 		log.Warn("database pages not released", "err", err)
 	}
+	// Both loops release endpoints, whose interfaces are deleted in the
+	// background: they are joined at shutdown before waiting for that.
+	var loops sync.WaitGroup
+	defer func() {
+		stop()
+		loops.Wait()
+		mgr.Wait() // interfaces still being deleted after a detach
+	}()
+	loops.Add(1)
 	go func() {
+		defer loops.Done()
 		select {
 		case <-ctx.Done():
 		case <-time.After(reconcileEvery):
-			reconcileLoop(ctx, mgr, log)
+			reconcileLoop(ctx, mgr, st, log)
 		}
 	}()
 	if addr := c.String("containerd-address"); addr != "" {
-		startEvents(ctx, addr, mgr, log)
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			runEvents(ctx, addr, mgr, log)
+		}()
 	}
 
 	srv := &http.Server{
@@ -133,7 +148,6 @@ func run(c *cli.Context) error {
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
-	mgr.Wait() // interfaces still being deleted after a detach
 	return nil
 }
 

@@ -67,8 +67,12 @@ func ValidMode(kind, mode, flag string) error {
 }
 
 // CreateSlave creates the interface directly inside ns under a temporary
-// name, renames it, and configures addresses, routes and state. On any
-// failure it deletes what it created, so the namespace is left as found.
+// name, gives it its addresses, renames it, and brings it up with its
+// routes. On any failure it deletes what it created, so the namespace is
+// left as found. The addresses come before the rename so that an ethN
+// interface of underlayd's always carries its addresses: after a crash,
+// they are what tells it apart from another interface of the same name and
+// MAC (ipvlan slaves share their parent's).
 func CreateSlave(ns *Netns, s Slave) (err error) {
 	tmp := s.TempName
 	if tmp == "" {
@@ -108,16 +112,6 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 			_ = h.LinkDel(created)
 		}
 	}()
-	if err := h.LinkSetName(created, s.Name); err != nil {
-		if errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("rename to %s: the container already has an interface %s", s.Name, s.Name)
-		}
-		return fmt.Errorf("rename %s to %s: %w", tmp, s.Name, err)
-	}
-	return configure(ns, h, created, s)
-}
-
-func configure(ns *Netns, h *netlink.Handle, l netlink.Link, s Slave) error {
 	for _, p := range s.Addrs {
 		a := &netlink.Addr{IPNet: prefixNet(p)}
 		if p.Addr().Is6() {
@@ -125,10 +119,20 @@ func configure(ns *Netns, h *netlink.Handle, l netlink.Link, s Slave) error {
 			// a second or more for DAD only delays the container.
 			a.Flags = unix.IFA_F_NODAD
 		}
-		if err := h.AddrAdd(l, a); err != nil {
+		if err := h.AddrAdd(created, a); err != nil {
 			return fmt.Errorf("add address %s to %s: %w", p, s.Name, err)
 		}
 	}
+	if err := h.LinkSetName(created, s.Name); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("rename to %s: the container already has an interface %s", s.Name, s.Name)
+		}
+		return fmt.Errorf("rename %s to %s: %w", tmp, s.Name, err)
+	}
+	return bringUp(ns, h, created, s)
+}
+
+func bringUp(ns *Netns, h *netlink.Handle, l netlink.Link, s Slave) error {
 	if err := h.LinkSetUp(l); err != nil {
 		return fmt.Errorf("bring %s up: %w", s.Name, err)
 	}
@@ -227,10 +231,12 @@ func defaultDst(fam int) *net.IPNet {
 	return &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
 }
 
-// DeleteSlaveWithMAC removes the interface name from ns only if its MAC is
-// mac. Undoing an attach that a crash cut short after its rename must not
-// take an interface of the same name that someone else made.
-func DeleteSlaveWithMAC(ns *Netns, name, mac string) error {
+// DeleteSlaveMatching removes the interface name from ns only if it is the
+// one an attach made: its MAC is mac and it carries one of addrs (CIDR
+// strings; none given, the MAC alone decides). Undoing an attach or a
+// detach after a crash must not take an interface of the same name that
+// someone else made, and ipvlan slaves all share their parent's MAC.
+func DeleteSlaveMatching(ns *Netns, name, mac string, addrs []string) error {
 	h, err := handleAt(ns)
 	if err != nil {
 		return err
@@ -238,7 +244,7 @@ func DeleteSlaveWithMAC(ns *Netns, name, mac string) error {
 	defer h.Close()
 	byName := func(name string) (netlink.Link, error) {
 		l, err := h.LinkByName(name)
-		if err == nil && l.Attrs().HardwareAddr.String() != mac {
+		if err == nil && (l.Attrs().HardwareAddr.String() != mac || !hasAnyAddr(h, l, addrs)) {
 			return nil, netlink.LinkNotFoundError{}
 		}
 		return l, err
@@ -246,11 +252,30 @@ func DeleteSlaveWithMAC(ns *Netns, name, mac string) error {
 	return deleteNamed(byName, h.LinkDel, name, " in container")
 }
 
-// Retire takes the first of names that exists in ns down and renames it to
-// tmp, and reports whether it found one. Down, the interface leaves the
-// network at once (its addresses can be handed out again); renamed, its
-// ethN name is free for the namespace's next container. Deleting it can
-// then wait: the kernel takes 15-20 ms to unregister a macvlan.
+func hasAnyAddr(h *netlink.Handle, l netlink.Link, addrs []string) bool {
+	if len(addrs) == 0 {
+		return true
+	}
+	have, err := h.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return false
+	}
+	for _, a := range have {
+		for _, want := range addrs {
+			if a.IPNet.String() == want {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Retire takes the first of names that exists in ns down, renames it to
+// tmp and removes its addresses, and reports whether it found one. Down
+// and without addresses, the interface is off the network and holds
+// nothing the next container needs (ipvlan refuses an address another
+// slave of the parent has, up or down); renamed, its ethN name is free.
+// Deleting it can then wait: the kernel takes 15-20 ms to unregister it.
 func Retire(ns *Netns, tmp string, names ...string) (bool, error) {
 	h, err := handleAt(ns)
 	if err != nil {
@@ -270,10 +295,19 @@ func Retire(ns *Netns, tmp string, names ...string) (bool, error) {
 			return false, fmt.Errorf("look up %s in container: %w", name, err)
 		}
 		if err := h.LinkSetDown(l); err != nil {
-			return false, fmt.Errorf("take %s down: %w", name, err)
+			return true, fmt.Errorf("take %s down: %w", name, err)
 		}
 		if err := h.LinkSetName(l, tmp); err != nil {
 			return true, fmt.Errorf("rename %s to %s: %w", name, tmp, err)
+		}
+		addrs, err := h.AddrList(l, netlink.FAMILY_ALL)
+		if err != nil {
+			return true, fmt.Errorf("list addresses of %s: %w", tmp, err)
+		}
+		for i := range addrs {
+			if err := h.AddrDel(l, &addrs[i]); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+				return true, fmt.Errorf("remove address %s from %s: %w", addrs[i].IPNet, tmp, err)
+			}
 		}
 		return true, nil
 	}

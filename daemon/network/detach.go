@@ -105,9 +105,12 @@ func (m *Manager) releaseAllLocked(st *netState, rs []release) error {
 		endAll()
 		return err
 	}
+	// A passthru parent takes one slave at a time: the next container
+	// cannot have it while this one still exists.
+	now := st.net.Mode == "passthru"
 	var later []retiring
 	for _, r := range intents {
-		if ns, ok := m.retire(r); ok {
+		if ns, ok := m.retire(r, now); ok {
 			later = append(later, retiring{intent: r.intent, ns: ns})
 		}
 	}
@@ -118,24 +121,28 @@ func (m *Manager) releaseAllLocked(st *netState, rs []release) error {
 	return nil
 }
 
-// retire takes r's interface down and renames it (an interrupted attach
-// may have left it under its old temporary name). It returns a namespace
-// handle for the deletion still to come, or false when nothing is left to
-// delete: no interface was found, or it was deleted at once because it
-// could not be renamed.
-func (m *Manager) retire(r retiring) (*link.Netns, bool) {
+// retire takes r's interface down, renames it and strips its addresses
+// (an interrupted attach may have left it under its old temporary name).
+// It returns a namespace handle for the deletion still to come, or false
+// when nothing is left for later: no interface was found, or it was
+// deleted at once (now is true, or it could not be retired). An interface
+// that cannot be deleted either keeps its intent, for the next start.
+func (m *Manager) retire(r retiring, now bool) (*link.Netns, bool) {
 	ep := r.intent
 	found, err := link.Retire(r.ns, ep.TempName, ep.IfName, r.oldTemp)
-	if err == nil && found {
+	if err == nil && found && !now {
 		if ns, err := r.ns.Dup(); err == nil {
 			return ns, true
 		}
 	}
-	if found {
-		err = link.DeleteSlave(r.ns, ep.TempName, ep.IfName, r.oldTemp)
-	}
-	if err != nil {
-		m.log.Warn("interface not deleted", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName, "err", err)
+	if found || err != nil {
+		if err != nil {
+			m.log.Warn("interface not retired, deleting it now", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName, "err", err)
+		}
+		if err = link.DeleteSlave(r.ns, ep.TempName, ep.IfName, r.oldTemp); err != nil {
+			m.log.Error("interface not deleted", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName, "err", err)
+			return nil, false
+		}
 	}
 	m.store.EndIntent(ep)
 	return nil, false

@@ -191,33 +191,16 @@ func (m *Manager) undoInterrupted() error {
 		return err
 	}
 	for _, ep := range intents {
-		cur, ok := m.endpoint(ep)
-		if ok && cur.Created == ep.Created {
+		if cur, ok := m.endpoint(ep); ok && cur.Created == ep.Created {
 			m.store.EndIntent(ep)
 			continue
 		}
-		// A newer endpoint of the container in the same namespace owns
-		// the ethN name now.
-		ifname := ep.IfName
-		if ok && cur.NetnsInode == ep.NetnsInode && cur.NetnsCookie == ep.NetnsCookie && cur.IfName == ifname {
-			ifname = ""
-		}
-		ns := link.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0)
-		if ns != nil && ns.Same(ep.NetnsInode, ep.NetnsCookie) {
-			err = link.DeleteSlave(ns, ep.TempName)
-			if err == nil && ifname != "" {
-				err = link.DeleteSlaveWithMAC(ns, ifname, ep.MAC)
-			}
-		}
-		if ns != nil {
-			ns.Close()
-		}
-		if err != nil {
-			m.log.Error("interrupted attach not undone", "network", ep.Network, "container", containerName(ep), "err", err)
+		if err := m.undoIntent(ep); err != nil {
+			m.log.Error("interrupted attach or detach not finished", "network", ep.Network, "container", containerName(ep), "err", err)
 			continue
 		}
 		m.store.EndIntent(ep)
-		m.log.Info("interrupted attach undone", "network", ep.Network, "container", containerName(ep))
+		m.log.Info("interrupted attach or detach finished", "network", ep.Network, "container", containerName(ep))
 	}
 	// Stores written by older versions recorded intents as endpoints.
 	for _, ep := range m.endpointsWhere(func(_ epKey, r *epRecord) bool { return r.flags&attaching != 0 }) {
@@ -232,6 +215,31 @@ func (m *Manager) undoInterrupted() error {
 		}
 	}
 	return nil
+}
+
+// undoIntent deletes what an intent's attach or detach left in the kernel:
+// the interface under its temporary name, and under its ethN name if it is
+// still the one the intent describes. An ethN name that a stored endpoint
+// in the same namespace holds (a container that attached there since) is
+// never touched.
+func (m *Manager) undoIntent(ep api.Endpoint) error {
+	ns := link.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0)
+	if ns == nil {
+		return nil // the namespace is gone, and the interface with it
+	}
+	defer ns.Close()
+	if err := link.DeleteSlave(ns, ep.TempName); err != nil {
+		return err
+	}
+	held := m.endpointsWhere(func(_ epKey, r *epRecord) bool {
+		return r.inode == ep.NetnsInode && r.cookie == ep.NetnsCookie
+	})
+	for _, h := range held {
+		if h.IfName == ep.IfName {
+			return nil
+		}
+	}
+	return link.DeleteSlaveMatching(ns, ep.IfName, ep.MAC, ep.Addresses)
 }
 
 // endpoint returns the stored endpoint with ep's key.

@@ -292,3 +292,55 @@ func TestPrivilegedEachEndpointMatchesEndpoints(t *testing.T) {
 		t.Errorf("EachEndpoint gave\n%v\nEndpoints gives\n%v", streamed, want)
 	}
 }
+
+// A released address is free again at once, even while the interface that
+// had it, in a namespace that lives on, is being deleted in the background:
+// ipvlan refuses an address that any slave of the parent holds, up or down
+// (a detach strips the addresses before answering), and a passthru parent
+// takes one slave at a time (there a detach deletes before answering).
+// The kernel's rtnl lock often serialises the deletion before the next
+// attach anyway, so this guards the behaviour more than the window.
+// (VM: ipvlan.)
+func TestVMReleasedAtOnceWhileDeleting(t *testing.T) {
+	tl.RequireVM(t)
+	m, s := newManager(t, t.TempDir())
+	defer s.Close()
+	lan := tl.NewLAN(t, "ulmv", "10.59.0.1/24")
+	if _, err := m.Create(api.NetworkCreate{Name: "ipr", Driver: "ipvlan", Subnets: []string{"10.59.0.0/24"},
+		Options: map[string]string{"parent": lan.Uplink}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		a, b := tl.NewContainer(t, fmt.Sprintf("ulmv-a%d", i)), tl.NewContainer(t, fmt.Sprintf("ulmv-b%d", i))
+		want := []api.NetworkAttach{{Name: "ipr", IP: "10.59.0.9"}}
+		if _, err := m.Attach(api.AttachRequest{ContainerID: a.ID, Pid: a.Pid, Networks: want}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Detach(api.DetachRequest{ContainerID: a.ID, Pid: a.Pid}); err != nil {
+			t.Fatal(err)
+		}
+		// a's namespace lives on, its interface is still being deleted;
+		// b asks for the same address at once.
+		if _, err := m.Attach(api.AttachRequest{ContainerID: b.ID, Pid: b.Pid, Networks: want}); err != nil {
+			t.Fatalf("round %d: the address a just released: %v", i, err)
+		}
+		if _, err := m.Detach(api.DetachRequest{ContainerID: b.ID, Pid: b.Pid}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Wait()
+	lan2 := tl.NewLAN(t, "ulmw", "10.58.0.1/24")
+	if _, err := m.Create(api.NetworkCreate{Name: "pt", Subnets: []string{"10.58.0.0/24"},
+		Options: map[string]string{"parent": lan2.Uplink, "macvlan_mode": "passthru"}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		c := tl.NewContainer(t, fmt.Sprintf("ulmw-c%d", i))
+		if _, err := m.Attach(api.AttachRequest{ContainerID: c.ID, Pid: c.Pid, Networks: []api.NetworkAttach{{Name: "pt"}}}); err != nil {
+			t.Fatalf("passthru round %d: %v", i, err)
+		}
+		if _, err := m.Detach(api.DetachRequest{ContainerID: c.ID, Pid: c.Pid}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +27,11 @@ import (
 //     ends the boot: the next boot has another id, so the file is never
 //     opened again, only removed, and with it every lease of namespaces
 //     that no longer exist.
+// One more way to lose page-cache writes within a boot is a writeback
+// error (the disk failing, a thin pool filling up): bbolt never hears of
+// it without a sync, so underlayd syncs this file now and then (CheckSync)
+// and says so loudly when that fails.
+//
 // Networks and the links underlayd owns outlive a reboot, so they stay in
 // the fsynced database (underlay.db).
 
@@ -38,17 +44,47 @@ const (
 	ephemeralSuffix = ".db"
 )
 
-// openEphemeral opens this boot's endpoint database in dir, creating it if
-// needed, and removes those of earlier boots.
-func openEphemeral(dir string) (*bolt.DB, error) {
+// bootID reads this boot's id.
+func bootID() (string, error) {
 	raw, err := os.ReadFile(bootIDPath)
 	if err != nil {
-		return nil, fmt.Errorf("read boot id: %w", err)
+		return "", fmt.Errorf("read boot id: %w", err)
 	}
 	boot := strings.TrimSpace(string(raw))
-	if boot == "" || strings.ContainsAny(boot, "/\x00") {
-		return nil, fmt.Errorf("read boot id: unusable %q", boot)
+	if boot == "" || strings.ContainsAny(boot, "/.\x00") {
+		return "", fmt.Errorf("read boot id: unusable %q", boot)
 	}
+	return boot, nil
+}
+
+// procStatPath gives the boot time (btime).
+var procStatPath = "/proc/stat"
+
+// writtenBeforeBoot reports whether the file at path was last modified
+// before this boot began. A file that does not exist, or a boot time that
+// cannot be read, counts as this boot's.
+func writtenBeforeBoot(path string) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	raw, err := os.ReadFile(procStatPath)
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "btime" {
+			sec, err := strconv.ParseInt(f[1], 10, 64)
+			return err == nil && fi.ModTime().Before(time.Unix(sec, 0))
+		}
+	}
+	return false
+}
+
+// openEphemeral opens this boot's endpoint database in dir, creating it if
+// needed, and removes those of earlier boots. The caller holds the state
+// dir (underlay.db's lock).
+func openEphemeral(dir, boot string) (*bolt.DB, error) {
 	path := filepath.Join(dir, ephemeralPrefix+boot+ephemeralSuffix)
 	// NoGrowSync too: growing the file needs no flush either.
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoGrowSync: true})
@@ -71,8 +107,6 @@ func openEphemeral(dir string) (*bolt.DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("endpoint database %s: %w", path, err)
 	}
-	// The caller holds underlay.db's lock, so no other daemon uses dir:
-	// files of earlier boots are nobody's.
 	old, _ := filepath.Glob(filepath.Join(dir, ephemeralPrefix+"*"+ephemeralSuffix))
 	for _, p := range old {
 		if p != path {
@@ -112,4 +146,14 @@ func copyBucket(src, dst *bolt.Bucket) error {
 		}
 		return copyBucket(src.Bucket(k), sub)
 	})
+}
+
+// CheckSync flushes the endpoint database to disk and reports a writeback
+// error, which would otherwise go unnoticed (see above). It is for a
+// periodic check, off every request's path.
+func (s *Store) CheckSync() error {
+	if err := s.eph.Sync(); err != nil {
+		return fmt.Errorf("flush endpoint database: %w", err)
+	}
+	return nil
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/underlay/underlay/daemon/api"
 )
 
-// Intents live beside the database as one small file each, named after a
+// Intents live beside the databases as one small file each, named after a
 // temporary interface name. An attach writes one before any kernel work and
 // removes it once the endpoint is committed; a detach writes one before it
 // commits the release and renames the interface to that name, and removes
@@ -19,12 +19,15 @@ import (
 // on purpose: an intent only matters while the host stays up (a crashed
 // underlayd leaves an interface in a namespace that still exists), and a
 // write survives a process crash without a sync. After a power loss or a
-// reboot every namespace it could name is gone, so a lost or torn intent
-// costs nothing. That keeps attach at one durable commit instead of two,
-// and lets a detach answer before the kernel's slow unregister finishes.
+// reboot every namespace it could name is gone, and the directory of an
+// earlier boot is removed unread. That keeps attach at one commit, and
+// lets a detach answer before the kernel's slow unregister finishes.
 
-// intentDir is the directory of intents inside the state directory.
-const intentDir = "intents"
+// intentPrefix names the intent directory of a boot inside the state
+// directory: intents-<boot id>. Like the endpoint database, intents belong
+// to one boot: a namespace's inode and cookie count again from the start
+// after a reboot, so an old intent could name a new namespace.
+const intentPrefix = "intents-"
 
 // BeginIntent records that the kernel work of an attach or a detach of ep
 // is about to start. ep.TempName names the intent and must be set.
@@ -36,7 +39,7 @@ func (s *Store) BeginIntent(ep api.Endpoint) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(s.dir, intentDir, ep.TempName)
+	path := filepath.Join(s.intents, ep.TempName)
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		return fmt.Errorf("record intent: %w", err)
 	}
@@ -47,7 +50,7 @@ func (s *Store) BeginIntent(ep api.Endpoint) error {
 // rolled back.
 func (s *Store) EndIntent(ep api.Endpoint) {
 	if validTempName(ep.TempName) {
-		_ = os.Remove(filepath.Join(s.dir, intentDir, ep.TempName))
+		_ = os.Remove(filepath.Join(s.intents, ep.TempName))
 	}
 }
 
@@ -55,7 +58,7 @@ func (s *Store) EndIntent(ep api.Endpoint) {
 // that cannot be read (torn by a power loss) is removed: the namespace it
 // named died with the host.
 func (s *Store) Intents() ([]api.Endpoint, error) {
-	dir := filepath.Join(s.dir, intentDir)
+	dir := s.intents
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("read intents: %w", err)
@@ -82,10 +85,19 @@ func validTempName(name string) bool {
 	return name != "" && len(name) < 16 && !strings.ContainsAny(name, "/.\x00")
 }
 
-func makeIntentDir(dir string) error {
-	err := os.Mkdir(filepath.Join(dir, intentDir), 0o700)
-	if err != nil && !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("create %s: %w", filepath.Join(dir, intentDir), err)
+// makeIntentDir creates this boot's intent directory and removes those of
+// earlier boots (and the boot-less one of an earlier version). The caller
+// holds the state dir.
+func makeIntentDir(dir, boot string) (string, error) {
+	path := filepath.Join(dir, intentPrefix+boot)
+	if err := os.Mkdir(path, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", fmt.Errorf("create %s: %w", path, err)
 	}
-	return nil
+	old, _ := filepath.Glob(filepath.Join(dir, "intents*"))
+	for _, p := range old {
+		if p != path {
+			_ = os.RemoveAll(p)
+		}
+	}
+	return path, nil
 }

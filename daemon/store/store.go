@@ -50,9 +50,10 @@ type OwnedLink struct {
 
 // Store is the bbolt-backed state.
 type Store struct {
-	db  *bolt.DB // durable: networks and owned links
-	eph *bolt.DB // this boot's endpoints and leases; see ephemeral.go
-	dir string
+	db      *bolt.DB // durable: networks and owned links
+	eph     *bolt.DB // this boot's endpoints and leases; see ephemeral.go
+	dir     string
+	intents string // this boot's intent directory; see intents.go
 }
 
 // Open opens (creating if needed) the database in dir. A database held by
@@ -61,10 +62,12 @@ func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir %s: %w", dir, err)
 	}
-	if err := makeIntentDir(dir); err != nil {
+	boot, err := bootID()
+	if err != nil {
 		return nil, err
 	}
 	path := filepath.Join(dir, FileName)
+	env := migrationEnv{earlierBoot: writtenBeforeBoot(path)}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
@@ -72,12 +75,19 @@ func Open(dir string) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open state database %s: %w", path, err)
 	}
+	// From here on this process holds the state dir: files of earlier
+	// boots are nobody's.
 	s := &Store{db: db, dir: dir}
-	if s.eph, err = openEphemeral(dir); err != nil {
+	if s.intents, err = makeIntentDir(dir, boot); err != nil {
 		db.Close()
 		return nil, err
 	}
-	if err := s.migrate(); err != nil {
+	if s.eph, err = openEphemeral(dir, boot); err != nil {
+		db.Close()
+		return nil, err
+	}
+	env.eph = s.eph
+	if err := s.migrate(env); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("state database %s: %w", path, err)
 	}
@@ -93,11 +103,17 @@ func (s *Store) Close() error {
 	return err
 }
 
+// migrationEnv is what a migration may need besides the transaction.
+type migrationEnv struct {
+	eph         *bolt.DB // this boot's endpoint database
+	earlierBoot bool     // underlay.db was last written in an earlier boot
+}
+
 // migrations[i] brings a version-i database to version i+1. Version 0 is a
-// new, empty file. eph is this boot's endpoint database.
-var migrations = []func(tx *bolt.Tx, eph *bolt.DB) error{
+// new, empty file.
+var migrations = []func(tx *bolt.Tx, env migrationEnv) error{
 	// 0 -> 1: the buckets.
-	func(tx *bolt.Tx, _ *bolt.DB) error {
+	func(tx *bolt.Tx, _ migrationEnv) error {
 		for _, b := range [][]byte{bucketMeta, bucketNetworks, bucketEndpoints, bucketLeases, bucketLinks} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
@@ -105,13 +121,18 @@ var migrations = []func(tx *bolt.Tx, eph *bolt.DB) error{
 		}
 		return nil
 	},
-	// 1 -> 2: endpoints and leases move to the boot's endpoint database.
-	func(tx *bolt.Tx, eph *bolt.DB) error {
-		err := eph.Update(func(etx *bolt.Tx) error {
-			return copyBuckets(tx, etx, bucketEndpoints, bucketLeases)
-		})
-		if err != nil {
-			return fmt.Errorf("move endpoints to the endpoint database: %w", err)
+	// 1 -> 2: endpoints and leases move to the boot's endpoint database,
+	// unless they were written in an earlier boot: then all their
+	// namespaces are gone, and their inodes and cookies, which count
+	// again from the start each boot, could be mistaken for new ones.
+	func(tx *bolt.Tx, env migrationEnv) error {
+		if !env.earlierBoot {
+			err := env.eph.Update(func(etx *bolt.Tx) error {
+				return copyBuckets(tx, etx, bucketEndpoints, bucketLeases)
+			})
+			if err != nil {
+				return fmt.Errorf("move endpoints to the endpoint database: %w", err)
+			}
 		}
 		for _, b := range [][]byte{bucketEndpoints, bucketLeases} {
 			if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
@@ -122,7 +143,7 @@ var migrations = []func(tx *bolt.Tx, eph *bolt.DB) error{
 	},
 }
 
-func (s *Store) migrate() error {
+func (s *Store) migrate(env migrationEnv) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		v := 0
 		if meta := tx.Bucket(bucketMeta); meta != nil {
@@ -137,7 +158,7 @@ func (s *Store) migrate() error {
 			return fmt.Errorf("schema version %d is newer than this underlayd understands (%d)", v, len(migrations))
 		}
 		for ; v < len(migrations); v++ {
-			if err := migrations[v](tx, s.eph); err != nil {
+			if err := migrations[v](tx, env); err != nil {
 				return fmt.Errorf("migrate schema %d to %d: %w", v, v+1, err)
 			}
 		}
@@ -198,24 +219,25 @@ func (s *Store) CreateNetwork(n api.Network) error {
 }
 
 // DeleteNetwork removes a network and its leases. The caller has checked
-// that no endpoint remains.
+// that no endpoint remains, so the leases bucket is empty: it goes first,
+// and a crash before the network goes too loses nothing.
 func (s *Store) DeleteNetwork(name string) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketNetworks)
-		if b.Get([]byte(name)) == nil {
-			return fmt.Errorf("network %s: %w", name, ErrNotFound)
-		}
-		return b.Delete([]byte(name))
-	})
-	if err != nil {
-		return err
-	}
-	return s.eph.Update(func(tx *bolt.Tx) error {
+	err := s.eph.Update(func(tx *bolt.Tx) error {
 		err := tx.Bucket(bucketLeases).DeleteBucket([]byte(name))
 		if errors.Is(err, bolt.ErrBucketNotFound) {
 			return nil
 		}
 		return err
+	})
+	if err != nil {
+		return fmt.Errorf("network %s: remove leases: %w", name, err)
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketNetworks)
+		if b.Get([]byte(name)) == nil {
+			return fmt.Errorf("network %s: %w", name, ErrNotFound)
+		}
+		return b.Delete([]byte(name))
 	})
 }
 

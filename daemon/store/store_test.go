@@ -2,10 +2,12 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -154,7 +156,7 @@ func TestMigrationMovesEndpoints(t *testing.T) {
 	}
 	ep := api.Endpoint{Network: "n", ContainerID: "c", IfName: "eth0", Addresses: []string{"10.0.0.2/24"}, State: "attached"}
 	err = db.Update(func(tx *bolt.Tx) error {
-		if err := migrations[0](tx, nil); err != nil {
+		if err := migrations[0](tx, migrationEnv{}); err != nil {
 			return err
 		}
 		tx.Bucket(bucketMeta).Put(keyVersion, []byte("1"))
@@ -217,9 +219,15 @@ func TestEndpointsEndWithTheBoot(t *testing.T) {
 	if err := s.PutEndpoint(api.Endpoint{Network: "n", ContainerID: "c", Addresses: []string{"10.0.0.2/24"}}); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.BeginIntent(api.Endpoint{Network: "n", ContainerID: "d", TempName: "ul0123456789"}); err != nil {
+		t.Fatal(err)
+	}
 	s.Close()
 
 	s = boot("11111111-aaaa") // underlayd restarted, same boot
+	if in, _ := s.Intents(); len(in) != 1 {
+		t.Errorf("same boot: intents %+v, want the one recorded", in)
+	}
 	if eps, _ := s.Endpoints(); len(eps) != 1 {
 		t.Errorf("same boot: endpoints %+v, want the one stored", eps)
 	}
@@ -233,6 +241,12 @@ func TestEndpointsEndWithTheBoot(t *testing.T) {
 	if leases, _ := s.Leases("n"); len(leases) != 0 {
 		t.Errorf("after a reboot: leases %v, want none", leases)
 	}
+	if in, _ := s.Intents(); len(in) != 0 {
+		t.Errorf("after a reboot: intents %+v, want none", in)
+	}
+	if dirs, _ := filepath.Glob(filepath.Join(dir, "intents*")); len(dirs) != 1 || filepath.Base(dirs[0]) != "intents-22222222-bbbb" {
+		t.Errorf("intent directories after a reboot: %v, want only this boot's", dirs)
+	}
 	nets, _ := s.Networks()
 	links, _ := s.Links()
 	if len(nets) != 1 || len(links) != 1 {
@@ -241,5 +255,49 @@ func TestEndpointsEndWithTheBoot(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join(dir, "endpoints-*.db"))
 	if len(files) != 1 || filepath.Base(files[0]) != "endpoints-22222222-bbbb.db" {
 		t.Errorf("endpoint databases after a reboot: %v, want only this boot's", files)
+	}
+}
+
+// A version-1 file last written in an earlier boot holds only dead
+// endpoints, whose inodes and cookies a new boot may hand out again: the
+// migration drops them instead of moving them, and keeps the networks.
+func TestMigrationDropsEndpointsOfAnEarlierBoot(t *testing.T) {
+	dir := t.TempDir()
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := api.Endpoint{Network: "n", ContainerID: "c", Addresses: []string{"10.0.0.2/24"}}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := migrations[0](tx, migrationEnv{}); err != nil {
+			return err
+		}
+		tx.Bucket(bucketMeta).Put(keyVersion, []byte("1"))
+		tx.Bucket(bucketNetworks).Put([]byte("n"), []byte(`{"name":"n"}`))
+		return tx.Bucket(bucketEndpoints).Put(EndpointKey(ep), []byte(`{"network":"n","container_id":"c"}`))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stat := filepath.Join(t.TempDir(), "stat")
+	old := procStatPath
+	procStatPath = stat
+	t.Cleanup(func() { procStatPath = old })
+	// The boot began after the file's last write.
+	os.WriteFile(stat, []byte(fmt.Sprintf("cpu 1 2 3\nbtime %d\nprocesses 9\n", time.Now().Add(time.Hour).Unix())), 0o600)
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if eps, _ := s.Endpoints(); len(eps) != 0 {
+		t.Errorf("endpoints of an earlier boot moved: %+v", eps)
+	}
+	if nets, _ := s.Networks(); len(nets) != 1 {
+		t.Errorf("networks: %+v, want n kept", nets)
+	}
+	if v, _ := s.Version(); v != 2 {
+		t.Errorf("version %d, want 2", v)
 	}
 }
