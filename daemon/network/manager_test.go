@@ -160,11 +160,13 @@ func TestPrivilegedInterruptedIntentUndone(t *testing.T) {
 	}
 	// cut: an interface made and renamed, its endpoint never committed.
 	// foreign: an intent naming eth0, where eth0 has another MAC.
+	// twin: eth0 has the intent's MAC but not its address (ipvlan slaves
+	// all have their parent's MAC): someone else's.
 	// retired: a detach committed, its interface renamed, not yet deleted.
 	// done: a committed attach whose intent was not yet removed.
 	cut, foreign, done := tl.NewContainer(t, "ulmi-cut"), tl.NewContainer(t, "ulmi-foreign"), tl.NewContainer(t, "ulmi-done")
-	retired := tl.NewContainer(t, "ulmi-retired")
-	mkIntent := func(c *tl.Container, mac, made string, renamed bool) api.Endpoint {
+	retired, twin := tl.NewContainer(t, "ulmi-retired"), tl.NewContainer(t, "ulmi-twin")
+	mkIntent := func(c *tl.Container, mac, made string, renamed bool, has, want string) api.Endpoint {
 		ns, err := link.OpenPid(c.Pid)
 		if err != nil {
 			t.Fatal(err)
@@ -176,19 +178,24 @@ func TestPrivilegedInterruptedIntentUndone(t *testing.T) {
 		if renamed {
 			name = tmp
 		}
-		if err := link.CreateSlave(ns, link.Slave{Kind: "macvlan", Mode: "bridge", ParentIndex: parent.Index, Name: name, MAC: hw, MTU: 1500}); err != nil {
+		sl := link.Slave{Kind: "macvlan", Mode: "bridge", ParentIndex: parent.Index, Name: name, MAC: hw, MTU: 1500}
+		if has != "" {
+			sl.Addrs = []netip.Prefix{netip.MustParsePrefix(has)}
+		}
+		if err := link.CreateSlave(ns, sl); err != nil {
 			t.Fatal(err)
 		}
 		ep := api.Endpoint{Network: "x", ContainerID: c.ID, IfName: "eth0", MAC: mac, NetnsInode: ns.Inode, NetnsCookie: ns.Cookie,
-			Parent: lan.Uplink, TempName: tmp, State: stateAttached, Created: "2026-11-22T00:00:00Z"}
+			Addresses: []string{want}, Parent: lan.Uplink, TempName: tmp, State: stateAttached, Created: "2026-11-22T00:00:00Z"}
 		if err := s.BeginIntent(ep); err != nil {
 			t.Fatal(err)
 		}
 		return ep
 	}
-	mkIntent(cut, "02:00:00:00:00:01", "02:00:00:00:00:01", false)
-	mkIntent(foreign, "02:00:00:00:00:02", "02:00:00:00:00:99", false)
-	mkIntent(retired, "02:00:00:00:00:03", "02:00:00:00:00:03", true)
+	mkIntent(cut, "02:00:00:00:00:01", "02:00:00:00:00:01", false, "10.88.0.51/24", "10.88.0.51/24")
+	mkIntent(foreign, "02:00:00:00:00:02", "02:00:00:00:00:99", false, "10.88.0.52/24", "10.88.0.52/24")
+	mkIntent(retired, "02:00:00:00:00:03", "02:00:00:00:00:03", true, "", "10.88.0.53/24")
+	mkIntent(twin, "02:00:00:00:00:04", "02:00:00:00:00:04", false, "10.88.0.64/24", "10.88.0.54/24")
 	resp, err := m.Attach(api.AttachRequest{ContainerID: done.ID, Pid: done.Pid, Networks: []api.NetworkAttach{{Name: "x"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -209,6 +216,9 @@ func TestPrivilegedInterruptedIntentUndone(t *testing.T) {
 	}
 	if out, _ := foreign.Exec("ip", "-o", "link", "show", "eth0"); !strings.Contains(out, "02:00:00:00:00:99") {
 		t.Errorf("an eth0 with another MAC was deleted: %q", out)
+	}
+	if out, _ := twin.Exec("ip", "-o", "addr", "show", "eth0"); !strings.Contains(out, "10.88.0.64/24") {
+		t.Errorf("an eth0 with the intent's MAC but another address was deleted: %q", out)
 	}
 	if out, _ := done.Exec("ip", "-o", "addr", "show", "eth0"); !strings.Contains(out, committed.Addresses[0]) {
 		t.Errorf("committed endpoint's eth0 lost its address %s: %q", committed.Addresses[0], out)
