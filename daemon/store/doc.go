@@ -26,8 +26,9 @@
 // transaction, so the store never holds a lease without an endpoint or the
 // reverse.
 //
-// Beside them, intents/<temporary ifname> holds one JSON api.Endpoint per
-// attach or detach in flight (see intents.go); on restart the daemon
-// finishes or undoes what they describe. Older versions recorded
-// the intent as an endpoint in state "attaching"; those are undone too.
+// Beside them, intents-<boot id>/<temporary ifname> holds one JSON
+// api.Endpoint per attach or detach in flight (see intents.go); on restart
+// the daemon finishes or undoes what they describe. Older versions
+// recorded the intent as an endpoint in state "attaching"; those are
+// undone too.
 package store

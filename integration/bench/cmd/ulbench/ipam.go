@@ -161,7 +161,8 @@ type allocResult struct {
 
 // underlayAlloc opens a copy of t on disk, rebuilds the allocator as
 // underlayd does at start, and times Allocate plus the commit of the new
-// endpoint (store.PutEndpoint, one bbolt transaction with fsync); the
+// endpoint (store.PutEndpoint: one transaction in the per-boot endpoint
+// database, which is not fsynced; see daemon/store/ephemeral.go); the
 // lease is released again outside the timing so the fill stays put.
 func underlayAlloc(t *template, dir string, n int) (*allocResult, error) {
 	if err := t.copyTo(dir); err != nil {
