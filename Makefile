@@ -52,6 +52,7 @@ test-unit:
 	$(GO) test -count=1 -run XXX -fuzz FuzzParseAnnotations -fuzztime 100000x ./daemon/api/
 	$(GO) test -count=1 -run XXX -fuzz FuzzWireState -fuzztime 100000x ./daemon/api/
 	$(GO) test -count=1 -run XXX -fuzz FuzzAPIDecode -fuzztime 100000x ./daemon/server/
+	$(GO) test -count=1 -run XXX -fuzz FuzzEndpointRecord -fuzztime 100000x ./daemon/store/
 
 test-privileged: build
 	UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -count=1 -v -run 'TestPrivileged' ./daemon/... ./hook/... ./integration/host/...
@@ -72,6 +73,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzWireState -fuzztime 5m ./daemon/api/
 	$(GO) test -run XXX -fuzz FuzzWireEncode -fuzztime 5m ./daemon/api/
 	$(GO) test -run XXX -fuzz FuzzAPIDecode -fuzztime 5m ./daemon/server/
+	$(GO) test -run XXX -fuzz FuzzEndpointRecord -fuzztime 5m ./daemon/store/
 
 clean:
 	rm -rf $(BIN)

@@ -257,8 +257,8 @@ func (s *Store) Endpoints() ([]api.Endpoint, error) {
 func (s *Store) EachEndpoint(fn func(api.Endpoint) error) error {
 	return s.eph.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEndpoints).ForEach(func(k, v []byte) error {
-			var ep api.Endpoint
-			if err := json.Unmarshal(v, &ep); err != nil {
+			ep, err := decodeEndpoint(v)
+			if err != nil {
 				return fmt.Errorf("endpoint %s: %w", k, err)
 			}
 			return fn(ep)
@@ -289,7 +289,7 @@ func (s *Store) Leases(network string) (map[netip.Addr]string, error) {
 // A lease held by another endpoint is ErrAddressInUse: the compare in
 // compare-and-swap, which a shared store must also provide.
 func (s *Store) PutEndpoint(ep api.Endpoint) error {
-	v, err := json.Marshal(ep)
+	v, err := encodeEndpoint(ep)
 	if err != nil {
 		return err
 	}
