@@ -167,6 +167,19 @@ func OpenPid(pid int) (*Netns, error) {
 	return open(fmt.Sprintf("/proc/%d/ns/net", pid), fmt.Sprintf("network namespace of pid %d", pid))
 }
 
+// ownNetns is the daemon's own network namespace. It never changes, so it
+// is read once, at start, before any goroutine has a thread in a container's
+// namespace (cookieOf): /proc/self names the main thread, which could be
+// one of those for a moment later on.
+var ownNetns = func() func() (unix.Stat_t, error) {
+	var self unix.Stat_t
+	err := unix.Stat("/proc/self/ns/net", &self)
+	if err != nil {
+		err = fmt.Errorf("stat own network namespace: %w", err)
+	}
+	return func() (unix.Stat_t, error) { return self, err }
+}()
+
 func open(path, what string) (*Netns, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -175,14 +188,15 @@ func open(path, what string) (*Netns, error) {
 		}
 		return nil, fmt.Errorf("open %s: %w", what, err)
 	}
-	var st, self unix.Stat_t
+	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("stat %s: %w", what, err)
 	}
-	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
+	self, err := ownNetns()
+	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("stat own network namespace: %w", err)
+		return nil, err
 	}
 	if st.Ino == self.Ino && st.Dev == self.Dev {
 		f.Close()

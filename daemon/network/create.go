@@ -269,7 +269,6 @@ func (m *Manager) Remove(name string) error {
 	if len(st.eps) > 0 {
 		eps := st.all()
 		st.mu.Unlock()
-		sortEndpoints(eps)
 		var names []string
 		for _, ep := range eps {
 			names = append(names, containerName(ep)+" ("+ep.IfName+")")

@@ -175,24 +175,12 @@ func expand(n api.Network, pools []ipam.Pool, rares map[epKey]epRare, k epKey, r
 func (m *Manager) EachEndpoint(fn func(api.Endpoint) error) error {
 	states := m.states()
 	sort.Slice(states, func(i, j int) bool { return states[i].net.Name < states[j].net.Name })
-	type entry struct {
-		k epKey
-		r epRecord
-	}
 	for _, st := range states {
 		st.mu.Lock()
-		entries := make([]entry, 0, len(st.eps))
-		for k, r := range st.eps {
-			entries = append(entries, entry{k, r})
-		}
+		entries := st.sorted()
 		rares := maps.Clone(st.rare)
 		n, pools := st.net, st.alloc.Pools()
 		st.mu.Unlock()
-		// A container has one endpoint per network: its key orders it.
-		sort.Slice(entries, func(i, j int) bool {
-			a, b := entries[i].k, entries[j].k
-			return a.ns < b.ns || a.ns == b.ns && a.id < b.id
-		})
 		for i := range entries {
 			if err := fn(expand(n, pools, rares, entries[i].k, &entries[i].r)); err != nil {
 				return err
@@ -200,6 +188,27 @@ func (m *Manager) EachEndpoint(fn func(api.Endpoint) error) error {
 		}
 	}
 	return nil
+}
+
+// entry is a copied record and its key.
+type entry struct {
+	k epKey
+	r epRecord
+}
+
+// sorted copies the network's records in namespace, container order (a
+// container has one endpoint per network, so its key orders it). The
+// caller holds st.mu.
+func (st *netState) sorted() []entry {
+	entries := make([]entry, 0, len(st.eps))
+	for k, r := range st.eps {
+		entries = append(entries, entry{k, r})
+	}
+	sort.Slice(entries, func(i, j int) bool {
+		a, b := entries[i].k, entries[j].k
+		return a.ns < b.ns || a.ns == b.ns && a.id < b.id
+	})
+	return entries
 }
 
 // The table itself; the caller holds st.mu.
@@ -222,11 +231,13 @@ func (st *netState) remove(k epKey) {
 	delete(st.rare, k)
 }
 
-// all expands every endpoint of the network, unsorted.
+// all expands every endpoint of the network, in Endpoints' order. The
+// caller holds st.mu.
 func (st *netState) all() []api.Endpoint {
-	out := make([]api.Endpoint, 0, len(st.eps))
-	for k, r := range st.eps {
-		out = append(out, st.endpoint(k, &r))
+	entries := st.sorted()
+	out := make([]api.Endpoint, len(entries))
+	for i := range entries {
+		out[i] = st.endpoint(entries[i].k, &entries[i].r)
 	}
 	return out
 }

@@ -326,15 +326,18 @@ func (m *Manager) Inspect(name string) (api.Network, error) {
 	n := st.net
 	n.Endpoints = st.all()
 	st.mu.Unlock()
-	sortEndpoints(n.Endpoints)
 	n.ParentInfo = m.parentInfo(n)
 	return n, nil
 }
 
-// Endpoints returns every endpoint, sorted by network, container, ifname.
+// Endpoints returns every endpoint, sorted by network, namespace and
+// container.
 func (m *Manager) Endpoints() []api.Endpoint {
-	out := m.endpointsWhere(func(epKey, *epRecord) bool { return true })
-	sortEndpoints(out)
+	var out []api.Endpoint
+	_ = m.EachEndpoint(func(ep api.Endpoint) error {
+		out = append(out, ep)
+		return nil
+	})
 	return out
 }
 
@@ -396,21 +399,6 @@ func (m *Manager) EndpointCount() int {
 		st.mu.Unlock()
 	}
 	return n
-}
-
-func sortEndpoints(eps []api.Endpoint) {
-	sort.Slice(eps, func(i, j int) bool {
-		a, b := &eps[i], &eps[j]
-		switch {
-		case a.Network != b.Network:
-			return a.Network < b.Network
-		case a.Namespace != b.Namespace:
-			return a.Namespace < b.Namespace
-		case a.ContainerID != b.ContainerID:
-			return a.ContainerID < b.ContainerID
-		}
-		return ifIndex(a.IfName) < ifIndex(b.IfName)
-	})
 }
 
 func (m *Manager) parentInfo(n api.Network) *api.ParentInfo {

@@ -84,6 +84,24 @@ func (m *Manager) releaseDead(dead []api.Endpoint, why string, findNS bool) (int
 	for _, ep := range dead {
 		byNet[ep.Network] = append(byNet[ep.Network], ep)
 	}
+	// Each namespace is looked for once (a walk of /proc), and before any
+	// network's lock is taken: a container on several networks has one.
+	namespaces := map[[2]uint64]*link.Netns{}
+	if findNS {
+		for _, ep := range dead {
+			k := [2]uint64{ep.NetnsInode, ep.NetnsCookie}
+			if _, ok := namespaces[k]; !ok {
+				namespaces[k] = link.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0)
+			}
+		}
+		defer func() {
+			for _, ns := range namespaces {
+				if ns != nil {
+					ns.Close()
+				}
+			}
+		}()
+	}
 	n := 0
 	for name, eps := range byNet {
 		st, err := m.network(name)
@@ -99,19 +117,9 @@ func (m *Manager) releaseDead(dead []api.Endpoint, why string, findNS bool) (int
 			}
 			m.log.Info("releasing dead endpoint", "network", c.Network, "container", containerName(c),
 				"ifname", c.IfName, "reason", why)
-			r := release{ep: c}
-			if findNS {
-				r.ns = link.FindNetns(c.NetnsInode, c.NetnsCookie, 0)
-			}
-			cur = append(cur, r)
+			cur = append(cur, release{ep: c, ns: namespaces[[2]uint64{c.NetnsInode, c.NetnsCookie}]})
 		}
-		err = m.releaseAllLocked(st, cur)
-		for _, r := range cur {
-			if r.ns != nil {
-				r.ns.Close()
-			}
-		}
-		if err != nil {
+		if err := m.releaseAllLocked(st, cur); err != nil {
 			st.mu.Unlock()
 			return n, fmt.Errorf("release dead endpoints of %s: %w", name, err)
 		}

@@ -52,8 +52,7 @@ type OwnedLink struct {
 type Store struct {
 	db      *bolt.DB // durable: networks and owned links
 	eph     *bolt.DB // this boot's endpoints and leases; see ephemeral.go
-	dir     string
-	intents string // this boot's intent directory; see intents.go
+	intents string   // this boot's intent directory; see intents.go
 }
 
 // Open opens (creating if needed) the database in dir. A database held by
@@ -77,7 +76,7 @@ func Open(dir string) (*Store, error) {
 	}
 	// From here on this process holds the state dir: files of earlier
 	// boots are nobody's.
-	s := &Store{db: db, dir: dir}
+	s := &Store{db: db}
 	if s.intents, err = makeIntentDir(dir, boot); err != nil {
 		db.Close()
 		return nil, err
