@@ -273,9 +273,9 @@ func TestPrivilegedDetachLiveNamespace(t *testing.T) {
 	}
 }
 
-// EachEndpoint, which streams endpoint ls, gives what Endpoints gives, in
-// the same order, across networks and namespaces.
-func TestPrivilegedEachEndpointMatchesEndpoints(t *testing.T) {
+// endpoint ls (EachEndpoint, streamed) lists endpoints by network, then
+// namespace, then container, each with what attach recorded.
+func TestPrivilegedEndpointListOrder(t *testing.T) {
 	tl.Require(t)
 	m, s := newManager(t, t.TempDir())
 	defer s.Close()
@@ -285,21 +285,31 @@ func TestPrivilegedEachEndpointMatchesEndpoints(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	attached := map[string]api.Endpoint{}
 	for i, id := range []string{"ulme-c", "ulme-a", "ulme-b"} {
 		c := tl.NewContainer(t, id)
 		ns := []string{"", "k8s.io", "default"}[i]
-		if _, err := m.Attach(api.AttachRequest{Namespace: ns, ContainerID: c.ID, Pid: c.Pid,
-			Networks: []api.NetworkAttach{{Name: "zz"}, {Name: "aa"}}}); err != nil {
+		resp, err := m.Attach(api.AttachRequest{Namespace: ns, ContainerID: c.ID, Pid: c.Pid,
+			Networks: []api.NetworkAttach{{Name: "zz"}, {Name: "aa"}}})
+		if err != nil {
 			t.Fatal(err)
 		}
+		for _, ep := range resp.Endpoints {
+			attached[ep.Network+"/"+ep.Namespace+"/"+ep.ContainerID] = ep
+		}
 	}
-	var streamed []api.Endpoint
-	if err := m.EachEndpoint(func(ep api.Endpoint) error { streamed = append(streamed, ep); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	want := m.Endpoints()
-	if len(want) != 6 || fmt.Sprint(streamed) != fmt.Sprint(want) {
-		t.Errorf("EachEndpoint gave\n%v\nEndpoints gives\n%v", streamed, want)
+	var got []string
+	err := m.EachEndpoint(func(ep api.Endpoint) error {
+		key := ep.Network + "/" + ep.Namespace + "/" + ep.ContainerID
+		if want := attached[key]; fmt.Sprint(ep) != fmt.Sprint(want) {
+			t.Errorf("listed %+v, attach recorded %+v", ep, want)
+		}
+		got = append(got, key)
+		return nil
+	})
+	want := []string{"aa//ulme-c", "aa/default/ulme-b", "aa/k8s.io/ulme-a", "zz//ulme-c", "zz/default/ulme-b", "zz/k8s.io/ulme-a"}
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("listed %v (%v), want %v", got, err, want)
 	}
 }
 
@@ -308,8 +318,6 @@ func TestPrivilegedEachEndpointMatchesEndpoints(t *testing.T) {
 // ipvlan refuses an address that any slave of the parent holds, up or down
 // (a detach strips the addresses before answering), and a passthru parent
 // takes one slave at a time (there a detach deletes before answering).
-// The kernel's rtnl lock often serialises the deletion before the next
-// attach anyway, so this guards the behaviour more than the window.
 // (VM: ipvlan.)
 func TestVMReleasedAtOnceWhileDeleting(t *testing.T) {
 	tl.RequireVM(t)
@@ -329,10 +337,17 @@ func TestVMReleasedAtOnceWhileDeleting(t *testing.T) {
 		if _, err := m.Detach(api.DetachRequest{ContainerID: a.ID, Pid: a.Pid}); err != nil {
 			t.Fatal(err)
 		}
-		// a's namespace lives on, its interface is still being deleted;
-		// b asks for the same address at once.
+		// a's namespace lives on, its interface is still being deleted,
+		// and nothing in it holds the address any more; b asks for the
+		// same address at once and gets it.
+		if out, _ := a.Exec("ip", "-o", "addr", "show"); strings.Contains(out, "10.59.0.9") {
+			t.Fatalf("round %d: after detach a's namespace still holds the address:\n%s", i, out)
+		}
 		if _, err := m.Attach(api.AttachRequest{ContainerID: b.ID, Pid: b.Pid, Networks: want}); err != nil {
 			t.Fatalf("round %d: the address a just released: %v", i, err)
+		}
+		if out, _ := b.Exec("ip", "-o", "addr", "show", "eth0"); !strings.Contains(out, "10.59.0.9/24") {
+			t.Fatalf("round %d: b's eth0 lacks 10.59.0.9/24:\n%s", i, out)
 		}
 		if _, err := m.Detach(api.DetachRequest{ContainerID: b.ID, Pid: b.Pid}); err != nil {
 			t.Fatal(err)

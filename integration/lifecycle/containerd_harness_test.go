@@ -165,7 +165,7 @@ func (c *containerd) stop() {
 
 // ctr runs the flavor's ctr against this containerd and namespace.
 func (c *containerd) ctr(args ...string) (string, error) {
-	return runStdout(60*time.Second, c.f.env(), c.f.path("ctr"), append([]string{"--address", c.sock, "--namespace", c.ns}, args...)...)
+	return tl.RunStdout(60*time.Second, c.f.env(), c.f.path("ctr"), append([]string{"--address", c.sock, "--namespace", c.ns}, args...)...)
 }
 
 func (c *containerd) mustCtr(t *testing.T, args ...string) string {

@@ -180,9 +180,7 @@ func TestPrivilegedHookPidGone(t *testing.T) {
 	}
 	fs := newFakes(t)
 	c := fs.mustStart(t, "ull7-c")
-	if out, err := u.hook("createRuntime", c.state("", annFor(network))); err != nil {
-		t.Fatalf("attach: %v: %s", err, out)
-	}
+	u.mustHook(t, "createRuntime", c, network)
 	if got, _ := eth0Addr(c.pid); got != "10.87.0.2/24" {
 		t.Errorf("next container got %q, want the first address 10.87.0.2/24: the failed attach kept a lease", got)
 	}
@@ -197,9 +195,7 @@ func TestPrivilegedParentDeleted(t *testing.T) {
 	lan, u, network := newNetwork(t, "ull8", "10.88.0")
 	fs := newFakes(t)
 	a, b := fs.mustStart(t, "ull8-a"), fs.mustStart(t, "ull8-b")
-	if out, err := u.hook("createRuntime", a.state("", annFor(network))); err != nil {
-		t.Fatalf("attach a: %v: %s", err, out)
-	}
+	u.mustHook(t, "createRuntime", a, network)
 	tl.MustRun(t, "ip", "link", "del", lan.Uplink)
 
 	out, err := u.hook("createRuntime", b.state("", annFor(network)))
@@ -230,9 +226,7 @@ func TestPrivilegedParentDeleted(t *testing.T) {
 	}
 
 	tl.NewLAN(t, "ull8", "10.88.0.1/24")
-	if out, err := u.hook("createRuntime", b.state("", annFor(network))); err != nil {
-		t.Fatalf("attach after the parent came back: %v: %s", err, out)
-	}
+	u.mustHook(t, "createRuntime", b, network)
 	if got, _ := eth0Addr(b.pid); got != "10.88.0.2/24" {
 		t.Errorf("attach after the parent came back got %q, want 10.88.0.2/24", got)
 	}
@@ -247,9 +241,7 @@ func TestPrivilegedEndpointPrune(t *testing.T) {
 	fs := newFakes(t)
 	a, b := fs.mustStart(t, "ullp-a"), fs.mustStart(t, "ullp-b")
 	for _, f := range []*fake{a, b} {
-		if out, err := u.hook("createRuntime", f.state("", annFor(network))); err != nil {
-			t.Fatalf("attach %s: %v: %s", f.id, err, out)
-		}
+		u.mustHook(t, "createRuntime", f, network)
 	}
 	addrA, _ := eth0Addr(a.pid)
 	a.kill() // no poststop, no event

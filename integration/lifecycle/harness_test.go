@@ -67,26 +67,6 @@ func run(timeout time.Duration, env []string, name string, args ...string) (stri
 	return out.String(), nil
 }
 
-// runStdout is run that returns stdout only (stderr goes into the error):
-// for commands whose output is parsed, such as ctr, which may print
-// warnings on stderr.
-func runStdout(timeout time.Duration, env []string, name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	if env != nil {
-		cmd.Env = env
-	}
-	cmd.WaitDelay = 2 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("%s %s: %w: %s", filepath.Base(name), strings.Join(args, " "), err,
-			strings.TrimSpace(stderr.String()+stdout.String()))
-	}
-	return stdout.String(), nil
-}
-
 // waitFor polls cond every step until it returns nil or timeout passes, and
 // returns how long it took.
 func waitFor(timeout, step time.Duration, cond func() error) (time.Duration, error) {
@@ -294,6 +274,15 @@ func (u *underlayd) endpoints() ([]endpointRow, error) {
 			Addresses: strings.Split(f[3], ","), MAC: f[4], State: f[5]})
 	}
 	return rows, nil
+}
+
+// mustHook runs the hook at stage (createRuntime or poststop) for f on
+// network and stops the test if it fails.
+func (u *underlayd) mustHook(t *testing.T, stage string, f *fake, network string) {
+	t.Helper()
+	if out, err := u.hook(stage, f.state("", annFor(network))); err != nil {
+		t.Fatalf("%s of %s: %v: %s", stage, f.id, err, out)
+	}
 }
 
 func (u *underlayd) mustEndpoints(t *testing.T) []endpointRow {

@@ -88,9 +88,7 @@ func TestPrivilegedKilledMidAttach(t *testing.T) {
 			if err := u.start(); err != nil && !strings.Contains(err.Error(), "already running") {
 				t.Fatal(err)
 			}
-			if out, err := u.hook("poststop", f.state("", annFor(network))); err != nil {
-				t.Fatalf("detach: %v: %s", err, out)
-			}
+			u.mustHook(t, "poststop", f, network)
 			f.kill()
 			continue
 		}
@@ -125,9 +123,7 @@ func TestPrivilegedKilledMidAttach(t *testing.T) {
 		switch {
 		case committed && len(links) == 1 && links[0].Name == row.IfName && strings.Join(links[0].Addrs, ",") == strings.Join(row.Addresses, ","):
 			late++
-			if out, err := u.hook("poststop", f.state("", annFor(network))); err != nil {
-				t.Fatalf("detach: %v: %s", err, out)
-			}
+			u.mustHook(t, "poststop", f, network)
 		case committed:
 			t.Errorf("try %d: after the restart the store has %s but the container has %+v", i, row, links)
 		case len(links) != 0:
@@ -148,9 +144,7 @@ func TestPrivilegedKilledMidAttach(t *testing.T) {
 	}
 	// Nothing leased: the next container gets the first address.
 	c := fs.mustStart(t, "ullk-c")
-	if out, err := u.hook("createRuntime", c.state("", annFor(network))); err != nil {
-		t.Fatalf("attach after the crashes: %v: %s", err, out)
-	}
+	u.mustHook(t, "createRuntime", c, network)
 	if got, _ := eth0Addr(c.pid); got != "10.92.0.2/24" {
 		t.Errorf("attach after the crashes got %q, want the first address 10.92.0.2/24", got)
 	}
@@ -166,9 +160,7 @@ func TestPrivilegedNetnsInodeReused(t *testing.T) {
 	_, u, network := newNetwork(t, "ullr", "10.93.0")
 	fs := newFakes(t)
 	a := fs.mustStart(t, "ullr-a")
-	if out, err := u.hook("createRuntime", a.state("", annFor(network))); err != nil {
-		t.Fatalf("attach a: %v: %s", err, out)
-	}
+	u.mustHook(t, "createRuntime", a, network)
 	addrA, _ := eth0Addr(a.pid)
 	inode := a.inode
 	a.kill() // no poststop, no event
@@ -185,9 +177,7 @@ func TestPrivilegedNetnsInodeReused(t *testing.T) {
 	if b == nil {
 		t.Skipf("no new namespace got inode %d in 100 tries", inode)
 	}
-	if out, err := u.hook("createRuntime", b.state("", annFor(network))); err != nil {
-		t.Fatalf("attach %s: %v: %s", b.id, err, out)
-	}
+	u.mustHook(t, "createRuntime", b, network)
 	addrB, err := eth0Addr(b.pid)
 	if err != nil {
 		t.Fatal(err)
@@ -247,9 +237,7 @@ func TestPrivilegedNetnsVanishesMidAttach(t *testing.T) {
 		}
 	}
 	c := fs.mustStart(t, "ullv-c")
-	if out, err := u.hook("createRuntime", c.state("", annFor(network))); err != nil {
-		t.Fatalf("attach: %v: %s", err, out)
-	}
+	u.mustHook(t, "createRuntime", c, network)
 	if got, _ := eth0Addr(c.pid); got != "10.95.0.2/24" {
 		t.Errorf("next container got %q, want the first address 10.95.0.2/24", got)
 	}

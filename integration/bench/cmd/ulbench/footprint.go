@@ -7,9 +7,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"time"
-
-	"github.com/underlay/underlay/daemon/network"
-	"github.com/underlay/underlay/daemon/store"
 )
 
 // rss starts underlayd on a copy of t, waits for it to settle, and reads
@@ -81,15 +78,11 @@ func inprocHeap(t *template, dir, profile string) (liveMiB float64, err error) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	st, err := store.Open(dir)
+	m, _, closeStore, err := openManager(dir)
 	if err != nil {
 		return
 	}
-	defer st.Close()
-	m, err := network.New(st, discardLog())
-	if err != nil {
-		return
-	}
+	defer closeStore()
 	if _, err = m.Reconcile(); err != nil {
 		return
 	}

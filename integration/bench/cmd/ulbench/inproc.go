@@ -62,6 +62,22 @@ func (s *timedStore) take() (time.Duration, int) {
 
 func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
+// openManager opens the state in dir as underlayd does at start: the store
+// (with its writes timed) and the manager loaded from it. close closes the
+// store once the manager's background work is done.
+func openManager(dir string) (m *network.Manager, ts *timedStore, close func(), err error) {
+	st, err := store.Open(dir)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ts = &timedStore{Store: st}
+	if m, err = network.New(ts, discardLog()); err != nil {
+		st.Close()
+		return nil, nil, nil, err
+	}
+	return m, ts, func() { m.Wait(); st.Close() }, nil
+}
+
 // inprocResult is the daemon-side cost of attach and detach, without the
 // hook process and the HTTP round trip, split into store commits and the
 // rest (mostly netlink).
@@ -77,16 +93,11 @@ type inprocResult struct {
 // disk and the kernel see the same pattern (fsync after idle, other links
 // being made).
 func inprocAttach(dir string, n int, profile string, others []*contender) (*inprocResult, error) {
-	st, err := store.Open(dir)
+	m, ts, closeStore, err := openManager(dir)
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
-	ts := &timedStore{Store: st}
-	m, err := network.New(ts, discardLog())
-	if err != nil {
-		return nil, err
-	}
+	defer closeStore()
 	if _, err := m.Create(api.NetworkCreate{Name: "ulbinproc", Driver: "macvlan", Subnets: []string{"10.204.0.0/16"},
 		Gateways: []string{"10.204.0.1"}, Options: map[string]string{"parent": parentInproc}}); err != nil {
 		return nil, err
@@ -167,22 +178,17 @@ func inprocAttach(dir string, n int, profile string, others []*contender) (*inpr
 // the reconcile underlayd runs at start, timing its store commits, with a
 // CPU profile.
 func inprocReconcile(dir, profile string) (total, load, storeTime time.Duration, commits, released int, err error) {
-	t0 := time.Now()
-	st, err := store.Open(dir)
-	if err != nil {
-		return
-	}
-	defer st.Close()
-	ts := &timedStore{Store: st}
 	stop, err := startProfile(profile)
 	if err != nil {
 		return
 	}
 	defer stop()
-	m, err := network.New(ts, discardLog())
+	t0 := time.Now()
+	m, ts, closeStore, err := openManager(dir)
 	if err != nil {
 		return
 	}
+	defer closeStore()
 	load = time.Since(t0)
 	ts.take()
 	released, err = m.Reconcile()
@@ -290,15 +296,11 @@ func detachUnknown(t *template, dir string, n int, profile string) ([]time.Durat
 	if err := t.copyTo(dir); err != nil {
 		return nil, err
 	}
-	st, err := store.Open(dir)
+	m, _, closeStore, err := openManager(dir)
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
-	m, err := network.New(st, discardLog())
-	if err != nil {
-		return nil, err
-	}
+	defer closeStore()
 	if got := len(m.Endpoints()); got != len(t.Leases) {
 		return nil, fmt.Errorf("loaded %d endpoints, want %d", got, len(t.Leases))
 	}

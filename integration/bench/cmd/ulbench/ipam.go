@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/underlay/underlay/daemon/api"
-	"github.com/underlay/underlay/daemon/network"
 	"github.com/underlay/underlay/daemon/store"
 	"github.com/underlay/underlay/ipam"
 	"golang.org/x/sys/unix"
@@ -88,15 +87,12 @@ type nsID struct{ Inode, Cookie uint64 }
 // would) and writes one endpoint per lease through the store, each
 // recording the namespace ns (a live one keeps them alive at restart).
 func makeTemplate(dir, net string, leases []netip.Addr, ns nsID) (*template, error) {
-	st, err := store.Open(dir)
+	m, ts, closeStore, err := openManager(dir)
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
-	m, err := network.New(st, discardLog())
-	if err != nil {
-		return nil, err
-	}
+	defer closeStore()
+	st := ts.Store
 	req := api.NetworkCreate{Name: net, Driver: "macvlan", Options: map[string]string{"parent": parentInproc}}
 	bits := 16
 	if net == fill6Net {
