@@ -56,6 +56,8 @@ test-unit:
 
 test-privileged: build
 	UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -count=1 -v -run 'TestPrivileged' ./daemon/... ./hook/... ./integration/host/...
+	# Attaches to one network run in parallel: their locking again, with -race.
+	CGO_ENABLED=1 UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -race -count=1 -run 'TestPrivileged(Parallel|Concurrent)' ./daemon/network/
 	UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -count=1 -v -timeout 20m ./integration/lifecycle/
 
 test-runtime: build
@@ -83,6 +85,6 @@ include integration/vm/vm.mk
 # on a kernel that has ipvlan, 802.1q and dummy. The rest of the privileged
 # tests run on the host (make test-privileged), where they are faster.
 VM_TEST_PKGS += ./integration/host/ ./daemon/network/
-VM_TEST_RUN = TestVM|TestPrivileged(MacvlanModes|PassthruOneEndpoint|MissingKernelFeature|SeedPubNet|SeedDualStack)
+VM_TEST_RUN = TestVM|TestPrivileged(MacvlanModes|PassthruOneEndpoint|MissingKernelFeature|SeedPubNet|SeedDualStack|IPv4OnlyHasNoIPv6|AnnounceUpdatesRouter)
 test-vm: build
 test-vm: export UNDERLAY_VM_BIN := $(BIN)

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"strings"
 	"syscall"
 
@@ -110,32 +109,16 @@ type Netns struct {
 // endpoint recorded by inode and cookie cannot be mistaken for a new
 // container that got the dead one's inode. 0 when it cannot be read.
 func cookieOf(f *os.File) uint64 {
-	runtime.LockOSThread()
-	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return 0
-	}
-	defer unix.Close(orig)
-	if unix.Setns(int(f.Fd()), unix.CLONE_NEWNET) != nil {
-		runtime.UnlockOSThread()
-		return 0
-	}
-	fd, sockErr := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if unix.Setns(orig, unix.CLONE_NEWNET) != nil {
-		// Stay locked: the runtime ends a locked thread with its
-		// goroutine, so it never serves others in the wrong namespace.
-		if sockErr == nil {
-			unix.Close(fd)
+	var c uint64
+	_ = (&Netns{f: f}).Do(func() error {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
 		}
-		return 0
-	}
-	runtime.UnlockOSThread()
-	if sockErr != nil {
-		return 0
-	}
-	defer unix.Close(fd)
-	c, _ := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+		defer unix.Close(fd)
+		c, err = unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+		return err
+	})
 	return c
 }
 

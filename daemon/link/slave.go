@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -30,6 +31,26 @@ type Slave struct {
 	DevRoutes bool
 	// DevRouteFamilies are the families (4, 6) that get `default dev`.
 	DevRouteFamilies []int
+	// DisableIPv6 turns IPv6 off on the interface (a network without an
+	// IPv6 subnet), so that the LAN's router advertisements give it none.
+	DisableIPv6 bool
+	// Steps, if set, is told the wall time of each kernel step.
+	Steps func(step string, d time.Duration)
+}
+
+// steps reports consecutive steps to a Slave's Steps.
+type steps struct {
+	report func(string, time.Duration)
+	last   time.Time
+}
+
+func (t *steps) step(name string) {
+	if t.report == nil {
+		return
+	}
+	now := time.Now()
+	t.report(name, now.Sub(t.last))
+	t.last = now
 }
 
 var macvlanModes = map[string]netlink.MacvlanMode{
@@ -95,9 +116,14 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 	default:
 		return fmt.Errorf("unknown driver %q", s.Kind)
 	}
+	t := steps{report: s.Steps}
+	if t.report != nil {
+		t.last = time.Now()
+	}
 	if err := netlink.LinkAdd(l); err != nil {
 		return fmt.Errorf("create %s on parent: %w", s.Kind, createErr(s.Kind, err))
 	}
+	t.step("create")
 	h, err := handleAt(ns)
 	if err != nil {
 		return err
@@ -107,11 +133,16 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 	if err != nil {
 		return fmt.Errorf("find new %s %s in container: %w", s.Kind, tmp, err)
 	}
+	t.step("look up")
 	defer func() {
 		if err != nil {
 			_ = h.LinkDel(created)
 		}
 	}()
+	if err := setDevConf(ns, tmp, devConfFor(s)); err != nil {
+		return err
+	}
+	t.step("sysctl")
 	for _, p := range s.Addrs {
 		a := &netlink.Addr{IPNet: prefixNet(p)}
 		if p.Addr().Is6() {
@@ -123,23 +154,23 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 			return fmt.Errorf("add address %s to %s: %w", p, s.Name, err)
 		}
 	}
+	t.step("address")
 	if err := h.LinkSetName(created, s.Name); err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("rename to %s: the container already has an interface %s", s.Name, s.Name)
 		}
 		return fmt.Errorf("rename %s to %s: %w", tmp, s.Name, err)
 	}
-	return bringUp(ns, h, created, s)
-}
-
-func bringUp(ns *Netns, h *netlink.Handle, l netlink.Link, s Slave) error {
-	if err := h.LinkSetUp(l); err != nil {
+	t.step("rename")
+	// Up: the kernel announces the addresses now (devconf.go).
+	if err := h.LinkSetUp(created); err != nil {
 		return fmt.Errorf("bring %s up: %w", s.Name, err)
 	}
-	if err := addDefaultRoutes(h, l, s); err != nil {
+	t.step("up + announce")
+	if err := addDefaultRoutes(h, created, s); err != nil {
 		return err
 	}
-	announce(ns, h, l, s)
+	t.step("route")
 	return nil
 }
 

@@ -28,7 +28,12 @@ func (m *Manager) Attach(req api.AttachRequest) (api.AttachResponse, error) {
 	if err := validateAttach(req); err != nil {
 		return api.AttachResponse{}, err
 	}
+	key := containerName(api.Endpoint{Namespace: req.Namespace, ContainerID: req.ContainerID})
+	m.containers.Lock(key)
+	defer m.containers.Unlock(key)
+	t := m.timer()
 	ns, err := link.OpenPid(req.Pid)
+	t.step("netns")
 	if err != nil {
 		return api.AttachResponse{}, invalid("container %s: %v", req.ContainerID, err)
 	}
@@ -109,15 +114,58 @@ func (u *undoList) run() {
 	*u = nil
 }
 
+// attachOne attaches the container to one network in three phases. The
+// network's lock covers only what must be serial: the rules, the choice of
+// addresses (reserve) and the commit. The kernel work between them runs
+// unlocked, so attaches to one network proceed in parallel; the reserved
+// addresses keep them apart, and the pending count keeps the network (and
+// a passthru parent) from being given away meanwhile. The container's own
+// lock (Attach) keeps two attaches of one container apart.
 func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na api.NetworkAttach, routed map[int]bool) (ep api.Endpoint, err error) {
 	st, err := m.network(na.Name)
 	if err != nil {
 		return ep, err
 	}
+	var undo undoList
+	defer func() {
+		if err != nil {
+			undo.run()
+		}
+	}()
+	t := m.timer()
+	ep, addrs, done, err := m.reserve(st, ns, req, idx, na, &undo)
+	t.step("reserve")
+	if err != nil || done {
+		return ep, err
+	}
+	n := st.net
+	parent, mtu, err := m.parentFor(n)
+	t.step("parent")
+	if err != nil {
+		return ep, err
+	}
+	slave, err := planSlave(st, &ep, na, parent, mtu, addrs, routed)
+	if err != nil {
+		return ep, err
+	}
+	slave.Steps = m.Steps
+	if err := m.createAndCommit(st, ns, &ep, slave, &undo); err != nil {
+		return ep, err
+	}
+	m.log.Info("attached", "network", n.Name, "container", containerName(ep), "ifname", ep.IfName,
+		"addresses", strings.Join(ep.Addresses, ","), "mac", ep.MAC)
+	return ep, nil
+}
+
+// reserve applies the network's rules and leases the endpoint's addresses
+// under the network's lock, counting the attach as pending until it
+// commits or rolls back. done reports a repeated hook for an endpoint that
+// is already whole: ep is that endpoint and nothing else is to do.
+func (m *Manager) reserve(st *netState, ns *link.Netns, req api.AttachRequest, idx int, na api.NetworkAttach, undo *undoList) (ep api.Endpoint, addrs []netip.Prefix, done bool, err error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.removed {
-		return ep, fmt.Errorf("network %s: %w", na.Name, ErrNotFound)
+		return ep, nil, false, fmt.Errorf("network %s: %w", na.Name, ErrNotFound)
 	}
 	n := st.net
 	ep = api.Endpoint{Network: n.Name, Namespace: req.Namespace, ContainerID: req.ContainerID,
@@ -126,46 +174,27 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	prefer := st.recent[keyOf(ep)]
 	if old, ok := st.get(keyOf(ep)); ok {
 		if ns.Same(old.NetnsInode, old.NetnsCookie) && old.State == stateAttached {
-			return old, nil // the hook ran twice for the same container
+			return old, nil, true, nil // the hook ran twice for the same container
 		}
 		// A restarted container: its old namespace is gone. Give back the
 		// old lease and try to keep the same addresses.
 		prefer = addrsOf(old)
 		if err := m.releaseLocked(st, old, nil); err != nil {
-			return ep, err
+			return ep, nil, false, err
 		}
 		defer m.releaseParent(old.Parent)
 	}
 	if err := checkAttach(st, na); err != nil {
-		return ep, err
+		return ep, nil, false, err
 	}
-
-	var undo undoList
-	defer func() {
-		if err != nil {
-			undo.run()
-		}
-	}()
+	st.pending++
+	undo.add(func() { st.mu.Lock(); st.pending--; st.mu.Unlock() })
+	// Counted before the parent is looked up or made, so that no
+	// concurrent last detach removes an owned parent under this attach.
 	m.addRef(n.Parent, 1)
 	undo.add(func() { m.addRef(n.Parent, -1); m.releaseParent(n.Parent) })
-	parent, mtu, err := m.parentFor(n)
-	if err != nil {
-		return ep, err
-	}
-	addrs, err := m.takeAddresses(st, na, prefer, &undo)
-	if err != nil {
-		return ep, err
-	}
-	slave, err := planSlave(st, &ep, na, parent, mtu, addrs, routed)
-	if err != nil {
-		return ep, err
-	}
-	if err := m.createAndCommit(st, ns, &ep, slave, &undo); err != nil {
-		return ep, err
-	}
-	m.log.Info("attached", "network", n.Name, "container", containerName(ep), "ifname", ep.IfName,
-		"addresses", strings.Join(ep.Addresses, ","), "mac", ep.MAC)
-	return ep, nil
+	addrs, err = m.takeAddresses(st, na, prefer, undo)
+	return ep, addrs, false, err
 }
 
 // parentFor makes sure n's parent exists and returns it with the MTU the
@@ -192,6 +221,9 @@ func planSlave(st *netState, ep *api.Endpoint, na api.NetworkAttach, parent link
 	slave := link.Slave{Kind: n.Driver, Mode: n.Mode, Flag: n.Flag, ParentIndex: parent.Index,
 		Name: ep.IfName, MTU: mtu, Addrs: addrs, DevRoutes: n.Driver == "ipvlan" && n.Mode != "l2"}
 	pools := st.alloc.Pools()
+	// Like Docker: no IPv6 subnet, no IPv6 at all on the interface, so a
+	// router advertisement on the LAN cannot give the container any.
+	slave.DisableIPv6 = !hasFamily(pools, 6)
 	for _, a := range addrs {
 		ep.Addresses = append(ep.Addresses, a.String())
 		fam := 4
@@ -222,10 +254,12 @@ func planSlave(st *netState, ep *api.Endpoint, na api.NetworkAttach, parent link
 	return slave, nil
 }
 
-// createAndCommit records the attach's intent, creates the interface and
-// commits the endpoint: once, when the interface is ready. A restart after
-// a crash undoes an intent whose endpoint never came.
+// createAndCommit records the attach's intent, creates the interface
+// (unlocked) and commits the endpoint under the network's lock: once, when
+// the interface is ready. A restart after a crash undoes an intent whose
+// endpoint never came.
 func (m *Manager) createAndCommit(st *netState, ns *link.Netns, ep *api.Endpoint, slave link.Slave, undo *undoList) error {
+	t := m.timer()
 	var err error
 	if slave.TempName, err = link.NewTempName(); err != nil {
 		return err
@@ -236,16 +270,22 @@ func (m *Manager) createAndCommit(st *netState, ns *link.Netns, ep *api.Endpoint
 		return err
 	}
 	undo.add(func() { m.store.EndIntent(intent) })
+	t.step("intent")
 	if err := link.CreateSlave(ns, slave); err != nil {
 		return err
 	}
 	undo.add(func() { _ = link.DeleteSlave(ns, ep.IfName) })
+	t.reset()
 	ep.State = stateAttached
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	if err := m.store.PutEndpoint(*ep); err != nil {
 		return fmt.Errorf("record endpoint: %w", err)
 	}
-	m.store.EndIntent(intent)
+	st.pending--
 	st.put(*ep, m.intern)
+	m.store.EndIntent(intent)
+	t.step("commit")
 	return nil
 }
 
@@ -255,10 +295,14 @@ func checkAttach(st *netState, na api.NetworkAttach) error {
 	if n.Driver == "ipvlan" && na.MAC != "" {
 		return invalid("ipvlan containers share the parent's MAC address, so io.underlay.mac cannot be set")
 	}
-	if n.Mode == "passthru" && len(st.eps) > 0 {
+	if n.Mode == "passthru" {
 		for k := range st.eps {
 			return fmt.Errorf("macvlan passthru gives parent %s to one container, and %s has it: %w",
 				n.Parent, containerName(api.Endpoint{Namespace: k.ns, ContainerID: k.id}), ErrParentBusy)
+		}
+		if st.pending > 0 {
+			return fmt.Errorf("macvlan passthru gives parent %s to one container, and another is attaching: %w",
+				n.Parent, ErrParentBusy)
 		}
 	}
 	has := map[int]bool{}
@@ -306,7 +350,7 @@ func (m *Manager) takeAddresses(st *netState, na api.NetworkAttach, prefer []net
 			}
 		}
 		a := addr
-		undo.add(func() { st.alloc.Release(a) })
+		undo.add(func() { st.mu.Lock(); st.alloc.Release(a); st.mu.Unlock() })
 		out = append(out, netip.PrefixFrom(addr, pool.Subnet.Bits()))
 	}
 	return out, nil

@@ -276,6 +276,11 @@ func (m *Manager) Remove(name string) error {
 		return fmt.Errorf("network %s has %d attached endpoint(s): %s; stop those containers first: %w",
 			name, len(eps), strings.Join(names, ", "), ErrInUse)
 	}
+	if st.pending > 0 {
+		n := st.pending
+		st.mu.Unlock()
+		return fmt.Errorf("network %s has %d container(s) attaching right now; try again when they have started: %w", name, n, ErrInUse)
+	}
 	if err := m.store.DeleteNetwork(name); err != nil {
 		st.mu.Unlock()
 		return err

@@ -11,6 +11,10 @@ func (m *Manager) Detach(req api.DetachRequest) (api.DetachResponse, error) {
 	if err := validID("container id", req.ContainerID); err != nil {
 		return api.DetachResponse{}, err
 	}
+	key := containerName(api.Endpoint{Namespace: req.Namespace, ContainerID: req.ContainerID})
+	m.containers.Lock(key)
+	defer m.containers.Unlock(key)
+	t := m.timer()
 	eps := m.endpointsOf(req.Namespace, req.ContainerID)
 	resp := api.DetachResponse{Released: []api.Endpoint{}}
 	if len(eps) == 0 {
@@ -21,6 +25,7 @@ func (m *Manager) Detach(req api.DetachRequest) (api.DetachResponse, error) {
 	if ns != nil {
 		defer ns.Close()
 	}
+	t.step("find netns")
 	for i := len(eps) - 1; i >= 0; i-- {
 		if err := m.detachEndpoint(eps[i], ns); err != nil {
 			return resp, err
@@ -101,10 +106,12 @@ func (m *Manager) releaseAllLocked(st *netState, rs []release) error {
 		}
 		intents = append(intents, retiring{in, r.ns, r.ep.TempName})
 	}
+	t := m.timer()
 	if err := m.store.DeleteEndpoints(eps); err != nil {
 		endAll()
 		return err
 	}
+	t.step("commit")
 	// A passthru parent takes one slave at a time: the next container
 	// cannot have it while this one still exists.
 	now := st.net.Mode == "passthru"
@@ -114,6 +121,7 @@ func (m *Manager) releaseAllLocked(st *netState, rs []release) error {
 			later = append(later, retiring{intent: r.intent, ns: ns})
 		}
 	}
+	t.step("retire")
 	for _, ep := range eps {
 		m.forgetLocked(st, ep)
 	}

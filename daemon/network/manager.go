@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/underlay/underlay/daemon/api"
 	"github.com/underlay/underlay/daemon/link"
@@ -77,6 +78,15 @@ type Manager struct {
 
 	parents keyedMutex // per parent link: creating and removing owned parents
 
+	// containers is a lock per container (namespace/id), held by Attach
+	// and Detach: one container's attaches and detaches never interleave,
+	// while different containers' run in parallel.
+	containers keyedMutex
+
+	// Steps, if set before the first request, is told the wall time of
+	// each step of an attach and a detach (the bench prints them).
+	Steps func(step string, d time.Duration)
+
 	refMu sync.Mutex // leaf lock: guards refs and owned
 	refs  parentRefs
 	owned map[string]store.OwnedLink
@@ -85,6 +95,37 @@ type Manager struct {
 
 	internMu sync.Mutex
 	interned map[string]string // containerd namespaces, shared by endpoints
+}
+
+// stepTimer measures consecutive steps for Manager.Steps; without Steps
+// it costs nothing.
+type stepTimer struct {
+	report func(string, time.Duration)
+	last   time.Time
+}
+
+func (m *Manager) timer() stepTimer {
+	if m.Steps == nil {
+		return stepTimer{}
+	}
+	return stepTimer{report: m.Steps, last: time.Now()}
+}
+
+// step reports the time since the previous step (or the start) as name.
+func (t *stepTimer) step(name string) {
+	if t.report == nil {
+		return
+	}
+	now := time.Now()
+	t.report(name, now.Sub(t.last))
+	t.last = now
+}
+
+// reset starts the next step now, leaving out time reported elsewhere.
+func (t *stepTimer) reset() {
+	if t.report != nil {
+		t.last = time.Now()
+	}
 }
 
 // intern returns the shared copy of a namespace name.
@@ -107,6 +148,10 @@ type netState struct {
 	eps     map[epKey]epRecord
 	rare    map[epKey]epRare
 	removed bool
+	// pending counts attaches that have reserved addresses but not
+	// committed: the network cannot be removed, nor a passthru parent
+	// given to another container, until they end.
+	pending int
 	// recent remembers the addresses of released endpoints, so a container
 	// restarted under the same id (a new task) gets them back if they are
 	// still free. Bounded: it is a courtesy, not state.

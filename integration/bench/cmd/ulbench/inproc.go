@@ -84,6 +84,28 @@ func openManager(dir string) (m *network.Manager, ts *timedStore, close func(), 
 type inprocResult struct {
 	attach, attachStore, detach, detachStore []time.Duration
 	attachCommits, detachCommits             int
+	// attachSteps and detachSteps are the wall time of each step that
+	// network.Manager reports (Manager.Steps), in the order first seen.
+	attachSteps, detachSteps stepLog
+}
+
+// stepLog collects the step timings Manager.Steps reports.
+type stepLog struct {
+	mu    sync.Mutex
+	order []string
+	ds    map[string][]time.Duration
+}
+
+func (l *stepLog) record(step string, d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ds == nil {
+		l.ds = map[string][]time.Duration{}
+	}
+	if _, ok := l.ds[step]; !ok {
+		l.order = append(l.order, step)
+	}
+	l.ds[step] = append(l.ds[step], d)
 }
 
 // inprocAttach drives network.Manager directly, the code underlayd runs
@@ -127,6 +149,8 @@ func inprocAttach(dir string, n int, profile string, others []*contender) (*inpr
 		return nil
 	}
 	r := &inprocResult{}
+	steps := &r.attachSteps
+	m.Steps = func(step string, d time.Duration) { steps.record(step, d) }
 	stop, err := startProfile(profile)
 	if err != nil {
 		return nil, err
@@ -148,6 +172,7 @@ func inprocAttach(dir string, n int, profile string, others []*contender) (*inpr
 		sd, calls := ts.take()
 		r.attach, r.attachStore, r.attachCommits = append(r.attach, d), append(r.attachStore, sd), calls
 	}
+	steps = &r.detachSteps
 	for i, c := range conts {
 		if err := interleave(i, false); err != nil {
 			stop()

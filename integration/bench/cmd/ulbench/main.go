@@ -332,11 +332,19 @@ func latency(c *config, rep *Report) error {
 	rep.add(durations("daemon", fmt.Sprintf("  of which store commits (%d per attach)", ip.attachCommits), ip.attachStore))
 	rep.add(durations("daemon", "Manager.Detach in process (netns alive)", ip.detach)).Note = "interleaved with CNI DEL and netavark teardown"
 	rep.add(durations("daemon", fmt.Sprintf("  of which store commits (%d per detach)", ip.detachCommits), ip.detachStore))
+	for _, l := range []struct {
+		what string
+		log  *stepLog
+	}{{"attach", &ip.attachSteps}, {"detach", &ip.detachSteps}} {
+		for _, step := range l.log.order {
+			rep.add(durations("daemon", "  "+l.what+" step: "+step, l.log.ds[step]))
+		}
+	}
 	lc, ld, err := linkFloor(c.conc)
 	if err != nil {
 		return err
 	}
-	rep.add(durations("daemon", "link.CreateSlave alone (netlink work of an attach)", lc)).Note = "create in netns, rename, addr, up, route, GARP"
+	rep.add(durations("daemon", "link.CreateSlave alone (netlink work of an attach)", lc)).Note = "create in netns, sysctls, addr, rename, up (the kernel announces), route"
 	rep.add(durations("daemon", "link.DeleteSlave alone (netlink work of a detach)", ld))
 	fv, nproc, err := findVanished(20)
 	if err != nil {
