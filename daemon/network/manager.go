@@ -140,7 +140,8 @@ func (m *Manager) intern(s string) string {
 }
 
 // netState is one network in memory. mu is the network's lock: it guards
-// alloc and eps, and is held across the kernel work of an attach.
+// alloc, eps and pending. An attach holds it to reserve its addresses and
+// again to commit, never across its kernel work (attach.go).
 type netState struct {
 	mu      sync.Mutex
 	net     api.Network
