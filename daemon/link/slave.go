@@ -38,21 +38,6 @@ type Slave struct {
 	Steps func(step string, d time.Duration)
 }
 
-// steps reports consecutive steps to a Slave's Steps.
-type steps struct {
-	report func(string, time.Duration)
-	last   time.Time
-}
-
-func (t *steps) step(name string) {
-	if t.report == nil {
-		return
-	}
-	now := time.Now()
-	t.report(name, now.Sub(t.last))
-	t.last = now
-}
-
 var macvlanModes = map[string]netlink.MacvlanMode{
 	"bridge": netlink.MACVLAN_MODE_BRIDGE, "private": netlink.MACVLAN_MODE_PRIVATE,
 	"vepa": netlink.MACVLAN_MODE_VEPA, "passthru": netlink.MACVLAN_MODE_PASSTHRU,
@@ -116,14 +101,11 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 	default:
 		return fmt.Errorf("unknown driver %q", s.Kind)
 	}
-	t := steps{report: s.Steps}
-	if t.report != nil {
-		t.last = time.Now()
-	}
+	t := NewStepTimer(s.Steps)
 	if err := netlink.LinkAdd(l); err != nil {
 		return fmt.Errorf("create %s on parent: %w", s.Kind, createErr(s.Kind, err))
 	}
-	t.step("create")
+	t.Step("create")
 	h, err := handleAt(ns)
 	if err != nil {
 		return err
@@ -133,7 +115,7 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 	if err != nil {
 		return fmt.Errorf("find new %s %s in container: %w", s.Kind, tmp, err)
 	}
-	t.step("look up")
+	t.Step("look up")
 	defer func() {
 		if err != nil {
 			_ = h.LinkDel(created)
@@ -142,7 +124,7 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 	if err := setDevConf(ns, tmp, devConfFor(s)); err != nil {
 		return err
 	}
-	t.step("sysctl")
+	t.Step("sysctl")
 	for _, p := range s.Addrs {
 		a := &netlink.Addr{IPNet: prefixNet(p)}
 		if p.Addr().Is6() {
@@ -154,23 +136,23 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 			return fmt.Errorf("add address %s to %s: %w", p, s.Name, err)
 		}
 	}
-	t.step("address")
+	t.Step("address")
 	if err := h.LinkSetName(created, s.Name); err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("rename to %s: the container already has an interface %s", s.Name, s.Name)
 		}
 		return fmt.Errorf("rename %s to %s: %w", tmp, s.Name, err)
 	}
-	t.step("rename")
+	t.Step("rename")
 	// Up: the kernel announces the addresses now (devconf.go).
 	if err := h.LinkSetUp(created); err != nil {
 		return fmt.Errorf("bring %s up: %w", s.Name, err)
 	}
-	t.step("up + announce")
+	t.Step("up + announce")
 	if err := addDefaultRoutes(h, created, s); err != nil {
 		return err
 	}
-	t.step("route")
+	t.Step("route")
 	return nil
 }
 

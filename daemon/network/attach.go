@@ -33,7 +33,7 @@ func (m *Manager) Attach(req api.AttachRequest) (api.AttachResponse, error) {
 	defer m.containers.Unlock(key)
 	t := m.timer()
 	ns, err := link.OpenPid(req.Pid)
-	t.step("netns")
+	t.Step("netns")
 	if err != nil {
 		return api.AttachResponse{}, invalid("container %s: %v", req.ContainerID, err)
 	}
@@ -134,13 +134,13 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	}()
 	t := m.timer()
 	ep, addrs, done, err := m.reserve(st, ns, req, idx, na, &undo)
-	t.step("reserve")
+	t.Step("reserve")
 	if err != nil || done {
 		return ep, err
 	}
 	n := st.net
 	parent, mtu, err := m.parentFor(n)
-	t.step("parent")
+	t.Step("parent")
 	if err != nil {
 		return ep, err
 	}
@@ -270,12 +270,12 @@ func (m *Manager) createAndCommit(st *netState, ns *link.Netns, ep *api.Endpoint
 		return err
 	}
 	undo.add(func() { m.store.EndIntent(intent) })
-	t.step("intent")
+	t.Step("intent")
 	if err := link.CreateSlave(ns, slave); err != nil {
 		return err
 	}
 	undo.add(func() { _ = link.DeleteSlave(ns, ep.IfName) })
-	t.reset()
+	t.Reset()
 	ep.State = stateAttached
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -285,7 +285,7 @@ func (m *Manager) createAndCommit(st *netState, ns *link.Netns, ep *api.Endpoint
 	st.pending--
 	st.put(*ep, m.intern)
 	m.store.EndIntent(intent)
-	t.step("commit")
+	t.Step("commit")
 	return nil
 }
 

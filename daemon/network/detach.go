@@ -25,7 +25,7 @@ func (m *Manager) Detach(req api.DetachRequest) (api.DetachResponse, error) {
 	if ns != nil {
 		defer ns.Close()
 	}
-	t.step("find netns")
+	t.Step("find netns")
 	for i := len(eps) - 1; i >= 0; i-- {
 		if err := m.detachEndpoint(eps[i], ns); err != nil {
 			return resp, err
@@ -111,7 +111,7 @@ func (m *Manager) releaseAllLocked(st *netState, rs []release) error {
 		endAll()
 		return err
 	}
-	t.step("commit")
+	t.Step("commit")
 	// A passthru parent takes one slave at a time: the next container
 	// cannot have it while this one still exists.
 	now := st.net.Mode == "passthru"
@@ -121,7 +121,7 @@ func (m *Manager) releaseAllLocked(st *netState, rs []release) error {
 			later = append(later, retiring{intent: r.intent, ns: ns})
 		}
 	}
-	t.step("retire")
+	t.Step("retire")
 	for _, ep := range eps {
 		m.forgetLocked(st, ep)
 	}

@@ -97,36 +97,8 @@ type Manager struct {
 	interned map[string]string // containerd namespaces, shared by endpoints
 }
 
-// stepTimer measures consecutive steps for Manager.Steps; without Steps
-// it costs nothing.
-type stepTimer struct {
-	report func(string, time.Duration)
-	last   time.Time
-}
-
-func (m *Manager) timer() stepTimer {
-	if m.Steps == nil {
-		return stepTimer{}
-	}
-	return stepTimer{report: m.Steps, last: time.Now()}
-}
-
-// step reports the time since the previous step (or the start) as name.
-func (t *stepTimer) step(name string) {
-	if t.report == nil {
-		return
-	}
-	now := time.Now()
-	t.report(name, now.Sub(t.last))
-	t.last = now
-}
-
-// reset starts the next step now, leaving out time reported elsewhere.
-func (t *stepTimer) reset() {
-	if t.report != nil {
-		t.last = time.Now()
-	}
-}
+// timer times the steps of one attach or detach for m.Steps.
+func (m *Manager) timer() link.StepTimer { return link.NewStepTimer(m.Steps) }
 
 // intern returns the shared copy of a namespace name.
 func (m *Manager) intern(s string) string {

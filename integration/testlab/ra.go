@@ -23,17 +23,25 @@ func (l *LAN) SendRA(t testing.TB, prefix string) {
 		t.Fatalf("raw ICMPv6 socket in %s: %v", l.NS, err)
 	}
 	defer unix.Close(fd)
-	idx := l.routerIndex(t)
+	// The index as the socket's own namespace knows it.
+	ifr, err := unix.NewIfreq("lan0")
+	if err == nil {
+		err = unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr)
+	}
+	if err != nil {
+		t.Fatalf("index of lan0 in %s: %v", l.NS, err)
+	}
+	idx := ifr.Uint32()
 	for _, o := range []int{unix.IPV6_MULTICAST_HOPS, unix.IPV6_UNICAST_HOPS} {
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, o, 255); err != nil {
 			t.Fatal(err)
 		}
 	}
-	src := &unix.SockaddrInet6{Addr: netip.MustParseAddr("fe80::1").As16(), ZoneId: uint32(idx)}
+	src := &unix.SockaddrInet6{Addr: netip.MustParseAddr("fe80::1").As16(), ZoneId: idx}
 	if err := unix.Bind(fd, src); err != nil {
 		t.Fatalf("bind fe80::1%%lan0: %v", err)
 	}
-	dst := &unix.SockaddrInet6{Addr: netip.MustParseAddr("ff02::1").As16(), ZoneId: uint32(idx)}
+	dst := &unix.SockaddrInet6{Addr: netip.MustParseAddr("ff02::1").As16(), ZoneId: idx}
 	ra := routerAdvertisement(p)
 	for i := 0; i < 3; i++ {
 		if err := unix.Sendto(fd, ra, 0, dst); err != nil {
@@ -59,19 +67,6 @@ func routerAdvertisement(p netip.Prefix) []byte {
 	a := p.Masked().Addr().As16()
 	copy(o[16:], a[:])
 	return b
-}
-
-func (l *LAN) routerIndex(t testing.TB) int {
-	t.Helper()
-	out := MustRun(t, "ip", "-n", l.NS, "-o", "link", "show", "lan0")
-	var idx int
-	for _, c := range out {
-		if c < '0' || c > '9' {
-			break
-		}
-		idx = idx*10 + int(c-'0')
-	}
-	return idx
 }
 
 // socketIn opens a socket inside the namespace at path.
