@@ -246,7 +246,8 @@ func defaultDst(fam int) *net.IPNet {
 
 // DeleteSlaveMatching removes the interface name from ns only if it is the
 // one an attach made: its MAC is mac and it carries one of addrs (CIDR
-// strings; none given, the MAC alone decides). Undoing an attach or a
+// strings; none given, the MAC alone decides) or, stripped by a detach
+// that was cut short, no address but link-local ones. Undoing an attach or a
 // detach after a crash must not take an interface of the same name that
 // someone else made, and ipvlan slaves all share their parent's MAC.
 func DeleteSlaveMatching(ns *Netns, name, mac string, addrs []string) error {
@@ -273,56 +274,48 @@ func hasAnyAddr(h *netlink.Handle, l netlink.Link, addrs []string) bool {
 	if err != nil {
 		return false
 	}
+	stripped := true
 	for _, a := range have {
 		for _, want := range addrs {
 			if a.IPNet.String() == want {
 				return true
 			}
 		}
+		if !a.IP.IsLinkLocalUnicast() {
+			stripped = false
+		}
 	}
-	return false
+	return stripped
 }
 
-// Retire takes the first of names that exists in ns down, renames it to
-// tmp and removes its addresses, and reports whether it found one. Down
-// and without addresses, the interface is off the network and holds
-// nothing the next container needs (ipvlan refuses an address another
-// slave of the parent has, up or down); renamed, its ethN name is free.
-// Deleting it can then wait: the kernel takes 15-20 ms to unregister it.
-func Retire(ns *Netns, tmp string, names ...string) (bool, error) {
+// Strip removes every address of the interface name in ns and reports
+// whether it found the interface. Without addresses it holds nothing the
+// next container needs (ipvlan refuses an address that any slave of the
+// parent has, up or down), so deleting it can wait: taking an interface
+// down or deleting it makes the kernel wait for an RCU grace period, 10-20
+// ms here. Until then it keeps its name and its MAC.
+func Strip(ns *Netns, name string) (bool, error) {
 	h, err := handleAt(ns)
 	if err != nil {
 		return false, err
 	}
 	defer h.Close()
-	for _, name := range names {
-		if name == "" {
-			continue
-		}
-		l, err := h.LinkByName(name)
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			continue
-		}
-		if err != nil {
-			return false, fmt.Errorf("look up %s in container: %w", name, err)
-		}
-		if err := h.LinkSetDown(l); err != nil {
-			return true, fmt.Errorf("take %s down: %w", name, err)
-		}
-		if err := h.LinkSetName(l, tmp); err != nil {
-			return true, fmt.Errorf("rename %s to %s: %w", name, tmp, err)
-		}
-		addrs, err := h.AddrList(l, netlink.FAMILY_ALL)
-		if err != nil {
-			return true, fmt.Errorf("list addresses of %s: %w", tmp, err)
-		}
-		for i := range addrs {
-			if err := h.AddrDel(l, &addrs[i]); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
-				return true, fmt.Errorf("remove address %s from %s: %w", addrs[i].IPNet, tmp, err)
-			}
-		}
-		return true, nil
+	l, err := h.LinkByName(name)
+	var nf netlink.LinkNotFoundError
+	if errors.As(err, &nf) {
+		return false, nil
 	}
-	return false, nil
+	if err != nil {
+		return false, fmt.Errorf("look up %s in container: %w", name, err)
+	}
+	addrs, err := h.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return true, fmt.Errorf("list addresses of %s: %w", name, err)
+	}
+	for i := range addrs {
+		if err := h.AddrDel(l, &addrs[i]); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return true, fmt.Errorf("remove address %s from %s: %w", addrs[i].IPNet, name, err)
+		}
+	}
+	return true, nil
 }

@@ -149,7 +149,7 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 		return ep, err
 	}
 	slave.Steps = m.Steps
-	if err := m.createAndCommit(st, ns, &ep, slave, &undo); err != nil {
+	if err := m.createAndCommit(st, ns, &ep, slave, na.MAC != "", &undo); err != nil {
 		return ep, err
 	}
 	m.log.Info("attached", "network", n.Name, "container", containerName(ep), "ifname", ep.IfName,
@@ -255,10 +255,10 @@ func planSlave(st *netState, ep *api.Endpoint, na api.NetworkAttach, parent link
 }
 
 // createAndCommit records the attach's intent, creates the interface
-// (unlocked) and commits the endpoint under the network's lock: once, when
+// (unlocked; fixedMAC says the user chose its MAC) and commits the endpoint under the network's lock: once, when
 // the interface is ready. A restart after a crash undoes an intent whose
 // endpoint never came.
-func (m *Manager) createAndCommit(st *netState, ns *link.Netns, ep *api.Endpoint, slave link.Slave, undo *undoList) error {
+func (m *Manager) createAndCommit(st *netState, ns *link.Netns, ep *api.Endpoint, slave link.Slave, fixedMAC bool, undo *undoList) error {
 	t := m.timer()
 	var err error
 	if slave.TempName, err = link.NewTempName(); err != nil {
@@ -271,6 +271,10 @@ func (m *Manager) createAndCommit(st *netState, ns *link.Netns, ep *api.Endpoint
 	}
 	undo.add(func() { m.store.EndIntent(intent) })
 	t.Step("intent")
+	// A detached interface still being deleted holds its name in its
+	// namespace and its MAC on its parent until it is gone.
+	m.deletions.wait(ep.NetnsInode, ep.Parent, fixedMAC)
+	t.Step("wait deletions")
 	if err := link.CreateSlave(ns, slave); err != nil {
 		return err
 	}

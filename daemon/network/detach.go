@@ -1,6 +1,8 @@
 package network
 
 import (
+	"sync"
+
 	"github.com/underlay/underlay/daemon/api"
 	"github.com/underlay/underlay/daemon/link"
 )
@@ -68,20 +70,20 @@ type release struct {
 	ns *link.Netns
 }
 
-// retiring is an interface taken down and renamed, waiting for deletion.
+// retiring is an interface stripped of its addresses, waiting for deletion.
 type retiring struct {
-	intent  api.Endpoint // the endpoint, with TempName the interface's name now
-	ns      *link.Netns
-	oldTemp string // an interrupted attach's temporary name, if recorded
+	intent api.Endpoint // the endpoint, with a TempName that keys the intent
+	ns     *link.Netns
+	del    *deletion
 }
 
 // releaseAllLocked releases endpoints of st, whose lock the caller holds
 // (and calls releaseParent after unlocking): their records and leases go
-// in one commit, and each interface still in its namespace is taken down
-// and renamed before the lock is dropped, so its address and name are free
-// for the next container at once. Deleting those interfaces, which takes
-// the kernel 15-20 ms each, happens in the background; an intent recorded
-// before the commit lets a restart finish it after a crash.
+// in one commit, and each interface still in its namespace loses its
+// addresses before the lock is dropped, so they are free for the next
+// container at once. Deleting those interfaces, which makes the kernel
+// wait 10-20 ms each, happens in the background; an intent recorded before
+// the commit lets a restart finish it after a crash.
 func (m *Manager) releaseAllLocked(st *netState, rs []release) error {
 	var intents []retiring
 	endAll := func() {
@@ -95,6 +97,8 @@ func (m *Manager) releaseAllLocked(st *netState, rs []release) error {
 		if r.ns == nil || !r.ns.Same(r.ep.NetnsInode, r.ep.NetnsCookie) {
 			continue
 		}
+		// The temporary name only keys the intent: the interface of a
+		// committed endpoint is under IfName and stays there.
 		in := r.ep
 		var err error
 		if in.TempName, err = link.NewTempName(); err == nil {
@@ -104,7 +108,7 @@ func (m *Manager) releaseAllLocked(st *netState, rs []release) error {
 			endAll()
 			return err
 		}
-		intents = append(intents, retiring{in, r.ns, r.ep.TempName})
+		intents = append(intents, retiring{intent: in, ns: r.ns})
 	}
 	t := m.timer()
 	if err := m.store.DeleteEndpoints(eps); err != nil {
@@ -117,11 +121,11 @@ func (m *Manager) releaseAllLocked(st *netState, rs []release) error {
 	now := st.net.Mode == "passthru"
 	var later []retiring
 	for _, r := range intents {
-		if ns, ok := m.retire(r, now); ok {
-			later = append(later, retiring{intent: r.intent, ns: ns})
+		if r, ok := m.retire(r, now); ok {
+			later = append(later, r)
 		}
 	}
-	t.Step("retire")
+	t.Step("strip")
 	for _, ep := range eps {
 		m.forgetLocked(st, ep)
 	}
@@ -129,34 +133,39 @@ func (m *Manager) releaseAllLocked(st *netState, rs []release) error {
 	return nil
 }
 
-// retire takes r's interface down, renames it and strips its addresses
-// (an interrupted attach may have left it under its old temporary name).
-// It returns a namespace handle for the deletion still to come, or false
-// when nothing is left for later: no interface was found, or it was
-// deleted at once (now is true, or it could not be retired). An interface
-// that cannot be deleted either keeps its intent, for the next start.
-func (m *Manager) retire(r retiring, now bool) (*link.Netns, bool) {
+// retire strips r's interface of its addresses and returns it, with a
+// namespace handle of its own, for the deletion still to come. It returns false when
+// nothing is left for later: no interface was found, or it was deleted at
+// once (now is true, or it could not be stripped). An interface that
+// cannot be deleted either keeps its intent, for the next start.
+func (m *Manager) retire(r retiring, now bool) (retiring, bool) {
 	ep := r.intent
-	found, err := link.Retire(r.ns, ep.TempName, ep.IfName, r.oldTemp)
-	if err == nil && found && !now {
-		if ns, err := r.ns.Dup(); err == nil {
-			return ns, true
+	if !now {
+		found, err := link.Strip(r.ns, ep.IfName)
+		if err == nil && !found {
+			m.store.EndIntent(ep)
+			return r, false
+		}
+		if err == nil {
+			if ns, err := r.ns.Dup(); err == nil {
+				r.ns = ns
+				r.del = m.deletions.add(ep.NetnsInode, ep.Parent)
+				return r, true
+			}
+		}
+		if err != nil {
+			m.log.Warn("addresses not stripped, deleting the interface now", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName, "err", err)
 		}
 	}
-	if found || err != nil {
-		if err != nil {
-			m.log.Warn("interface not retired, deleting it now", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName, "err", err)
-		}
-		if err = link.DeleteSlave(r.ns, ep.TempName, ep.IfName, r.oldTemp); err != nil {
-			m.log.Error("interface not deleted", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName, "err", err)
-			return nil, false
-		}
+	if err := link.DeleteSlave(r.ns, ep.IfName); err != nil {
+		m.log.Error("interface not deleted", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName, "err", err)
+		return r, false
 	}
 	m.store.EndIntent(ep)
-	return nil, false
+	return r, false
 }
 
-// deleteLater deletes retired interfaces in the background and forgets
+// deleteLater deletes stripped interfaces in the background and forgets
 // their intents. Wait waits for it.
 func (m *Manager) deleteLater(rs []retiring) {
 	if len(rs) == 0 {
@@ -167,18 +176,68 @@ func (m *Manager) deleteLater(rs []retiring) {
 		defer m.background.Done()
 		for _, r := range rs {
 			ep := r.intent
-			if err := link.DeleteSlave(r.ns, ep.TempName); err != nil {
-				m.log.Warn("interface not deleted", "network", ep.Network, "container", containerName(ep), "ifname", ep.TempName, "err", err)
+			if err := link.DeleteSlave(r.ns, ep.IfName); err != nil {
+				m.log.Warn("interface not deleted", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName, "err", err)
 			} else {
 				m.store.EndIntent(ep)
 			}
 			r.ns.Close()
+			m.deletions.done(r.del)
 		}
 	}()
 }
 
 // Wait waits for interfaces being deleted in the background.
 func (m *Manager) Wait() { m.background.Wait() }
+
+// deletions tracks the interfaces being deleted in the background. Until
+// one is gone it keeps its ethN name in its namespace and its MAC on its
+// parent, so an attach into that namespace, or one that asks for a fixed
+// MAC on that parent, waits for it.
+type deletions struct {
+	mu  sync.Mutex
+	all map[*deletion]struct{}
+}
+
+type deletion struct {
+	inode  uint64 // the container's namespace
+	parent string
+	gone   chan struct{}
+}
+
+func (ds *deletions) add(inode uint64, parent string) *deletion {
+	d := &deletion{inode: inode, parent: parent, gone: make(chan struct{})}
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if ds.all == nil {
+		ds.all = map[*deletion]struct{}{}
+	}
+	ds.all[d] = struct{}{}
+	return d
+}
+
+func (ds *deletions) done(d *deletion) {
+	ds.mu.Lock()
+	delete(ds.all, d)
+	ds.mu.Unlock()
+	close(d.gone)
+}
+
+// wait waits for the deletions in namespace inode and, if fixedMAC, for
+// those on parent too.
+func (ds *deletions) wait(inode uint64, parent string, fixedMAC bool) {
+	ds.mu.Lock()
+	var gone []chan struct{}
+	for d := range ds.all {
+		if d.inode == inode || fixedMAC && d.parent == parent {
+			gone = append(gone, d.gone)
+		}
+	}
+	ds.mu.Unlock()
+	for _, c := range gone {
+		<-c
+	}
+}
 
 // forgetLocked drops a released endpoint from memory once the store no
 // longer holds it. The caller holds st.mu.

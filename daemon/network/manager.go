@@ -92,6 +92,7 @@ type Manager struct {
 	owned map[string]store.OwnedLink
 
 	background sync.WaitGroup // interfaces being deleted after a detach
+	deletions  deletions
 
 	internMu sync.Mutex
 	interned map[string]string // containerd namespaces, shared by endpoints

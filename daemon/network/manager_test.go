@@ -159,13 +159,16 @@ func TestPrivilegedInterruptedIntentUndone(t *testing.T) {
 		t.Fatal(err)
 	}
 	// cut: an interface made and renamed, its endpoint never committed.
+	// early: an attach cut before the rename, under its temporary name.
 	// foreign: an intent naming eth0, where eth0 has another MAC.
 	// twin: eth0 has the intent's MAC but not its address (ipvlan slaves
 	// all have their parent's MAC): someone else's.
-	// retired: a detach committed, its interface renamed, not yet deleted.
+	// stripped: a detach committed, its interface stripped of its
+	// addresses, not yet deleted.
 	// done: a committed attach whose intent was not yet removed.
 	cut, foreign, done := tl.NewContainer(t, "ulmi-cut"), tl.NewContainer(t, "ulmi-foreign"), tl.NewContainer(t, "ulmi-done")
-	retired, twin := tl.NewContainer(t, "ulmi-retired"), tl.NewContainer(t, "ulmi-twin")
+	stripped, twin := tl.NewContainer(t, "ulmi-stripped"), tl.NewContainer(t, "ulmi-twin")
+	early := tl.NewContainer(t, "ulmi-early")
 	mkIntent := func(c *tl.Container, mac, made string, renamed bool, has, want string) api.Endpoint {
 		ns, err := link.OpenPid(c.Pid)
 		if err != nil {
@@ -194,7 +197,8 @@ func TestPrivilegedInterruptedIntentUndone(t *testing.T) {
 	}
 	mkIntent(cut, "02:00:00:00:00:01", "02:00:00:00:00:01", false, "10.88.0.51/24", "10.88.0.51/24")
 	mkIntent(foreign, "02:00:00:00:00:02", "02:00:00:00:00:99", false, "10.88.0.52/24", "10.88.0.52/24")
-	mkIntent(retired, "02:00:00:00:00:03", "02:00:00:00:00:03", true, "", "10.88.0.53/24")
+	mkIntent(early, "02:00:00:00:00:05", "02:00:00:00:00:05", true, "10.88.0.55/24", "10.88.0.55/24")
+	mkIntent(stripped, "02:00:00:00:00:03", "02:00:00:00:00:03", false, "", "10.88.0.53/24")
 	mkIntent(twin, "02:00:00:00:00:04", "02:00:00:00:00:04", false, "10.88.0.64/24", "10.88.0.54/24")
 	resp, err := m.Attach(api.AttachRequest{ContainerID: done.ID, Pid: done.Pid, Networks: []api.NetworkAttach{{Name: "x"}}})
 	if err != nil {
@@ -209,7 +213,7 @@ func TestPrivilegedInterruptedIntentUndone(t *testing.T) {
 
 	m, s = newManager(t, dir)
 	defer s.Close()
-	for _, c := range []*tl.Container{cut, retired} {
+	for _, c := range []*tl.Container{cut, early, stripped} {
 		if out, _ := c.Exec("ip", "-o", "link", "show"); strings.Contains(out, ": eth0@") || strings.Contains(out, ": ul") {
 			t.Errorf("%s: interrupted attach or detach left an interface: %s", c.ID, out)
 		}
@@ -232,9 +236,10 @@ func TestPrivilegedInterruptedIntentUndone(t *testing.T) {
 }
 
 // A detach while the container's namespace lives on (a pod, a pinned
-// namespace): when Detach returns, eth0 is gone from the container and its
-// address is free; the interface, down and renamed, is deleted in the
-// background, and nothing is left once that is done.
+// namespace): when Detach returns, eth0 has no address left and its address
+// is free for the next container; the interface is deleted in the
+// background, an attach into the same namespace waits for that, and
+// nothing is left once it is done.
 func TestPrivilegedDetachLiveNamespace(t *testing.T) {
 	tl.Require(t)
 	dir := t.TempDir()
@@ -245,7 +250,8 @@ func TestPrivilegedDetachLiveNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := tl.NewContainer(t, "ulmd-a"), tl.NewContainer(t, "ulmd-b")
-	resp, err := m.Attach(api.AttachRequest{ContainerID: a.ID, Pid: a.Pid, Networks: []api.NetworkAttach{{Name: "x"}}})
+	const mac = "02:00:00:87:00:02"
+	resp, err := m.Attach(api.AttachRequest{ContainerID: a.ID, Pid: a.Pid, Networks: []api.NetworkAttach{{Name: "x", MAC: mac}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,13 +259,14 @@ func TestPrivilegedDetachLiveNamespace(t *testing.T) {
 	if _, err := m.Detach(api.DetachRequest{ContainerID: a.ID, Pid: a.Pid}); err != nil {
 		t.Fatal(err)
 	}
-	if out, _ := a.Exec("ip", "-o", "addr", "show"); strings.Contains(out, "eth0") || strings.Contains(out, strings.Split(addr, "/")[0]) {
-		t.Errorf("after Detach the container still has eth0 or %s:\n%s", addr, out)
+	if out, _ := a.Exec("ip", "-o", "addr", "show"); strings.Contains(out, strings.Split(addr, "/")[0]) {
+		t.Errorf("after Detach the container still has %s:\n%s", addr, out)
 	}
-	// The address is free at once, and a container in the same namespace
-	// can have eth0 again at once.
-	if resp, err := m.Attach(api.AttachRequest{ContainerID: b.ID, Pid: b.Pid, Networks: []api.NetworkAttach{{Name: "x"}}}); err != nil || resp.Endpoints[0].Addresses[0] != addr {
-		t.Errorf("attach right after the detach: %v %+v, want %s", err, resp, addr)
+	// The address is free at once; the MAC, which the stripped interface
+	// holds on the parent until it is deleted, and eth0 in the same
+	// namespace are free once the attach has waited for that.
+	if resp, err := m.Attach(api.AttachRequest{ContainerID: b.ID, Pid: b.Pid, Networks: []api.NetworkAttach{{Name: "x", MAC: mac}}}); err != nil || resp.Endpoints[0].Addresses[0] != addr {
+		t.Errorf("attach with the same MAC right after the detach: %v %+v, want %s", err, resp, addr)
 	}
 	if _, err := m.Attach(api.AttachRequest{ContainerID: "ulmd-a2", Pid: a.Pid, Networks: []api.NetworkAttach{{Name: "x"}}}); err != nil {
 		t.Errorf("attach into the same namespace right after the detach: %v", err)

@@ -169,6 +169,15 @@ func TestVMIpvlanL2(t *testing.T) {
 		}
 	}
 	mustContain(t, "mode", exec(t, a, "ip", "-d", "link", "show", "eth0"), "ipvlan", "mode l2")
+	// ipvlan refuses an address that any slave of the parent holds, so a
+	// detach with the namespace alive frees b's before it answers: a new
+	// container gets it while b's slave may still be being deleted.
+	if _, err := d.Detach(b, ann("io.underlay.network", "ipv2")); err != nil {
+		t.Fatal(err)
+	}
+	b2 := tl.NewContainer(t, "ulv3-b2")
+	attach(t, d, b2, "io.underlay.network", "ipv2", "io.underlay.ip", "10.50.0.3")
+	ping(t, a, "10.50.0.3")
 	c := tl.NewContainer(t, "ulv3-c")
 	out, err := d.Attach(c, ann("io.underlay.network", "ipv2", "io.underlay.mac", "02:00:00:00:00:09"))
 	if err == nil || !strings.Contains(out, "share the parent's MAC") {
