@@ -284,20 +284,23 @@ func checkAttached(c *container, subnetPrefix string) error {
 	return nil
 }
 
+// checkDetached fails if c's eth0 still holds an address once the detach
+// has answered. underlayd strips the interface before it answers and
+// deletes it in the background, so eth0 may still be there, empty.
 func checkDetached(c *container) error {
 	s, err := inspect(c)
 	if err != nil {
 		return fmt.Errorf("inspect %s: %w", c.ID, err)
 	}
-	if s.Exists {
-		return fmt.Errorf("container %s still has eth0 after detach: %+v", c.ID, s)
+	if len(s.Addrs) > 0 || s.Default {
+		return fmt.Errorf("container %s still has an address or a route after detach: %+v", c.ID, s)
 	}
 	return nil
 }
 
 // waitEmpty waits until the container's netns holds nothing but lo, and
-// returns when it saw that. underlayd answers a poststop once eth0 is down,
-// renamed and released, and deletes the interface in the background; the
+// returns when it saw that. underlayd answers a poststop once eth0 has no
+// address and is released, and deletes the interface in the background; the
 // next contender must not start while the kernel is still busy with it.
 func waitEmpty(c *container, limit time.Duration) (time.Time, error) {
 	ns, err := netns.GetFromPath(c.NetnsPath())
