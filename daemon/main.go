@@ -23,6 +23,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/daemon/link"
 	"github.com/underlay/underlay/daemon/network"
 	"github.com/underlay/underlay/daemon/server"
 	"github.com/underlay/underlay/daemon/store"
@@ -71,7 +72,7 @@ func run(c *cli.Context) error {
 		return err
 	}
 	defer st.Close()
-	mgr, err := network.New(st, log)
+	mgr, err := network.New(st, link.Host{}, log)
 	if err != nil {
 		return err
 	}

@@ -133,6 +133,17 @@ func (a *Allocator) InUse(addr netip.Addr) bool {
 	return !reserved && p.taken.contains(x)
 }
 
+// Reserved reports whether addr is one that is never handed out: a
+// network, broadcast, gateway or aux address.
+func (a *Allocator) Reserved(addr netip.Addr) bool {
+	p := a.find(addr)
+	if p == nil {
+		return false
+	}
+	_, ok := p.reserved[fromAddr(addr)]
+	return ok
+}
+
 // Allocate leases the lowest free address of the given family (4 or 6),
 // trying pools in order; within a pool it searches the --ip-range (or the
 // subnet) from its start upward. First-fit, not round robin, so that
@@ -159,6 +170,46 @@ func (a *Allocator) Allocate(family int) (netip.Addr, Pool, error) {
 		return netip.Addr{}, Pool{}, fmt.Errorf("network has no IPv%d subnet: %w", family, ErrNoSubnet)
 	}
 	return netip.Addr{}, Pool{}, fmt.Errorf("%w in %s", ErrPoolExhausted, strings.Join(full, ", "))
+}
+
+// Pick returns a free address of the family without leasing it. Within
+// each pool's range the search starts at a point that seed chooses and
+// wraps around, so that hosts sharing a pool (each picking with its own
+// seeds, then racing to claim) rarely pick the same address; first-fit
+// would send them all to one.
+func (a *Allocator) Pick(family int, seed uint64) (netip.Addr, Pool, error) {
+	if family != 4 && family != 6 {
+		return netip.Addr{}, Pool{}, fmt.Errorf("pick: address family %d is neither 4 nor 6", family)
+	}
+	var full []string
+	for i := range a.pools {
+		p := &a.pools[i]
+		if p.is4 != (family == 4) {
+			continue
+		}
+		start := p.first.add(offsetIn(p.first, p.last, seed))
+		x, ok := p.taken.firstFree(start, p.last)
+		if !ok && p.first.less(start) {
+			x, ok = p.taken.firstFree(p.first, start.dec())
+		}
+		if ok {
+			return x.addr(p.is4), p.Pool, nil
+		}
+		full = append(full, p.describe())
+	}
+	if len(full) == 0 {
+		return netip.Addr{}, Pool{}, fmt.Errorf("network has no IPv%d subnet: %w", family, ErrNoSubnet)
+	}
+	return netip.Addr{}, Pool{}, fmt.Errorf("%w in %s", ErrPoolExhausted, strings.Join(full, ", "))
+}
+
+// offsetIn maps seed into [0, last-first].
+func offsetIn(first, last u128, seed uint64) u128 {
+	size := last.sub(first) // one less than the count
+	if size.hi != 0 || size.lo == ^uint64(0) {
+		return u128{0, seed}
+	}
+	return u128{0, seed % (size.lo + 1)}
 }
 
 // Claim leases a specific (static) address. Like Docker, it may lie outside
@@ -200,6 +251,23 @@ func (a *Allocator) check(addr netip.Addr) (*pool, error) {
 		return nil, fmt.Errorf("%s: %w (%s of %s)", addr, ErrReserved, why, p.Subnet)
 	}
 	return p, nil
+}
+
+// Each calls fn with every leased address, pool by pool in address order.
+func (a *Allocator) Each(fn func(netip.Addr)) {
+	for i := range a.pools {
+		p := &a.pools[i]
+		for _, r := range p.taken.runs {
+			for x := r.lo; ; x = x.inc() {
+				if _, ok := p.reserved[x]; !ok {
+					fn(x.addr(p.is4))
+				}
+				if x == r.hi {
+					break
+				}
+			}
+		}
+	}
 }
 
 // Release frees addr at once, static or dynamic. Releasing a free, reserved

@@ -356,3 +356,65 @@ func TestMemoryScattered(t *testing.T) {
 	}
 	t.Logf("65,000 scattered leases: %d runs, %d KiB heap", len(a.pools[0].taken.runs), grew>>10)
 }
+
+// Each lists exactly the leases, in order, never a reserved address (the
+// gateway and an aux address sit inside a run of leases here).
+func TestEach(t *testing.T) {
+	a := newAlloc(t, Spec{Subnets: []string{"10.0.0.0/29", "2001:db8::/125"}, Aux: []string{"r=10.0.0.3"}})
+	for _, s := range []string{"10.0.0.2", "10.0.0.4", "10.0.0.6", "2001:db8::7"} {
+		if _, err := a.Claim(netip.MustParseAddr(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	a.Each(func(x netip.Addr) { got = append(got, x.String()) })
+	if want := "10.0.0.2 10.0.0.4 10.0.0.6 2001:db8::7"; strings.Join(got, " ") != want {
+		t.Errorf("Each: %v, want %s", got, want)
+	}
+	a.Release(netip.MustParseAddr("10.0.0.4"))
+	got = nil
+	a.Each(func(x netip.Addr) { got = append(got, x.String()) })
+	if len(got) != a.Count() || len(got) != 3 {
+		t.Errorf("after a release Each gave %v, Count %d", got, a.Count())
+	}
+}
+
+// Pick spreads its candidates by seed, wraps around to the free addresses
+// below its start, never returns a taken or reserved one, and leases
+// nothing.
+func TestPick(t *testing.T) {
+	a := newAlloc(t, Spec{Subnets: []string{"10.0.0.0/24", "2001:db8::/64"}})
+	seen := map[netip.Addr]bool{}
+	for seed := uint64(0); seed < 50; seed++ {
+		x, _, err := a.Pick(4, seed*7919)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[x] = true
+	}
+	if len(seen) < 40 || a.Count() != 0 {
+		t.Errorf("50 seeds gave %d distinct addresses, %d leased; want spread, none leased", len(seen), a.Count())
+	}
+	if x, _, err := a.Pick(6, 1<<63); err != nil || !x.Is6() {
+		t.Errorf("Pick(6): %v %v", x, err)
+	}
+	// Fill all but 10.0.0.7: every seed must find it, from above or below.
+	for i := 2; i < 255; i++ {
+		if i != 7 {
+			if _, err := a.Claim(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)})); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, seed := range []uint64{0, 3, 6, 7, 200, 253, 254, 255, ^uint64(0)} {
+		if x, _, err := a.Pick(4, seed); err != nil || x.String() != "10.0.0.7" {
+			t.Errorf("seed %d: %v %v, want 10.0.0.7", seed, x, err)
+		}
+	}
+	if _, err := a.Claim(netip.MustParseAddr("10.0.0.7")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.Pick(4, 9); !errors.Is(err, ErrPoolExhausted) {
+		t.Errorf("full pool: %v, want ErrPoolExhausted", err)
+	}
+}

@@ -65,6 +65,25 @@ func (x u128) dec() u128 {
 	return u128{hi, lo}
 }
 
+// add and sub wrap around; callers keep within the bounds.
+func (x u128) add(y u128) u128 {
+	lo := x.lo + y.lo
+	hi := x.hi + y.hi
+	if lo < x.lo {
+		hi++
+	}
+	return u128{hi, lo}
+}
+
+func (x u128) sub(y u128) u128 {
+	lo := x.lo - y.lo
+	hi := x.hi - y.hi
+	if x.lo < y.lo {
+		hi--
+	}
+	return u128{hi, lo}
+}
+
 func (x u128) or(y u128) u128 { return u128{x.hi | y.hi, x.lo | y.lo} }
 
 // lowMask has the n lowest bits set (0 <= n <= 128). Go defines shifts by

@@ -20,9 +20,9 @@ const (
 // ErrNoNetwork means the container asked for no underlay network.
 var ErrNoNetwork = errors.New("no io.underlay.network annotation")
 
-// maxNetworks bounds interfaces per container: eth0..eth15 is far beyond any
+// MaxNetworks bounds interfaces per container: eth0..eth15 is far beyond any
 // real use and keeps a typo from creating hundreds of links.
-const maxNetworks = 16
+const MaxNetworks = 16
 
 // ParseAnnotations turns a container's annotations into the networks to
 // attach, in interface order. It returns ErrNoNetwork when the container
@@ -73,8 +73,8 @@ func splitNetworks(raw string) ([]string, error) {
 		seen[n] = true
 		names = append(names, n)
 	}
-	if len(names) > maxNetworks {
-		return nil, fmt.Errorf("annotation %s: %d networks, at most %d", AnnotationNetwork, len(names), maxNetworks)
+	if len(names) > MaxNetworks {
+		return nil, fmt.Errorf("annotation %s: %d networks, at most %d", AnnotationNetwork, len(names), MaxNetworks)
 	}
 	return names, nil
 }

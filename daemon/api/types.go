@@ -28,6 +28,9 @@ type NetworkCreate struct {
 	IPv6     bool              `json:"ipv6,omitempty"`
 	Internal bool              `json:"internal,omitempty"`
 	Options  map[string]string `json:"options,omitempty"`
+	// IPAMDriver is where addresses come from (--ipam-driver); empty
+	// means "default", this host's own allocator.
+	IPAMDriver string `json:"ipam_driver,omitempty"`
 }
 
 // Network is a stored network as `network inspect` shows it.
@@ -43,7 +46,10 @@ type Network struct {
 	IPv6     bool              `json:"ipv6"`
 	Subnets  []Subnet          `json:"subnets"`
 	Options  map[string]string `json:"options,omitempty"`
-	Created  string            `json:"created"`
+	// IPAMDriver is the address driver: "default" keeps the leases on
+	// this host.
+	IPAMDriver string `json:"ipam_driver"`
+	Created    string `json:"created"`
 
 	// ParentInfo is filled in by inspect: what the kernel says now.
 	ParentInfo *ParentInfo `json:"parent_info,omitempty"`
@@ -108,12 +114,14 @@ type Endpoint struct {
 	Gateways    []string `json:"gateways,omitempty"`
 	NetnsInode  uint64   `json:"netns_inode"`
 	NetnsCookie uint64   `json:"netns_cookie,omitempty"`
-	// TempName is the interface's name before its rename to IfName,
-	// recorded while attaching so a crash in between can be undone.
+	// TempName is set only in an intent (an attach or a detach in
+	// flight), which it names: for an attach, the interface's name before
+	// its rename to IfName, so that a crash in between can be undone.
 	TempName string `json:"temp_ifname,omitempty"`
 	Parent   string `json:"parent"`
-	State    string `json:"state"`
-	Created  string `json:"created"`
+	// State is "attached" for every stored endpoint.
+	State   string `json:"state"`
+	Created string `json:"created"`
 }
 
 // AttachResponse lists the endpoints made, in interface order.

@@ -1,6 +1,8 @@
 // Command underlay is underlay's CLI. Its flags are Docker's
 // (`docker network create -d macvlan ...`), so the commands NetOps already
-// use carry over. It only talks to underlayd.
+// use carry over. Every command that changes or lists state asks underlayd
+// over its socket; doctor also reads the host's links and kernel support
+// itself, so that it can explain a daemon that is down or a missing parent.
 package main
 
 import (
@@ -58,6 +60,7 @@ func networkCommand() *cli.Command {
 					&cli.StringSliceFlag{Name: "gateway", Usage: "gateway of the subnet that contains it (repeatable)"},
 					&cli.StringSliceFlag{Name: "ip-range", Usage: "allocate from this range of the subnet that contains it (repeatable)"},
 					&cli.StringSliceFlag{Name: "aux-address", Usage: "NAME=IP never handed out (repeatable)"},
+					&cli.StringFlag{Name: "ipam-driver", Value: "default", Usage: "where addresses come from: default (this host's allocator)"},
 					&cli.BoolFlag{Name: "ipv6", Usage: "the network has IPv6 (needs an IPv6 --subnet)"},
 					&cli.BoolFlag{Name: "internal", Usage: "no way out: a dummy parent, no default route"},
 					&cli.StringSliceFlag{Name: "opt", Aliases: []string{"o"}, Usage: "driver option KEY=VALUE: parent, macvlan_mode, ipvlan_mode, ipvlan_flag, mtu"},
@@ -80,6 +83,7 @@ func networkCreate(c *cli.Context) error {
 		Subnets: c.StringSlice("subnet"), Gateways: c.StringSlice("gateway"),
 		IPRanges: c.StringSlice("ip-range"), Aux: c.StringSlice("aux-address"),
 		IPv6: c.Bool("ipv6"), Internal: c.Bool("internal"), Options: map[string]string{},
+		IPAMDriver: c.String("ipam-driver"),
 	}
 	for _, o := range c.StringSlice("opt") {
 		k, v, ok := strings.Cut(o, "=")

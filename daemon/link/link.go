@@ -131,11 +131,21 @@ func (n *Netns) Same(inode, cookie uint64) bool {
 // OpenPath opens a namespace file (a /proc/<pid>/ns/net or a bind mount).
 func OpenPath(path string) (*Netns, error) { return open(path, path) }
 
-// Fd is the namespace's file descriptor.
-func (n *Netns) Fd() int { return int(n.f.Fd()) }
+// Fd is the namespace's file descriptor, -1 for a NamedNetns.
+func (n *Netns) Fd() int {
+	if n.f == nil {
+		return -1
+	}
+	return int(n.f.Fd())
+}
 
 // Close releases the namespace.
-func (n *Netns) Close() error { return n.f.Close() }
+func (n *Netns) Close() error {
+	if n.f == nil {
+		return nil
+	}
+	return n.f.Close()
+}
 
 // ErrHostNetns means the namespace is underlayd's own.
 var ErrHostNetns = errors.New("is the host network namespace; refusing to configure it")
@@ -191,6 +201,9 @@ func open(path, what string) (*Netns, error) {
 // handleAt opens a route-only netlink handle inside ns; asking for no
 // protocol list would also open XFRM and netfilter sockets.
 func handleAt(ns *Netns) (*netlink.Handle, error) {
+	if ns.f == nil {
+		return nil, errors.New("netlink in container namespace: the handle holds no namespace")
+	}
 	h, err := netlink.NewHandleAt(netnsHandle(ns), unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("netlink in container namespace: %w", err)
@@ -289,6 +302,10 @@ func LiveNetns() map[uint64]string {
 // Dup returns a second handle on the same namespace, for work that
 // outlives the caller's.
 func (n *Netns) Dup() (*Netns, error) {
+	if n.f == nil {
+		c := *n
+		return &c, nil
+	}
 	fd, err := unix.FcntlInt(n.f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("dup netns handle: %w", err)

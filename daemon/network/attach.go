@@ -1,11 +1,13 @@
 package network
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/underlay/underlay/daemon/api"
@@ -13,14 +15,9 @@ import (
 	"github.com/underlay/underlay/ipam"
 )
 
-// Endpoint states recorded in the store.
-const (
-	// stateAttaching marks an attach intent in the store. Since intents
-	// moved out of the database only stores written by older versions hold
-	// it; they are undone at start all the same.
-	stateAttaching = "attaching"
-	stateAttached  = "attached"
-)
+// stateAttached is the state of every stored endpoint: an attach commits
+// its endpoint once, when the interface is ready.
+const stateAttached = "attached"
 
 // Attach gives the container of req an interface on each requested network,
 // eth0 first. Either every network is attached or none is.
@@ -32,10 +29,10 @@ func (m *Manager) Attach(req api.AttachRequest) (api.AttachResponse, error) {
 	m.containers.Lock(key)
 	defer m.containers.Unlock(key)
 	t := m.timer()
-	ns, err := link.OpenPid(req.Pid)
+	ns, err := m.kernel.OpenPid(req.Pid)
 	t.Step("netns")
 	if err != nil {
-		return api.AttachResponse{}, invalid("container %s: %v", req.ContainerID, err)
+		return api.AttachResponse{}, invalid("container %s: %w", req.ContainerID, err)
 	}
 	defer ns.Close()
 	var done []api.Endpoint
@@ -49,10 +46,7 @@ func (m *Manager) Attach(req api.AttachRequest) (api.AttachResponse, error) {
 			for j := len(done) - 1; j >= 0; j-- {
 				m.detachEndpoint(done[j], ns)
 			}
-			if strings.HasPrefix(err.Error(), "network "+na.Name+":") {
-				return api.AttachResponse{}, err
-			}
-			return api.AttachResponse{}, fmt.Errorf("network %s: %w", na.Name, err)
+			return api.AttachResponse{}, inNetwork(na.Name, err)
 		}
 		done = append(done, ep)
 	}
@@ -71,13 +65,13 @@ func validateAttach(req api.AttachRequest) error {
 	if len(req.Networks) == 0 {
 		return invalid("no networks to attach")
 	}
-	if len(req.Networks) > maxNetworks {
-		return invalid("%d networks requested, at most %d", len(req.Networks), maxNetworks)
+	if len(req.Networks) > api.MaxNetworks {
+		return invalid("%d networks requested, at most %d", len(req.Networks), api.MaxNetworks)
 	}
 	seen := map[string]bool{}
 	for _, na := range req.Networks {
 		if err := api.ValidName(na.Name); err != nil {
-			return invalid("%v", err)
+			return invalid("%w", err)
 		}
 		if seen[na.Name] {
 			return invalid("network %s requested twice", na.Name)
@@ -165,15 +159,15 @@ func (m *Manager) reserve(st *netState, ns *link.Netns, req api.AttachRequest, i
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.removed {
-		return ep, nil, false, fmt.Errorf("network %s: %w", na.Name, ErrNotFound)
+		return ep, nil, false, inNetwork(na.Name, ErrNotFound)
 	}
 	n := st.net
 	ep = api.Endpoint{Network: n.Name, Namespace: req.Namespace, ContainerID: req.ContainerID,
 		IfName: "eth" + strconv.Itoa(idx), NetnsInode: ns.Inode, NetnsCookie: ns.Cookie, Parent: n.Parent,
-		State: stateAttaching, Created: time.Now().UTC().Format(time.RFC3339Nano)}
+		Created: time.Now().UTC().Format(time.RFC3339Nano)}
 	prefer := st.recent[keyOf(ep)]
 	if old, ok := st.get(keyOf(ep)); ok {
-		if ns.Same(old.NetnsInode, old.NetnsCookie) && old.State == stateAttached {
+		if ns.Same(old.NetnsInode, old.NetnsCookie) {
 			return old, nil, true, nil // the hook ran twice for the same container
 		}
 		// A restarted container: its old namespace is gone. Give back the
@@ -193,7 +187,7 @@ func (m *Manager) reserve(st *netState, ns *link.Netns, req api.AttachRequest, i
 	// concurrent last detach removes an owned parent under this attach.
 	m.addRef(n.Parent, 1)
 	undo.add(func() { m.addRef(n.Parent, -1); m.releaseParent(n.Parent) })
-	addrs, err = m.takeAddresses(st, na, prefer, undo)
+	addrs, err = m.takeAddresses(st, ep, na, prefer, undo)
 	return ep, addrs, false, err
 }
 
@@ -220,7 +214,7 @@ func planSlave(st *netState, ep *api.Endpoint, na api.NetworkAttach, parent link
 	n := st.net
 	slave := link.Slave{Kind: n.Driver, Mode: n.Mode, Flag: n.Flag, ParentIndex: parent.Index,
 		Name: ep.IfName, MTU: mtu, Addrs: addrs, DevRoutes: n.Driver == "ipvlan" && n.Mode != "l2"}
-	pools := st.alloc.Pools()
+	pools := st.addrs.Pools()
 	// Like Docker: no IPv6 subnet, no IPv6 at all on the interface, so a
 	// router advertisement on the LAN cannot give the container any.
 	slave.DisableIPv6 = !hasFamily(pools, 6)
@@ -275,10 +269,14 @@ func (m *Manager) createAndCommit(st *netState, ns *link.Netns, ep *api.Endpoint
 	// namespace and its MAC on its parent until it is gone.
 	m.deletions.wait(ep.NetnsInode, ep.Parent, fixedMAC)
 	t.Step("wait deletions")
-	if err := link.CreateSlave(ns, slave); err != nil {
+	if err := m.kernel.CreateSlave(ns, slave); err != nil {
+		if fixedMAC && errors.Is(err, syscall.EADDRINUSE) {
+			// macvlan refuses a MAC that another slave of the parent has.
+			return fmt.Errorf("io.underlay.mac=%s: another interface on parent %s has it: %w", slave.MAC, ep.Parent, ErrAddressInUse)
+		}
 		return err
 	}
-	undo.add(func() { _ = link.DeleteSlave(ns, ep.IfName) })
+	undo.add(func() { _ = m.kernel.DeleteSlave(ns, ep.IfName) })
 	t.Reset()
 	ep.State = stateAttached
 	st.mu.Lock()
@@ -310,7 +308,7 @@ func checkAttach(st *netState, na api.NetworkAttach) error {
 		}
 	}
 	has := map[int]bool{}
-	for _, p := range st.alloc.Pools() {
+	for _, p := range st.addrs.Pools() {
 		has[p.Family()] = true
 	}
 	if na.IP != "" && !has[4] {
@@ -325,7 +323,7 @@ func checkAttach(st *netState, na api.NetworkAttach) error {
 // takeAddresses leases one address of each family the network has: the
 // static one asked for, else a preferred one (a restarted container's old
 // address) if free, else the next free one.
-func (m *Manager) takeAddresses(st *netState, na api.NetworkAttach, prefer []netip.Addr, undo *undoList) ([]netip.Prefix, error) {
+func (m *Manager) takeAddresses(st *netState, ep api.Endpoint, na api.NetworkAttach, prefer []netip.Addr, undo *undoList) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, fam := range []int{4, 6} {
 		var pool ipam.Pool
@@ -335,41 +333,41 @@ func (m *Manager) takeAddresses(st *netState, na api.NetworkAttach, prefer []net
 		if fam == 6 {
 			static = na.IP6
 		}
-		if !hasFamily(st.alloc.Pools(), fam) {
+		if !hasFamily(st.addrs.Pools(), fam) {
 			continue
 		}
 		switch {
 		case static != "":
 			addr, err = netip.ParseAddr(static)
 			if err != nil {
-				return nil, invalid("static address %q: %v", static, err)
+				return nil, invalid("static address %q: %w", static, err)
 			}
-			if pool, err = st.alloc.Claim(addr); err != nil {
+			if pool, err = st.addrs.Claim(ownerOf(ep), addr); err != nil {
 				return nil, fmt.Errorf("static address %w", err)
 			}
 		default:
-			addr, pool, err = claimPreferred(st.alloc, prefer, fam)
+			addr, pool, err = claimPreferred(st.addrs, ownerOf(ep), prefer, fam)
 			if err != nil {
 				return nil, err
 			}
 		}
 		a := addr
-		undo.add(func() { st.mu.Lock(); st.alloc.Release(a); st.mu.Unlock() })
+		undo.add(func() { st.mu.Lock(); st.addrs.Release(ownerOf(ep), a); st.mu.Unlock() })
 		out = append(out, netip.PrefixFrom(addr, pool.Subnet.Bits()))
 	}
 	return out, nil
 }
 
-func claimPreferred(alloc *ipam.Allocator, prefer []netip.Addr, fam int) (netip.Addr, ipam.Pool, error) {
+func claimPreferred(addrs AddressDriver, o ipam.Owner, prefer []netip.Addr, fam int) (netip.Addr, ipam.Pool, error) {
 	for _, p := range prefer {
 		if (fam == 4) != p.Is4() {
 			continue
 		}
-		if pool, err := alloc.Claim(p); err == nil {
+		if pool, err := addrs.Claim(o, p); err == nil {
 			return p, pool, nil
 		}
 	}
-	return alloc.Allocate(fam)
+	return addrs.Allocate(o, fam)
 }
 
 func hasFamily(pools []ipam.Pool, fam int) bool {
@@ -387,7 +385,7 @@ func chooseMAC(s string) (net.HardwareAddr, error) {
 	}
 	m, err := api.ParseMAC(s)
 	if err != nil {
-		return nil, invalid("io.underlay.mac=%s: %v", s, err)
+		return nil, invalid("io.underlay.mac=%s: %w", s, err)
 	}
 	return net.ParseMAC(m)
 }

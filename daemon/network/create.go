@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,15 +34,15 @@ func (m *Manager) Create(req api.NetworkCreate) (api.Network, error) {
 	m.createMu.Lock()
 	defer m.createMu.Unlock()
 	if _, err := m.network(n.Name); err == nil {
-		return api.Network{}, fmt.Errorf("network %s: %w", n.Name, ErrExists)
+		return api.Network{}, inNetwork(n.Name, ErrExists)
 	}
 	if err := m.checkParentRules(n, pools); err != nil {
 		return api.Network{}, err
 	}
 	// A kernel without the driver is caught here, not at the first
 	// container. (Missing 802.1q or dummy shows when the parent is made.)
-	if err := link.Probe(n.Driver); err != nil {
-		return api.Network{}, invalid("driver %s: %v", n.Driver, err)
+	if err := m.kernel.Probe(n.Driver); err != nil {
+		return api.Network{}, invalid("driver %s: %w", n.Driver, err)
 	}
 	_, created, err := m.ensureParent(n)
 	if err != nil {
@@ -50,7 +51,10 @@ func (m *Manager) Create(req api.NetworkCreate) (api.Network, error) {
 		}
 		return api.Network{}, err
 	}
-	st := &netState{net: n, alloc: ipam.NewAllocator(pools), eps: map[epKey]epRecord{}, rare: map[epKey]epRare{}}
+	st, err := newStateWith(n, pools)
+	if err != nil {
+		return api.Network{}, err
+	}
 	if err := m.store.CreateNetwork(n); err != nil {
 		if created {
 			m.releaseParent(n.Parent)
@@ -67,7 +71,7 @@ func (m *Manager) Create(req api.NetworkCreate) (api.Network, error) {
 // validate checks everything that needs no other network.
 func (m *Manager) validate(req api.NetworkCreate) (api.Network, []ipam.Pool, error) {
 	if err := api.ValidName(req.Name); err != nil {
-		return api.Network{}, nil, invalid("%v", err)
+		return api.Network{}, nil, invalid("%w", err)
 	}
 	n := api.Network{Name: req.Name, Driver: req.Driver, Internal: req.Internal,
 		Created: time.Now().UTC().Format(time.RFC3339)}
@@ -80,6 +84,10 @@ func (m *Manager) validate(req api.NetworkCreate) (api.Network, []ipam.Pool, err
 	}
 	if err := m.applyOptions(&n, req.Options, opts); err != nil {
 		return n, nil, err
+	}
+	n.IPAMDriver = valueOr(req.IPAMDriver, defaultIPAM)
+	if !slices.Contains(ipamDrivers, n.IPAMDriver) {
+		return n, nil, invalid("unknown --ipam-driver %q: underlay has %s", req.IPAMDriver, strings.Join(ipamDrivers, ", "))
 	}
 	noGW := n.Driver == "ipvlan" && n.Mode != "l2"
 	if noGW && len(req.Gateways) > 0 {
@@ -105,7 +113,7 @@ func (m *Manager) validate(req api.NetworkCreate) (api.Network, []ipam.Pool, err
 	pools, err := ipam.BuildPools(ipam.Spec{Subnets: req.Subnets, Gateways: req.Gateways,
 		Ranges: req.IPRanges, Aux: req.Aux, NoGateway: noGW})
 	if err != nil {
-		return n, nil, invalid("%v", err)
+		return n, nil, invalid("%w", err)
 	}
 	for _, p := range pools {
 		n.Subnets = append(n.Subnets, subnetOf(p))
@@ -152,7 +160,7 @@ func (m *Manager) applyOptions(n *api.Network, opts map[string]string, known []s
 		n.Flag = valueOr(opts["ipvlan_flag"], "bridge")
 	}
 	if err := link.ValidMode(n.Driver, n.Mode, n.Flag); err != nil {
-		return invalid("%v", err)
+		return invalid("%w", err)
 	}
 	if v, ok := opts["mtu"]; ok {
 		mtu, err := strconv.Atoi(v)
@@ -177,12 +185,12 @@ func (m *Manager) choosParent(n *api.Network) error {
 		return nil
 	}
 	if err := link.ValidIfName(n.Parent); err != nil {
-		return invalid("-o parent=%s: %v", n.Parent, err)
+		return invalid("-o parent=%s: %w", n.Parent, err)
 	}
 	if n.Parent == "lo" {
 		return invalid("-o parent=lo: the loopback interface cannot be a parent")
 	}
-	in, err := link.Lookup(n.Parent)
+	in, err := m.kernel.Lookup(n.Parent)
 	switch {
 	case err == nil:
 		if in.Kind == "macvlan" || in.Kind == "ipvlan" {
@@ -195,14 +203,14 @@ func (m *Manager) choosParent(n *api.Network) error {
 	case errors.Is(err, link.ErrNotFound):
 		base, vid, ok := splitVLAN(n.Parent)
 		if !ok {
-			return invalid("parent interface %s does not exist", n.Parent)
+			return fmt.Errorf("parent interface %s does not exist: %w", n.Parent, ErrNoParent)
 		}
 		if vid < 1 || vid > 4094 {
 			return invalid("-o parent=%s: VLAN id %d is outside 1-4094", n.Parent, vid)
 		}
-		bin, err := link.Lookup(base)
+		bin, err := m.kernel.Lookup(base)
 		if err != nil {
-			return invalid("-o parent=%s: VLAN base interface %s does not exist", n.Parent, base)
+			return fmt.Errorf("-o parent=%s: VLAN base interface %s does not exist: %w", n.Parent, base, ErrNoParent)
 		}
 		if n.MTU > bin.MTU {
 			return invalid("-o mtu=%d is larger than the MTU %d of %s", n.MTU, bin.MTU, base)

@@ -23,7 +23,7 @@ func (m *Manager) Detach(req api.DetachRequest) (api.DetachResponse, error) {
 		return resp, nil
 	}
 	// All interfaces of a container share its namespace; find it once.
-	ns := link.FindNetns(eps[0].NetnsInode, eps[0].NetnsCookie, req.Pid)
+	ns := m.kernel.FindNetns(eps[0].NetnsInode, eps[0].NetnsCookie, req.Pid)
 	if ns != nil {
 		defer ns.Close()
 	}
@@ -141,7 +141,7 @@ func (m *Manager) releaseAllLocked(st *netState, rs []release) error {
 func (m *Manager) retire(r retiring, now bool) (retiring, bool) {
 	ep := r.intent
 	if !now {
-		found, err := link.Strip(r.ns, ep.IfName)
+		found, err := m.kernel.Strip(r.ns, ep.IfName)
 		if err == nil && !found {
 			m.store.EndIntent(ep)
 			return r, false
@@ -157,7 +157,7 @@ func (m *Manager) retire(r retiring, now bool) (retiring, bool) {
 			m.log.Warn("addresses not stripped, deleting the interface now", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName, "err", err)
 		}
 	}
-	if err := link.DeleteSlave(r.ns, ep.IfName); err != nil {
+	if err := m.kernel.DeleteSlave(r.ns, ep.IfName); err != nil {
 		m.log.Error("interface not deleted", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName, "err", err)
 		return r, false
 	}
@@ -176,7 +176,7 @@ func (m *Manager) deleteLater(rs []retiring) {
 		defer m.background.Done()
 		for _, r := range rs {
 			ep := r.intent
-			if err := link.DeleteSlave(r.ns, ep.IfName); err != nil {
+			if err := m.kernel.DeleteSlave(r.ns, ep.IfName); err != nil {
 				m.log.Warn("interface not deleted", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName, "err", err)
 			} else {
 				m.store.EndIntent(ep)
@@ -243,7 +243,7 @@ func (ds *deletions) wait(inode uint64, parent string, fixedMAC bool) {
 // longer holds it. The caller holds st.mu.
 func (m *Manager) forgetLocked(st *netState, ep api.Endpoint) {
 	for _, a := range addrsOf(ep) {
-		st.alloc.Release(a)
+		st.addrs.Release(ownerOf(ep), a)
 	}
 	st.remember(keyOf(ep), addrsOf(ep))
 	st.remove(keyOf(ep))

@@ -43,27 +43,22 @@ type epRecord struct {
 }
 
 const (
-	hasV4     = 1 << iota
-	hasV6     // v6 holds an address
-	gwV4      // the IPv4 address routes through its pool's gateway
-	gwV6      // likewise for IPv6
-	attaching // an intent recorded by an older version
-	rare      // the network's rare table has more of this endpoint
+	hasV4 = 1 << iota
+	hasV6 // v6 holds an address
+	gwV4  // the IPv4 address routes through its pool's gateway
+	gwV6  // likewise for IPv6
+	rare  // the network's rare table has more of this endpoint
 )
 
 // epRare holds what does not fit a record: a name other than eth0-eth15,
-// a MAC that is not 6 bytes (IPoIB parents of ipvlan), and the temporary
-// name of an interrupted attach recorded by an older version.
+// and a MAC that is not 6 bytes (IPoIB parents of ipvlan).
 type epRare struct {
-	ifname, mac, temp string
+	ifname, mac string
 }
-
-// maxNetworks bounds the interfaces of one container.
-const maxNetworks = 16
 
 // ifNames are the names attach gives, shared by every endpoint.
 var ifNames = func() []string {
-	out := make([]string, maxNetworks)
+	out := make([]string, api.MaxNetworks)
 	for i := range out {
 		out[i] = "eth" + strconv.Itoa(i)
 	}
@@ -75,13 +70,10 @@ var ifNames = func() []string {
 func (st *netState) record(k epKey, ep api.Endpoint) epRecord {
 	r := epRecord{inode: ep.NetnsInode, cookie: ep.NetnsCookie}
 	var odd epRare
-	if ep.State != stateAttached {
-		r.flags |= attaching
-	}
 	if t, err := time.Parse(time.RFC3339Nano, ep.Created); err == nil {
 		r.created = t.UnixNano()
 	}
-	if n, err := strconv.Atoi(strings.TrimPrefix(ep.IfName, "eth")); err == nil && n >= 0 && n < maxNetworks && ifNames[n] == ep.IfName {
+	if n, err := strconv.Atoi(strings.TrimPrefix(ep.IfName, "eth")); err == nil && n >= 0 && n < api.MaxNetworks && ifNames[n] == ep.IfName {
 		r.ifIdx = uint8(n)
 	} else {
 		odd.ifname = ep.IfName
@@ -91,12 +83,11 @@ func (st *netState) record(k epKey, ep api.Endpoint) epRecord {
 	} else {
 		odd.mac = ep.MAC
 	}
-	odd.temp = ep.TempName
 	gws := map[string]bool{}
 	for _, g := range ep.Gateways {
 		gws[g] = true
 	}
-	pools := st.alloc.Pools()
+	pools := st.addrs.Pools()
 	for _, a := range ep.Addresses {
 		p, err := netip.ParsePrefix(a)
 		if err != nil {
@@ -125,9 +116,21 @@ func (st *netState) record(k epKey, ep api.Endpoint) epRecord {
 	return r
 }
 
+// addrs returns the record's addresses.
+func (r *epRecord) addrs() []netip.Addr {
+	var out []netip.Addr
+	if r.flags&hasV4 != 0 {
+		out = append(out, netip.AddrFrom4(r.v4))
+	}
+	if r.flags&hasV6 != 0 {
+		out = append(out, netip.AddrFrom16(r.v6))
+	}
+	return out
+}
+
 // endpoint expands a record back into an api.Endpoint.
 func (st *netState) endpoint(k epKey, r *epRecord) api.Endpoint {
-	return expand(st.net, st.alloc.Pools(), st.rare, k, r)
+	return expand(st.net, st.addrs.Pools(), st.rare, k, r)
 }
 
 // expand builds the api.Endpoint of record r of network n, whose pools
@@ -136,9 +139,6 @@ func expand(n api.Network, pools []ipam.Pool, rares map[epKey]epRare, k epKey, r
 	ep := api.Endpoint{Network: n.Name, Namespace: k.ns, ContainerID: k.id, IfName: ifNames[r.ifIdx],
 		NetnsInode: r.inode, NetnsCookie: r.cookie,
 		Parent: n.Parent, State: stateAttached, Created: time.Unix(0, r.created).UTC().Format(time.RFC3339Nano)}
-	if r.flags&attaching != 0 {
-		ep.State = stateAttaching
-	}
 	if r.mac != [6]byte{} {
 		ep.MAC = net.HardwareAddr(r.mac[:]).String()
 	}
@@ -150,7 +150,6 @@ func expand(n api.Network, pools []ipam.Pool, rares map[epKey]epRare, k epKey, r
 		if odd.mac != "" {
 			ep.MAC = odd.mac
 		}
-		ep.TempName = odd.temp
 	}
 	add := func(a netip.Addr, bits uint8, routed bool) {
 		ep.Addresses = append(ep.Addresses, netip.PrefixFrom(a, int(bits)).String())
@@ -179,7 +178,7 @@ func (m *Manager) EachEndpoint(fn func(api.Endpoint) error) error {
 		st.mu.Lock()
 		entries := st.sorted()
 		rares := maps.Clone(st.rare)
-		n, pools := st.net, st.alloc.Pools()
+		n, pools := st.net, st.addrs.Pools()
 		st.mu.Unlock()
 		for i := range entries {
 			if err := fn(expand(n, pools, rares, entries[i].k, &entries[i].r)); err != nil {

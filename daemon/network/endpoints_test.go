@@ -10,7 +10,7 @@ import (
 // An endpoint survives its trip through the compact in-memory record
 // unchanged: what endpoint ls and inspect show, and what detach stores.
 func TestEndpointRecordRoundTrip(t *testing.T) {
-	st, err := newState(api.Network{Name: "n", Parent: "ulp0", Subnets: []api.Subnet{
+	st, err := newState(api.Network{Name: "n", Parent: "ulp0", IPAMDriver: defaultIPAM, Subnets: []api.Subnet{
 		{Subnet: "10.1.0.0/24", Gateway: "10.1.0.1"}, {Subnet: "2001:db8::/64", Gateway: "2001:db8::1"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -34,9 +34,6 @@ func TestEndpointRecordRoundTrip(t *testing.T) {
 		}},
 		{"v6 only routed", func(ep *api.Endpoint) {
 			ep.Addresses, ep.Gateways = []string{"10.1.0.4/24", "2001:db8::4/64"}, []string{"2001:db8::1"}
-		}},
-		{"old store: attach intent with its temporary name", func(ep *api.Endpoint) {
-			ep.State, ep.TempName, ep.Addresses = stateAttaching, "ul0a1b2c3d4e", []string{"10.1.0.5/24"}
 		}},
 		{"ipvlan on an IPoIB parent: a 20-byte MAC, an odd name", func(ep *api.Endpoint) {
 			ep.MAC = "80:00:00:48:fe:80:00:00:00:00:00:00:00:02:c9:03:00:0f:8b:11"

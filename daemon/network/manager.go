@@ -21,9 +21,15 @@ import (
 	"github.com/underlay/underlay/ipam"
 )
 
-// Sentinel errors; the API maps them to status codes.
+// Sentinel errors, one per meaning; the API maps each to a status code
+// (server.statusOf). Errors wrap them with %w and say what went wrong.
 var (
-	ErrInvalid      = errors.New("invalid request")
+	// ErrInvalid is the caller's mistake: a bad flag, annotation or
+	// request. invalid() makes these.
+	ErrInvalid = errors.New("invalid request")
+	// ErrNoParent means a network's parent link is missing and cannot be
+	// made: a user error (a typo, a NIC renamed), not underlayd's.
+	ErrNoParent     = errors.New("parent interface missing")
 	ErrNotFound     = store.ErrNotFound
 	ErrExists       = store.ErrExists
 	ErrAddressInUse = ipam.ErrAddressInUse
@@ -32,15 +38,35 @@ var (
 	ErrInUse        = errors.New("network in use")
 )
 
-// invalid marks err as the caller's mistake (HTTP 400) and keeps its text.
+// invalid marks an error as the caller's mistake (ErrInvalid) and keeps
+// its text; a %w in format keeps the cause for errors.Is too.
 func invalid(format string, a ...any) error {
-	return &userError{msg: fmt.Sprintf(format, a...)}
+	return &userError{fmt.Errorf(format, a...)}
 }
 
-type userError struct{ msg string }
+type userError struct{ err error }
 
-func (e *userError) Error() string        { return e.msg }
+func (e *userError) Error() string        { return e.err.Error() }
+func (e *userError) Unwrap() error        { return e.err }
 func (e *userError) Is(target error) bool { return target == ErrInvalid }
+
+// networkError is an error of one network: "network NAME: cause".
+type networkError struct {
+	name string
+	err  error
+}
+
+func (e *networkError) Error() string { return "network " + e.name + ": " + e.err.Error() }
+func (e *networkError) Unwrap() error { return e.err }
+
+// inNetwork names network name in err, unless err names it already.
+func inNetwork(name string, err error) error {
+	var ne *networkError
+	if err == nil || errors.As(err, &ne) && ne.name == name {
+		return err
+	}
+	return &networkError{name, err}
+}
 
 // Store is the persistent state the manager needs; the bbolt store is the
 // local implementation, and a shared (etcd) one can take its place.
@@ -66,8 +92,9 @@ var _ Store = (*store.Store)(nil)
 
 // Manager owns the networks.
 type Manager struct {
-	store Store
-	log   *slog.Logger
+	store  Store
+	kernel Kernel
+	log    *slog.Logger
 
 	// createMu serialises create and remove, whose checks span networks
 	// (one driver per parent, overlapping subnets). Attach never takes it.
@@ -113,12 +140,12 @@ func (m *Manager) intern(s string) string {
 }
 
 // netState is one network in memory. mu is the network's lock: it guards
-// alloc, eps and pending. An attach holds it to reserve its addresses and
+// addrs, eps and pending. An attach holds it to reserve its addresses and
 // again to commit, never across its kernel work (attach.go).
 type netState struct {
 	mu      sync.Mutex
 	net     api.Network
-	alloc   *ipam.Allocator
+	addrs   AddressDriver
 	eps     map[epKey]epRecord
 	rare    map[epKey]epRare
 	removed bool
@@ -142,9 +169,10 @@ func (st *netState) remember(key epKey, addrs []netip.Addr) {
 	st.recent[key] = addrs
 }
 
-// New loads the stored networks and endpoints.
-func New(s Store, log *slog.Logger) (*Manager, error) {
-	m := &Manager{store: s, log: log, nets: map[string]*netState{},
+// New loads the stored networks and endpoints, and finishes what a crash
+// cut short. k is the kernel to work on: link.Host{} in underlayd.
+func New(s Store, k Kernel, log *slog.Logger) (*Manager, error) {
+	m := &Manager{store: s, kernel: k, log: log, nets: map[string]*netState{},
 		refs: parentRefs{}, owned: map[string]store.OwnedLink{}, interned: map[string]string{}}
 	links, err := s.Links()
 	if err != nil {
@@ -174,7 +202,7 @@ func New(s Store, log *slog.Logger) (*Manager, error) {
 		for _, a := range ep.Addresses {
 			p, err := netip.ParsePrefix(a)
 			if err == nil {
-				err = st.alloc.Mark(p.Addr())
+				err = st.addrs.Hold(ownerOf(ep), p.Addr())
 			}
 			if err != nil {
 				log.Warn("stored lease not loaded", "network", ep.Network, "address", a, "err", err)
@@ -190,6 +218,11 @@ func New(s Store, log *slog.Logger) (*Manager, error) {
 	for _, ep := range orphans {
 		log.Warn("endpoint of unknown network dropped", "network", ep.Network, "container", ep.ContainerID)
 		_ = s.DeleteEndpoint(ep)
+	}
+	for _, st := range m.nets {
+		st.mu.Lock()
+		m.releaseUnbackedLocked(st)
+		st.mu.Unlock()
 	}
 	if err := m.undoInterrupted(); err != nil {
 		return nil, err
@@ -221,18 +254,6 @@ func (m *Manager) undoInterrupted() error {
 		m.store.EndIntent(ep)
 		m.log.Info("interrupted attach or detach finished", "network", ep.Network, "container", containerName(ep))
 	}
-	// Stores written by older versions recorded intents as endpoints.
-	for _, ep := range m.endpointsWhere(func(_ epKey, r *epRecord) bool { return r.flags&attaching != 0 }) {
-		ns := link.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0)
-		if err := m.detachEndpoint(ep, ns); err != nil {
-			m.log.Error("interrupted attach not undone", "network", ep.Network, "container", containerName(ep), "err", err)
-		} else {
-			m.log.Info("interrupted attach undone", "network", ep.Network, "container", containerName(ep))
-		}
-		if ns != nil {
-			ns.Close()
-		}
-	}
 	return nil
 }
 
@@ -242,12 +263,12 @@ func (m *Manager) undoInterrupted() error {
 // in the same namespace holds (a container that attached there since) is
 // never touched.
 func (m *Manager) undoIntent(ep api.Endpoint) error {
-	ns := link.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0)
+	ns := m.kernel.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0)
 	if ns == nil {
 		return nil // the namespace is gone, and the interface with it
 	}
 	defer ns.Close()
-	if err := link.DeleteSlave(ns, ep.TempName); err != nil {
+	if err := m.kernel.DeleteSlave(ns, ep.TempName); err != nil {
 		return err
 	}
 	held := m.endpointsWhere(func(_ epKey, r *epRecord) bool {
@@ -258,7 +279,7 @@ func (m *Manager) undoIntent(ep api.Endpoint) error {
 			return nil
 		}
 	}
-	return link.DeleteSlaveMatching(ns, ep.IfName, ep.MAC, ep.Addresses)
+	return m.kernel.DeleteSlaveMatching(ns, ep.IfName, ep.MAC, ep.Addresses)
 }
 
 // endpoint returns the stored endpoint with ep's key.
@@ -277,7 +298,15 @@ func newState(n api.Network) (*netState, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &netState{net: n, alloc: ipam.NewAllocator(pools), eps: map[epKey]epRecord{}, rare: map[epKey]epRare{}}, nil
+	return newStateWith(n, pools)
+}
+
+func newStateWith(n api.Network, pools []ipam.Pool) (*netState, error) {
+	addrs, err := newAddresses(n, pools)
+	if err != nil {
+		return nil, err
+	}
+	return &netState{net: n, addrs: addrs, eps: map[epKey]epRecord{}, rare: map[epKey]epRare{}}, nil
 }
 
 // poolsOf rebuilds ipam pools from a stored network.
@@ -317,7 +346,7 @@ func (m *Manager) network(name string) (*netState, error) {
 	st := m.nets[name]
 	m.mu.RUnlock()
 	if st == nil {
-		return nil, fmt.Errorf("network %s: %w", name, ErrNotFound)
+		return nil, inNetwork(name, ErrNotFound)
 	}
 	return st, nil
 }
@@ -428,7 +457,7 @@ func (m *Manager) parentInfo(n api.Network) *api.ParentInfo {
 		pi.VLAN, pi.Base = l.VLAN, l.Base
 	}
 	m.refMu.Unlock()
-	if in, err := link.Lookup(n.Parent); err == nil {
+	if in, err := m.kernel.Lookup(n.Parent); err == nil {
 		pi.Exists, pi.Up, pi.Kind, pi.MTU = true, in.Up, in.Kind, in.MTU
 		if in.VLAN != 0 {
 			pi.VLAN, pi.Base = in.VLAN, in.Base

@@ -21,7 +21,7 @@ func newManager(t *testing.T, dir string) (*Manager, *store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := New(s, slog.New(slog.DiscardHandler))
+	m, err := New(s, link.Host{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		s.Close()
 		t.Fatal(err)
@@ -108,36 +108,6 @@ func TestPrivilegedConcurrentAttach(t *testing.T) {
 		if leases, _ := s.Leases(fmt.Sprintf("n%d", i)); len(leases) != 0 {
 			t.Fatalf("leases left on n%d: %v", i, leases)
 		}
-	}
-}
-
-// An attach cut short by a crash (intent recorded, never committed) is
-// undone when the manager starts: the lease is free again.
-func TestPrivilegedInterruptedAttachUndone(t *testing.T) {
-	tl.Require(t)
-	dir := t.TempDir()
-	lan := tl.NewLAN(t, "ulmx", "10.89.0.1/24")
-	m, s := newManager(t, dir)
-	if _, err := m.Create(api.NetworkCreate{Name: "x", Subnets: []string{"10.89.0.0/24"}, Options: map[string]string{"parent": lan.Uplink}}); err != nil {
-		t.Fatal(err)
-	}
-	c := tl.NewContainer(t, "ulmx-c")
-	ep := api.Endpoint{Network: "x", ContainerID: c.ID, IfName: "eth0", Addresses: []string{"10.89.0.2/24"}, State: stateAttaching, Parent: lan.Uplink}
-	if err := s.PutEndpoint(ep); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	m, s = newManager(t, dir)
-	defer s.Close()
-	if eps := m.Endpoints(); len(eps) != 0 {
-		t.Fatalf("interrupted attach kept: %v", eps)
-	}
-	if leases, _ := s.Leases("x"); len(leases) != 0 {
-		t.Fatalf("lease kept: %v", leases)
-	}
-	resp, err := m.Attach(api.AttachRequest{ContainerID: c.ID, Pid: c.Pid, Networks: []api.NetworkAttach{{Name: "x"}}})
-	if err != nil || resp.Endpoints[0].Addresses[0] != "10.89.0.2/24" {
-		t.Fatalf("attach after undo: %v %+v", err, resp)
 	}
 }
 

@@ -43,7 +43,7 @@ func (m *Manager) refCount(parent string) int {
 func (m *Manager) ensureParent(n api.Network) (link.Info, bool, error) {
 	m.parents.Lock(n.Parent)
 	defer m.parents.Unlock(n.Parent)
-	if in, err := link.Lookup(n.Parent); err == nil {
+	if in, err := m.kernel.Lookup(n.Parent); err == nil {
 		return in, false, nil
 	} else if !errors.Is(err, link.ErrNotFound) {
 		return in, false, err
@@ -51,7 +51,7 @@ func (m *Manager) ensureParent(n api.Network) (link.Info, bool, error) {
 	if err := m.createParentLocked(n); err != nil {
 		return link.Info{}, false, err
 	}
-	in, err := link.Lookup(n.Parent)
+	in, err := m.kernel.Lookup(n.Parent)
 	if err != nil {
 		return in, true, fmt.Errorf("parent %w", err)
 	}
@@ -68,7 +68,7 @@ func (m *Manager) createParentLocked(n api.Network) error {
 	} else if base, vid, ok := splitVLAN(n.Parent); ok {
 		owned.Kind, owned.Base, owned.VLAN = "vlan", base, vid
 	} else {
-		return fmt.Errorf("parent interface %s does not exist", n.Parent)
+		return fmt.Errorf("parent interface %s does not exist: %w", n.Parent, ErrNoParent)
 	}
 	// Record ownership before creating: a crash in between leaves a record
 	// without a link, which is harmless; the reverse would leak a link.
@@ -77,9 +77,9 @@ func (m *Manager) createParentLocked(n api.Network) error {
 	}
 	var err error
 	if dummy {
-		err = link.CreateDummy(n.Parent)
+		err = m.kernel.CreateDummy(n.Parent)
 	} else {
-		err = link.CreateVLAN(owned.Base, owned.VLAN, n.Parent)
+		err = m.kernel.CreateVLAN(owned.Base, owned.VLAN, n.Parent)
 	}
 	if err != nil {
 		_ = m.store.DeleteLink(n.Parent)
@@ -114,7 +114,7 @@ func (m *Manager) releaseParent(parent string) {
 	if m.refCount(parent) > 0 || !m.isOwned(parent) {
 		return
 	}
-	if err := link.Delete(parent); err != nil {
+	if err := m.kernel.Delete(parent); err != nil {
 		m.log.Warn("owned parent not removed", "parent", parent, "err", err)
 		return
 	}

@@ -49,7 +49,7 @@ func (m *Manager) ReconcileContainerd(live map[string]map[string]bool, listedAt 
 // soon as a namespace dies.
 func (m *Manager) ReconcileNetns() (int, error) {
 	start := time.Now()
-	alive := link.LiveNetns()
+	alive := m.kernel.LiveNetns()
 	cookies := map[uint64]uint64{} // inode -> cookie, read once per namespace
 	dead := m.endpointsWhere(func(_ epKey, r *epRecord) bool {
 		if r.created >= start.UnixNano() {
@@ -59,7 +59,7 @@ func (m *Manager) ReconcileNetns() (int, error) {
 		if ok && r.cookie != 0 {
 			c, seen := cookies[r.inode]
 			if !seen {
-				if ns, err := link.OpenPath(path); err == nil {
+				if ns, err := m.kernel.OpenPath(path); err == nil {
 					c = ns.Cookie
 					ns.Close()
 				}
@@ -72,8 +72,22 @@ func (m *Manager) ReconcileNetns() (int, error) {
 	return m.releaseDead(dead, "network namespace is gone", false)
 }
 
-// Reconcile runs every check that needs nothing but the kernel.
-func (m *Manager) Reconcile() (int, error) { return m.ReconcileNetns() }
+// Reconcile runs every check that needs nothing but the kernel and the
+// address drivers: it releases the endpoints whose namespace is gone, then
+// renews each network's leases and releases what its driver holds for no
+// endpoint. It returns how many endpoints it released.
+func (m *Manager) Reconcile() (int, error) {
+	n, err := m.ReconcileNetns()
+	for _, st := range m.states() {
+		st.mu.Lock()
+		if err := st.addrs.Renew(); err != nil {
+			m.log.Warn("leases not renewed", "network", st.net.Name, "err", err)
+		}
+		m.releaseUnbackedLocked(st)
+		st.mu.Unlock()
+	}
+	return n, err
+}
 
 // releaseDead releases endpoints whose container is gone, one store
 // transaction per network: after a reboot thousands are dead at once, and
@@ -91,7 +105,7 @@ func (m *Manager) releaseDead(dead []api.Endpoint, why string, findNS bool) (int
 		for _, ep := range dead {
 			k := [2]uint64{ep.NetnsInode, ep.NetnsCookie}
 			if _, ok := namespaces[k]; !ok {
-				namespaces[k] = link.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0)
+				namespaces[k] = m.kernel.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0)
 			}
 		}
 		defer func() {

@@ -200,20 +200,26 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-func (s *server) error(w http.ResponseWriter, what string, err error) {
-	code := http.StatusInternalServerError
+// statusOf maps an error to its HTTP status by the sentinel it wraps;
+// anything else is underlayd's own failure, a 500.
+func statusOf(err error) int {
 	switch {
-	case errors.Is(err, network.ErrInvalid), errors.Is(err, ipam.ErrNotInSubnet),
-		errors.Is(err, ipam.ErrReserved), errors.Is(err, ipam.ErrNoSubnet):
-		code = http.StatusBadRequest
+	case errors.Is(err, network.ErrInvalid), errors.Is(err, network.ErrNoParent),
+		errors.Is(err, ipam.ErrNotInSubnet), errors.Is(err, ipam.ErrReserved), errors.Is(err, ipam.ErrNoSubnet):
+		return http.StatusBadRequest
 	case errors.Is(err, network.ErrNotFound):
-		code = http.StatusNotFound
+		return http.StatusNotFound
 	case errors.Is(err, network.ErrExists), errors.Is(err, network.ErrAddressInUse),
 		errors.Is(err, network.ErrParentBusy), errors.Is(err, network.ErrInUse):
-		code = http.StatusConflict
+		return http.StatusConflict
 	case errors.Is(err, network.ErrExhausted):
-		code = http.StatusInsufficientStorage
+		return http.StatusInsufficientStorage
 	}
+	return http.StatusInternalServerError
+}
+
+func (s *server) error(w http.ResponseWriter, what string, err error) {
+	code := statusOf(err)
 	if code == http.StatusInternalServerError {
 		s.log.Error(what+" failed", "err", err)
 	}

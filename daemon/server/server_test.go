@@ -6,13 +6,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/daemon/api/apiclient"
 	"github.com/underlay/underlay/daemon/network"
+	"github.com/underlay/underlay/daemon/store"
 	"github.com/underlay/underlay/ipam"
 )
 
@@ -85,25 +89,49 @@ func TestDecodeBounds(t *testing.T) {
 	}
 }
 
-func TestErrorCodes(t *testing.T) {
+// Each sentinel maps to one status, and the CLI prints the daemon's
+// message as one line after "underlay: ", whatever the status.
+func TestErrorSurface(t *testing.T) {
 	cases := []struct {
 		err  error
 		code int
+		line string
 	}{
-		{fmt.Errorf("network x: %w", network.ErrNotFound), 404},
-		{fmt.Errorf("network x: %w", network.ErrExists), 409},
-		{fmt.Errorf("10.0.0.1: %w", ipam.ErrAddressInUse), 409},
-		{fmt.Errorf("10.9.0.1: %w", ipam.ErrNotInSubnet), 400},
-		{fmt.Errorf("x: %w", network.ErrParentBusy), 409},
-		{fmt.Errorf("x: %w", ipam.ErrPoolExhausted), 507},
-		{errors.New("netlink exploded"), 500},
+		{network.ErrInvalid, 400, "invalid request"},
+		{fmt.Errorf("-o mtu=9: want a number from 68 to 65535: %w", network.ErrInvalid), 400, "-o mtu=9: want a number from 68 to 65535: invalid request"},
+		{fmt.Errorf("parent interface eth9 does not exist: %w", network.ErrNoParent), 400, "parent interface eth9 does not exist: parent interface missing"},
+		{fmt.Errorf("10.9.0.1: %w", ipam.ErrNotInSubnet), 400, "10.9.0.1: not in any subnet"},
+		{fmt.Errorf("10.9.0.1: %w", ipam.ErrReserved), 400, "10.9.0.1: address is reserved"},
+		{fmt.Errorf("network x: %w", ipam.ErrNoSubnet), 400, "network x: no subnet of that family"},
+		{fmt.Errorf("network x: %w", network.ErrNotFound), 404, "network x: not found"},
+		{fmt.Errorf("network x: %w", network.ErrExists), 409, "network x: already exists"},
+		{fmt.Errorf("10.0.0.1: %w", ipam.ErrAddressInUse), 409, "10.0.0.1: address already in use"},
+		{fmt.Errorf("10.0.0.1: %w", store.ErrAddressInUse), 409, "10.0.0.1: address already in use"},
+		{fmt.Errorf("parent eth1: %w", network.ErrParentBusy), 409, "parent eth1: parent busy"},
+		{fmt.Errorf("network x has 1 attached endpoint(s):\n c1 (eth0): %w", network.ErrInUse), 409, "network x has 1 attached endpoint(s): c1 (eth0): network in use"},
+		{fmt.Errorf("%w in 10.0.0.0/30", ipam.ErrPoolExhausted), 507, "no free address in 10.0.0.0/30"},
+		{errors.New("netlink exploded"), 500, "netlink exploded"},
 	}
-	for _, c := range cases {
-		f := &fakeManager{err: c.err}
-		h := Handler(f, slog.New(slog.DiscardHandler), nil)
-		code, body := do(t, h, "POST", "/v1/attach", `{"container_id":"c","pid":5,"networks":[{"name":"n"}]}`)
-		if code != c.code || !strings.Contains(body, c.err.Error()) {
-			t.Errorf("%v: got %d %s, want %d", c.err, code, body, c.code)
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeManager{}
+	srv := &http.Server{Handler: Handler(f, slog.New(slog.DiscardHandler), nil)}
+	go srv.Serve(ln)
+	defer srv.Close()
+	c := &api.Client{Socket: sock}
+	for _, tc := range cases {
+		f.err = tc.err
+		err := apiclient.Do(c, "POST", "/attach", api.AttachRequest{ContainerID: "c", Pid: 5, Networks: []api.NetworkAttach{{Name: "n"}}}, nil)
+		var se *api.StatusError
+		if !errors.As(err, &se) || se.Code != tc.code {
+			t.Errorf("%q: got %v, want status %d", tc.err, err, tc.code)
+			continue
+		}
+		if got := "underlay: " + strings.Join(strings.Fields(err.Error()), " "); got != "underlay: "+tc.line {
+			t.Errorf("%q: the CLI prints %q, want %q", tc.err, got, "underlay: "+tc.line)
 		}
 	}
 }

@@ -3,10 +3,10 @@
 // the databases.
 //
 // Two bbolt files. underlay.db is fsynced on every commit and outlives
-// reboots (schema version 2):
+// reboots:
 //
 //	meta/
-//	  version              -> "2"
+//	  version              -> "2"                 (schema version, decimal)
 //	networks/
 //	  <network name>       -> JSON api.Network
 //	links/
@@ -16,19 +16,29 @@
 // ephemeral.go for why that is safe); a file of an earlier boot is removed:
 //
 //	endpoints/
-//	  <endpoint key>       -> JSON api.Endpoint   (key: namespace/container/network)
+//	  <endpoint key>       -> endpoint record     (key: namespace/container/network)
 //	leases/
-//	  <network name>/      bucket, one per network with leases
+//	  <network name>/      bucket, one per network an endpoint was put on
 //	    <16-byte address>  -> endpoint key        (IPv4 as IPv4-mapped IPv6)
 //
-// Version 1 kept endpoints and leases in underlay.db; the migration to 2
-// moves them. An endpoint and its leases are always written in one
-// transaction, so the store never holds a lease without an endpoint or the
-// reverse.
+// An endpoint record is binary, not JSON (see record.go): the version byte
+// 0x01; network, namespace, container id, ifname, MAC, temporary name,
+// parent and state as uvarint-length strings; netns inode and cookie as
+// uvarints; the creation time as a varint of Unix nanoseconds; a uvarint
+// count of addresses, each a family byte (4 or 6), 16 address bytes
+// (IPv4-mapped) and a prefix length byte; a uvarint count of gateways,
+// each a family byte and 16 address bytes. An endpoint and its leases are
+// always written in one transaction, so the store never holds a lease
+// without an endpoint or the reverse.
 //
 // Beside them, intents-<boot id>/<temporary ifname> holds one JSON
-// api.Endpoint per attach or detach in flight (see intents.go); on restart
-// the daemon finishes or undoes what they describe. Older versions
-// recorded the intent as an endpoint in state "attaching"; those are
-// undone too.
+// api.Endpoint per attach or detach in flight, its TempName the file's name
+// (see intents.go); on restart the daemon finishes or undoes what they
+// describe. A directory of an earlier boot is removed unread.
+//
+// This is the current format, schema version 2 with endpoint records of
+// version 0x01, and the only one read. Schema versions start at 2 because
+// development versions before any release wrote version 1; a file of
+// version 1, or of any version this code does not know, is refused with
+// an error naming the version found and the one wanted, never reset.
 package store

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -57,30 +56,6 @@ func bootID() (string, error) {
 	return boot, nil
 }
 
-// procStatPath gives the boot time (btime).
-var procStatPath = "/proc/stat"
-
-// writtenBeforeBoot reports whether the file at path was last modified
-// before this boot began. A file that does not exist, or a boot time that
-// cannot be read, counts as this boot's.
-func writtenBeforeBoot(path string) bool {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return false
-	}
-	raw, err := os.ReadFile(procStatPath)
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == "btime" {
-			sec, err := strconv.ParseInt(f[1], 10, 64)
-			return err == nil && fi.ModTime().Before(time.Unix(sec, 0))
-		}
-	}
-	return false
-}
-
 // openEphemeral opens this boot's endpoint database in dir, creating it if
 // needed, and removes those of earlier boots. The caller holds the state
 // dir (underlay.db's lock).
@@ -114,38 +89,6 @@ func openEphemeral(dir, boot string) (*bolt.DB, error) {
 		}
 	}
 	return db, nil
-}
-
-// copyBuckets copies the named top-level buckets, nested buckets
-// included, from one transaction to another.
-func copyBuckets(from, to *bolt.Tx, names ...[]byte) error {
-	for _, name := range names {
-		src := from.Bucket(name)
-		if src == nil {
-			continue
-		}
-		dst, err := to.CreateBucketIfNotExists(name)
-		if err != nil {
-			return err
-		}
-		if err := copyBucket(src, dst); err != nil {
-			return fmt.Errorf("bucket %s: %w", name, err)
-		}
-	}
-	return nil
-}
-
-func copyBucket(src, dst *bolt.Bucket) error {
-	return src.ForEach(func(k, v []byte) error {
-		if v != nil {
-			return dst.Put(k, v)
-		}
-		sub, err := dst.CreateBucketIfNotExists(k)
-		if err != nil {
-			return err
-		}
-		return copyBucket(src.Bucket(k), sub)
-	})
 }
 
 // CheckSync flushes the endpoint database to disk and reports a writeback

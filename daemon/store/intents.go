@@ -86,14 +86,13 @@ func validTempName(name string) bool {
 }
 
 // makeIntentDir creates this boot's intent directory and removes those of
-// earlier boots (and the boot-less one of an earlier version). The caller
-// holds the state dir.
+// earlier boots. The caller holds the state dir.
 func makeIntentDir(dir, boot string) (string, error) {
 	path := filepath.Join(dir, intentPrefix+boot)
 	if err := os.Mkdir(path, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return "", fmt.Errorf("create %s: %w", path, err)
 	}
-	old, _ := filepath.Glob(filepath.Join(dir, "intents*"))
+	old, _ := filepath.Glob(filepath.Join(dir, intentPrefix+"*"))
 	for _, p := range old {
 		if p != path {
 			_ = os.RemoveAll(p)

@@ -2,7 +2,6 @@ package store
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -14,9 +13,8 @@ import (
 // Endpoint records in the per-boot database are binary: a host with tens
 // of thousands of endpoints reads every one at start, and as JSON they made
 // a 48 MiB file whose decoding dominated start-up and its peak memory.
-// Records written as JSON by an earlier version in the same boot (an
-// upgrade in place) still read: a JSON record starts with '{', a binary one
-// with recordV1.
+// A record starts with a version byte, recordV1, the only one there is;
+// any other first byte is a malformed record.
 //
 // Layout after the version byte: the strings network, namespace, container
 // id, ifname, MAC, temporary name, parent and state, each as a uvarint
@@ -79,13 +77,9 @@ func appendAddr(b []byte, a netip.Addr) []byte {
 
 var errRecord = errors.New("malformed endpoint record")
 
-// decodeEndpoint reads a record written by encodeEndpoint, or a JSON one.
+// decodeEndpoint reads a record written by encodeEndpoint.
 func decodeEndpoint(b []byte) (api.Endpoint, error) {
 	var ep api.Endpoint
-	if len(b) > 0 && b[0] == '{' {
-		err := json.Unmarshal(b, &ep)
-		return ep, err
-	}
 	if len(b) == 0 || b[0] != recordV1 {
 		return ep, errRecord
 	}

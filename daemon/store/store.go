@@ -13,22 +13,32 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/ipam"
 )
 
 // Sentinel errors, checked with errors.Is.
 var (
-	ErrNotFound     = errors.New("not found")
-	ErrExists       = errors.New("already exists")
-	ErrAddressInUse = errors.New("address already in use")
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	// ErrAddressInUse is the allocator's: the store's compare and the
+	// allocator's mean the same thing, another endpoint has the address.
+	ErrAddressInUse = ipam.ErrAddressInUse
 	ErrLocked       = errors.New("state database is locked by another process (is another underlayd running?)")
 )
 
 // FileName is the database's name inside the state directory.
 const FileName = "underlay.db"
 
-// schemaVersion is the version this code writes; migrations bring older
-// files up to it.
-const schemaVersion = 2
+// schemaVersion is the version this code writes. A new file starts at
+// firstVersion; migrations bring an older released file up from there.
+// Versions below firstVersion were development versions, never released
+// (1 kept endpoints and leases as JSON beside the networks): they are not
+// read, and such a file is refused, never reset. That is why the numbers
+// start at 2.
+const (
+	firstVersion  = 2
+	schemaVersion = 2 // firstVersion + len(migrations)
+)
 
 var (
 	bucketMeta      = []byte("meta")
@@ -66,7 +76,6 @@ func Open(dir string) (*Store, error) {
 		return nil, err
 	}
 	path := filepath.Join(dir, FileName)
-	env := migrationEnv{earlierBoot: writtenBeforeBoot(path)}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
@@ -85,8 +94,7 @@ func Open(dir string) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	env.eph = s.eph
-	if err := s.migrate(env); err != nil {
+	if err := s.migrate(); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("state database %s: %w", path, err)
 	}
@@ -102,62 +110,52 @@ func (s *Store) Close() error {
 	return err
 }
 
-// migrationEnv is what a migration may need besides the transaction.
-type migrationEnv struct {
-	eph         *bolt.DB // this boot's endpoint database
-	earlierBoot bool     // underlay.db was last written in an earlier boot
+// migrations[i] brings a version firstVersion+i database to version
+// firstVersion+i+1, in order. A change to the schema appends one, with a
+// test, and raises schemaVersion. None yet: firstVersion is the schema
+// that is current.
+var migrations []func(tx *bolt.Tx) error
+
+// create lays out a new, empty file at firstVersion.
+func create(tx *bolt.Tx) error {
+	for _, b := range [][]byte{bucketMeta, bucketNetworks, bucketLinks} {
+		if _, err := tx.CreateBucket(b); err != nil {
+			return fmt.Errorf("create bucket %s: %w", b, err)
+		}
+	}
+	return tx.Bucket(bucketMeta).Put(keyVersion, []byte(strconv.Itoa(firstVersion)))
 }
 
-// migrations[i] brings a version-i database to version i+1. Version 0 is a
-// new, empty file.
-var migrations = []func(tx *bolt.Tx, env migrationEnv) error{
-	// 0 -> 1: the buckets.
-	func(tx *bolt.Tx, _ migrationEnv) error {
-		for _, b := range [][]byte{bucketMeta, bucketNetworks, bucketEndpoints, bucketLeases, bucketLinks} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	},
-	// 1 -> 2: endpoints and leases move to the boot's endpoint database,
-	// unless they were written in an earlier boot: then all their
-	// namespaces are gone, and their inodes and cookies, which count
-	// again from the start each boot, could be mistaken for new ones.
-	func(tx *bolt.Tx, env migrationEnv) error {
-		if !env.earlierBoot {
-			err := env.eph.Update(func(etx *bolt.Tx) error {
-				return copyBuckets(tx, etx, bucketEndpoints, bucketLeases)
-			})
-			if err != nil {
-				return fmt.Errorf("move endpoints to the endpoint database: %w", err)
-			}
-		}
-		for _, b := range [][]byte{bucketEndpoints, bucketLeases} {
-			if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
-				return err
-			}
-		}
-		return nil
-	},
-}
-
-func (s *Store) migrate(env migrationEnv) error {
+// migrate brings the file to schemaVersion. Only a file without any bucket
+// is new; one with buckets but no readable version is refused, as is a
+// version this code does not read.
+func (s *Store) migrate() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		v := 0
-		if meta := tx.Bucket(bucketMeta); meta != nil {
-			raw := meta.Get(keyVersion)
-			n, err := strconv.Atoi(string(raw))
-			if raw != nil && err != nil {
-				return fmt.Errorf("unreadable schema version %q", raw)
+		if k, _ := tx.Cursor().First(); k == nil {
+			if err := create(tx); err != nil {
+				return err
 			}
-			v = n
 		}
-		if v > len(migrations) {
-			return fmt.Errorf("schema version %d is newer than this underlayd understands (%d)", v, len(migrations))
+		var raw []byte
+		if meta := tx.Bucket(bucketMeta); meta != nil {
+			raw = meta.Get(keyVersion)
 		}
-		for ; v < len(migrations); v++ {
-			if err := migrations[v](tx, env); err != nil {
+		v, err := strconv.Atoi(string(raw))
+		switch {
+		case raw == nil:
+			return errors.New("no schema version")
+		case err != nil:
+			return fmt.Errorf("unreadable schema version %q", raw)
+		case v > schemaVersion:
+			return fmt.Errorf("schema version %d is newer than this underlayd reads (want %d)", v, schemaVersion)
+		case v < firstVersion:
+			return fmt.Errorf("schema version %d was written by a development version of underlayd and is not read (want %d)", v, schemaVersion)
+		}
+		if v == schemaVersion {
+			return nil
+		}
+		for ; v < schemaVersion; v++ {
+			if err := migrations[v-firstVersion](tx); err != nil {
 				return fmt.Errorf("migrate schema %d to %d: %w", v, v+1, err)
 			}
 		}

@@ -1,11 +1,13 @@
 package store
 
 import (
+	"encoding/binary"
 	"errors"
-	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,9 +35,9 @@ func TestNewDatabaseHasVersion(t *testing.T) {
 	}
 }
 
-// Each migration brings an older file forward; here version 0 (an empty
-// file) to 1 must create every bucket and keep working on reopen.
-func TestMigrationFromEmpty(t *testing.T) {
+// An empty file is new: it gets every bucket, at schemaVersion, and keeps
+// working on reopen.
+func TestEmptyFileIsNew(t *testing.T) {
 	dir := t.TempDir()
 	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
 	if err != nil {
@@ -59,14 +61,115 @@ func TestMigrationFromEmpty(t *testing.T) {
 	if len(nets) != 1 {
 		t.Fatalf("networks after reopen: %v", nets)
 	}
+	if v, err := s.Version(); err != nil || v != schemaVersion {
+		t.Fatalf("version %d %v, want %d", v, err, schemaVersion)
+	}
 }
 
-func TestNewerSchemaRefused(t *testing.T) {
-	s, dir := open(t)
-	s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyVersion, []byte("99")) })
-	s.Close()
-	if _, err := Open(dir); err == nil {
-		t.Fatal("opened a database from the future")
+// The migrations lead from firstVersion to schemaVersion, one each.
+func TestMigrationsReachSchemaVersion(t *testing.T) {
+	if firstVersion+len(migrations) != schemaVersion {
+		t.Fatalf("%d migrations from version %d, but schemaVersion is %d", len(migrations), firstVersion, schemaVersion)
+	}
+}
+
+// A file of a version this code does not read, newer or of a development
+// version before firstVersion, is refused with one line naming the version
+// found and the one wanted, and left as it was: never reset.
+func TestOtherSchemaRefused(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		version string
+		want    string
+	}{
+		{"newer", "99", "schema version 99 is newer than this underlayd reads (want 2)"},
+		{"development", "1", "schema version 1 was written by a development version of underlayd and is not read (want 2)"},
+		{"zero", "0", "schema version 0 was written by a development version of underlayd and is not read (want 2)"},
+		{"unreadable", "two", `unreadable schema version "two"`},
+		{"missing", "", "no schema version"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, dir := open(t)
+			if err := s.CreateNetwork(api.Network{Name: "n"}); err != nil {
+				t.Fatal(err)
+			}
+			err := s.db.Update(func(tx *bolt.Tx) error {
+				if c.version == "" {
+					return tx.Bucket(bucketMeta).Delete(keyVersion)
+				}
+				return tx.Bucket(bucketMeta).Put(keyVersion, []byte(c.version))
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			_, err = Open(dir)
+			if err == nil || !strings.HasSuffix(err.Error(), ": "+c.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("open: %v, want an error ending %q", err, c.want)
+			}
+			db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			db.View(func(tx *bolt.Tx) error {
+				if got := tx.Bucket(bucketMeta).Get(keyVersion); string(got) != c.version {
+					t.Errorf("version after the refusal %q, want %q", got, c.version)
+				}
+				if tx.Bucket(bucketNetworks).Get([]byte("n")) == nil {
+					t.Error("network gone after the refusal")
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// The layout version 1 had, refused like any development version: its
+// endpoints were JSON, which nothing reads now.
+func TestDevelopmentVersion1Refused(t *testing.T) {
+	dir := t.TempDir()
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketNetworks, bucketEndpoints, bucketLeases, bucketLinks} {
+			if _, err := tx.CreateBucket(b); err != nil {
+				return err
+			}
+		}
+		tx.Bucket(bucketNetworks).Put([]byte("n"), []byte(`{"name":"n"}`))
+		tx.Bucket(bucketEndpoints).Put([]byte("/c/n"), []byte(`{"network":"n","container_id":"c"}`))
+		return tx.Bucket(bucketMeta).Put(keyVersion, []byte("1"))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(dir)
+	if err == nil || !strings.Contains(err.Error(), "schema version 1 ") || !strings.Contains(err.Error(), "(want 2)") {
+		t.Fatalf("open of a version-1 file: %v", err)
+	}
+}
+
+// A file with buckets but none of ours is not taken for a new one.
+func TestForeignFileRefused(t *testing.T) {
+	dir := t.TempDir()
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucket([]byte("something else"))
+		return err
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir); err == nil || !strings.HasSuffix(err.Error(), ": no schema version") {
+		t.Fatalf("open of a foreign file: %v", err)
 	}
 }
 
@@ -146,53 +249,6 @@ func TestOwnedLinks(t *testing.T) {
 	}
 }
 
-// A version-1 file kept endpoints and leases beside the networks; version 2
-// moves them to the boot's endpoint database and keeps everything else.
-func TestMigrationMovesEndpoints(t *testing.T) {
-	dir := t.TempDir()
-	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ep := api.Endpoint{Network: "n", ContainerID: "c", IfName: "eth0", Addresses: []string{"10.0.0.2/24"}, State: "attached"}
-	err = db.Update(func(tx *bolt.Tx) error {
-		if err := migrations[0](tx, migrationEnv{}); err != nil {
-			return err
-		}
-		tx.Bucket(bucketMeta).Put(keyVersion, []byte("1"))
-		tx.Bucket(bucketNetworks).Put([]byte("n"), []byte(`{"name":"n","subnets":[{"subnet":"10.0.0.0/24"}]}`))
-		lb, _ := tx.Bucket(bucketLeases).CreateBucket([]byte("n"))
-		lb.Put(addrKey(netip.MustParseAddr("10.0.0.2")), EndpointKey(ep))
-		return tx.Bucket(bucketEndpoints).Put(EndpointKey(ep), []byte(`{"network":"n","container_id":"c","ifname":"eth0","addresses":["10.0.0.2/24"],"state":"attached"}`))
-	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if v, _ := s.Version(); v != 2 {
-		t.Errorf("version %d after migration, want 2", v)
-	}
-	eps, _ := s.Endpoints()
-	leases, _ := s.Leases("n")
-	if len(eps) != 1 || eps[0].ContainerID != "c" || leases[netip.MustParseAddr("10.0.0.2")] != "/c/n" {
-		t.Errorf("after migration: endpoints %+v, leases %v", eps, leases)
-	}
-	if nets, _ := s.Networks(); len(nets) != 1 {
-		t.Errorf("networks after migration: %+v", nets)
-	}
-	s.db.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketEndpoints) != nil || tx.Bucket(bucketLeases) != nil {
-			t.Error("the durable database still has endpoint buckets")
-		}
-		return nil
-	})
-}
-
 // Endpoints belong to one boot: after a reboot (another boot id) they are
 // gone, with the file that held them, while networks and owned links stay.
 func TestEndpointsEndWithTheBoot(t *testing.T) {
@@ -258,44 +314,83 @@ func TestEndpointsEndWithTheBoot(t *testing.T) {
 	}
 }
 
-// A version-1 file last written in an earlier boot holds only dead
-// endpoints, whose inodes and cookies a new boot may hand out again: the
-// migration drops them instead of moving them, and keeps the networks.
-func TestMigrationDropsEndpointsOfAnEarlierBoot(t *testing.T) {
+// A state directory as this version writes it, built byte by byte, reads:
+// the format is kept, not only whatever the encoder makes today.
+func TestCurrentFormatReads(t *testing.T) {
 	dir := t.TempDir()
-	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
-	if err != nil {
+	bootFile := filepath.Join(t.TempDir(), "boot_id")
+	old := bootIDPath
+	bootIDPath = bootFile
+	t.Cleanup(func() { bootIDPath = old })
+	if err := os.WriteFile(bootFile, []byte("33333333-cccc\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ep := api.Endpoint{Network: "n", ContainerID: "c", Addresses: []string{"10.0.0.2/24"}}
-	err = db.Update(func(tx *bolt.Tx) error {
-		if err := migrations[0](tx, migrationEnv{}); err != nil {
+	write := func(name string, fill func(tx *bolt.Tx) error) {
+		db, err := bolt.Open(filepath.Join(dir, name), 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.Update(fill); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bucket := func(tx *bolt.Tx, name string, kv ...string) {
+		b, err := tx.CreateBucket([]byte(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < len(kv); i += 2 {
+			b.Put([]byte(kv[i]), []byte(kv[i+1]))
+		}
+	}
+	write(FileName, func(tx *bolt.Tx) error {
+		bucket(tx, "meta", "version", "2")
+		bucket(tx, "networks", "n", `{"name":"n","driver":"macvlan","parent":"eth9"}`)
+		bucket(tx, "links", "eth9", `{"name":"eth9","kind":"dummy","network":"n"}`)
+		return nil
+	})
+	v4 := "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\x0a\x00\x00"
+	record := []byte("\x01" + "\x01n" + "\x00" + "\x01c" + "\x04eth0" + "\x1102:00:00:00:00:01" +
+		"\x00" + "\x04eth9" + "\x08attached" + "\x05" + "\x07")
+	record = binary.AppendVarint(record, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano())
+	record = append(record, "\x01"+"\x04"+v4+"\x02"+"\x18"+"\x01"+"\x04"+v4+"\x01"...)
+	write("endpoints-33333333-cccc.db", func(tx *bolt.Tx) error {
+		bucket(tx, "endpoints", "/c/n", string(record))
+		bucket(tx, "leases")
+		lb, err := tx.Bucket([]byte("leases")).CreateBucket([]byte("n"))
+		if err != nil {
 			return err
 		}
-		tx.Bucket(bucketMeta).Put(keyVersion, []byte("1"))
-		tx.Bucket(bucketNetworks).Put([]byte("n"), []byte(`{"name":"n"}`))
-		return tx.Bucket(bucketEndpoints).Put(EndpointKey(ep), []byte(`{"network":"n","container_id":"c"}`))
+		return lb.Put([]byte(v4+"\x02"), []byte("/c/n"))
 	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stat := filepath.Join(t.TempDir(), "stat")
-	old := procStatPath
-	procStatPath = stat
-	t.Cleanup(func() { procStatPath = old })
-	// The boot began after the file's last write.
-	os.WriteFile(stat, []byte(fmt.Sprintf("cpu 1 2 3\nbtime %d\nprocesses 9\n", time.Now().Add(time.Hour).Unix())), 0o600)
+	intents := filepath.Join(dir, "intents-33333333-cccc")
+	os.Mkdir(intents, 0o700)
+	os.WriteFile(filepath.Join(intents, "ul0123456789"),
+		[]byte(`{"network":"n","container_id":"d","ifname":"eth0","mac":"","addresses":null,"netns_inode":0,"temp_ifname":"ul0123456789","parent":"eth9","state":"","created":""}`), 0o600)
+
 	s, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if eps, _ := s.Endpoints(); len(eps) != 0 {
-		t.Errorf("endpoints of an earlier boot moved: %+v", eps)
+	want := api.Endpoint{Network: "n", ContainerID: "c", IfName: "eth0", MAC: "02:00:00:00:00:01",
+		Addresses: []string{"10.0.0.2/24"}, Gateways: []string{"10.0.0.1"}, NetnsInode: 5, NetnsCookie: 7,
+		Parent: "eth9", State: "attached", Created: "2026-01-02T03:04:05Z"}
+	if eps, err := s.Endpoints(); err != nil || len(eps) != 1 || !reflect.DeepEqual(eps[0], want) {
+		t.Errorf("endpoints %+v (%v), want %+v", eps, err, want)
 	}
-	if nets, _ := s.Networks(); len(nets) != 1 {
-		t.Errorf("networks: %+v, want n kept", nets)
+	if leases, _ := s.Leases("n"); len(leases) != 1 || leases[netip.MustParseAddr("10.0.0.2")] != "/c/n" {
+		t.Errorf("leases %v", leases)
+	}
+	if nets, _ := s.Networks(); len(nets) != 1 || nets[0].Name != "n" || nets[0].Parent != "eth9" {
+		t.Errorf("networks %+v", nets)
+	}
+	if links, _ := s.Links(); len(links) != 1 || links[0] != (OwnedLink{Name: "eth9", Kind: "dummy", Network: "n"}) {
+		t.Errorf("links %+v", links)
+	}
+	if in, _ := s.Intents(); len(in) != 1 || in[0].ContainerID != "d" || in[0].TempName != "ul0123456789" || in[0].Parent != "eth9" {
+		t.Errorf("intents %+v", in)
 	}
 	if v, _ := s.Version(); v != 2 {
 		t.Errorf("version %d, want 2", v)

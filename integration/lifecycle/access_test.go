@@ -68,7 +68,7 @@ func TestPrivilegedSocketAccess(t *testing.T) {
 	if out, err := u0.cliAs(member, "network", "ls"); err == nil || !strings.Contains(out, "permission denied") {
 		t.Errorf("non-root user on a root-only socket: want permission denied, got %v: %s", err, out)
 	}
-	if err := u0.stop(); err != nil {
+	if err := u0.Stop(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -113,7 +113,7 @@ func TestPrivilegedSocketAccess(t *testing.T) {
 	if out, err := u.cliAs(outsider, "network", "rm", "ulla-member"); err == nil || !strings.Contains(out, "permission denied") {
 		t.Errorf("outsider on a 0666 socket: network rm: want permission denied, got %v: %s", err, out)
 	}
-	if out := u.mustCLI(t, "network", "ls"); strings.Contains(out, "ulla-outsider") || !strings.Contains(out, "ulla-member") {
+	if out := u.MustCLI(t, "network", "ls"); strings.Contains(out, "ulla-outsider") || !strings.Contains(out, "ulla-member") {
 		t.Errorf("after the outsider's attempts:\n%s", out)
 	}
 	if out, err := u.cliAs(member, "network", "rm", "ulla-member"); err != nil {
@@ -204,7 +204,7 @@ func TestPrivilegedAPIRejectsBadBodies(t *testing.T) {
 			}
 		})
 	}
-	if out := u.mustCLI(t, "network", "ls"); strings.Contains(out, "ullb") {
+	if out := u.MustCLI(t, "network", "ls"); strings.Contains(out, "ullb") {
 		t.Errorf("a refused request created a network:\n%s", out)
 	}
 	// Still serving, and a good request works.

@@ -57,8 +57,8 @@ func TestPrivilegedCrashSafety(t *testing.T) {
 	u := startUnderlayd(t, filepath.Join(dir, "uld"))
 	nets := []string{p + "-a", p + "-b"}
 	// Small ranges, so addresses are handed out again and again.
-	u.mustCLI(t, "network", "create", "--subnet", "10.83.0.0/24", "--ip-range", "10.83.0.0/27", "-o", "parent="+lan.Uplink, nets[0])
-	u.mustCLI(t, "network", "create", "--subnet", "10.84.0.0/24", "--ip-range", "10.84.0.0/27", "-o", "parent="+lan.Uplink, nets[1])
+	u.MustCLI(t, "network", "create", "--subnet", "10.83.0.0/24", "--ip-range", "10.83.0.0/27", "-o", "parent="+lan.Uplink, nets[0])
+	u.MustCLI(t, "network", "create", "--subnet", "10.84.0.0/24", "--ip-range", "10.84.0.0/27", "-o", "parent="+lan.Uplink, nets[1])
 	fs := newFakes(t)
 
 	workers := make([]*crashWorker, crashWorkers)
@@ -106,10 +106,10 @@ func TestPrivilegedCrashSafety(t *testing.T) {
 				time.Sleep(2 * time.Millisecond)
 			}
 			time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
-			u.kill()
+			u.Kill()
 			kills.Add(1)
 			restartStart := time.Now()
-			err := u.start()
+			err := u.TryStart()
 			restarting.Add(int64(time.Since(restartStart)))
 			if err != nil {
 				report("restart after kill %d: %v", kills.Load(), err)
@@ -140,7 +140,7 @@ func TestPrivilegedCrashSafety(t *testing.T) {
 	wg.Wait()
 	killWG.Wait()
 	// The last kill lands while hooks may still be running.
-	u.kill()
+	u.Kill()
 	for _, e := range errs {
 		t.Error(e)
 	}
@@ -153,14 +153,14 @@ func TestPrivilegedCrashSafety(t *testing.T) {
 		t.Errorf("only %d successful hook calls and %d kills in %v, want at least %d and %d", ok.Load(), kills.Load(), crashMaxTime, crashFloorOK, crashFloorKills)
 	}
 
-	if err := u.start(); err != nil {
+	if err := u.TryStart(); err != nil {
 		t.Fatal(err)
 	}
-	log := u.log()
+	log := u.Log()
 	t.Logf("underlayd undid %d interrupted attaches and released %d dead endpoints at its starts",
 		strings.Count(log, "interrupted attach undone"), strings.Count(log, "releasing dead endpoint"))
 	rows := u.mustEndpoints(t)
-	if err := u.stop(); err != nil {
+	if err := u.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	v := readStore(t, u.StateDir, nets...)
@@ -179,7 +179,7 @@ func TestPrivilegedCrashSafety(t *testing.T) {
 
 	// Settle: the daemon works normally on what the crashes left. Every
 	// live container is detached and attached again.
-	if err := u.start(); err != nil {
+	if err := u.TryStart(); err != nil {
 		t.Fatal(err)
 	}
 	for _, w := range workers {
@@ -191,7 +191,7 @@ func TestPrivilegedCrashSafety(t *testing.T) {
 		}
 		w.attached = true
 	}
-	if err := u.stop(); err != nil {
+	if err := u.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	v = readStore(t, u.StateDir, nets...)
@@ -207,7 +207,7 @@ func TestPrivilegedCrashSafety(t *testing.T) {
 // hook succeeded.
 func (w *crashWorker) step(u *underlayd, fs *fakes) (bool, error) {
 	replace := func() error {
-		w.f.kill()
+		w.f.Kill()
 		f, err := fs.start(w.id)
 		if err != nil {
 			return err
@@ -259,17 +259,17 @@ func checkKernel(t *testing.T, v storeView, workers []*crashWorker, strict bool)
 	live := map[string]*crashWorker{}
 	owners := map[uint64][]string{}
 	for _, w := range workers {
-		if w.f.alive() {
+		if w.f.Alive() {
 			live[w.id] = w
-			owners[w.f.inode] = append(owners[w.f.inode], w.id)
+			owners[w.f.Inode] = append(owners[w.f.Inode], w.id)
 		}
 	}
 	onWire := map[string]string{}
 	for _, w := range workers {
-		if !w.f.alive() {
+		if !w.f.Alive() {
 			continue
 		}
-		links, err := linksIn(w.f.pid)
+		links, err := linksIn(w.f.Pid)
 		if err != nil {
 			bad = append(bad, fmt.Sprintf("%s: %v", w.id, err))
 			continue
@@ -291,8 +291,8 @@ func checkKernel(t *testing.T, v storeView, workers []*crashWorker, strict bool)
 			ep := v.endpoints[i]
 			want := append([]string(nil), ep.Addresses...)
 			sort.Strings(want)
-			if ep.NetnsInode != w.f.inode {
-				bad = append(bad, fmt.Sprintf("%s/%s: the store records namespace %d, the container's is %d", w.id, l.Name, ep.NetnsInode, w.f.inode))
+			if ep.NetnsInode != w.f.Inode {
+				bad = append(bad, fmt.Sprintf("%s/%s: the store records namespace %d, the container's is %d", w.id, l.Name, ep.NetnsInode, w.f.Inode))
 			}
 			if strings.Join(want, ",") != strings.Join(l.Addrs, ",") || !strings.EqualFold(ep.MAC, l.MAC) {
 				bad = append(bad, fmt.Sprintf("%s/%s has %v %s, the store says %v %s", w.id, l.Name, l.Addrs, l.MAC, want, ep.MAC))
@@ -308,7 +308,7 @@ func checkKernel(t *testing.T, v storeView, workers []*crashWorker, strict bool)
 	}
 	for _, ep := range v.endpoints {
 		w, ok := live[ep.ContainerID]
-		if !ok || w.f.inode != ep.NetnsInode {
+		if !ok || w.f.Inode != ep.NetnsInode {
 			msg := fmt.Sprintf("endpoint %s (%v) belongs to a dead container", store.EndpointKey(ep), ep.Addresses)
 			if ids := owners[ep.NetnsInode]; len(ids) > 0 {
 				msg += fmt.Sprintf("; its namespace inode %d was reused by live %v", ep.NetnsInode, ids)

@@ -34,9 +34,9 @@ func newCtrdLab(t *testing.T, f flavor, p, net3 string) *ctrdLab {
 	l := &ctrdLab{t: t, dir: tempDir(t), network: p + "-net"}
 	l.lan = tl.NewLAN(t, p, net3+".1/24")
 	l.ctrd = startContainerd(t, f, filepath.Join(l.dir, "ctrd"), p)
-	l.u = startUnderlayd(t, filepath.Join(l.dir, "uld"), "--containerd-address", l.ctrd.sock)
+	l.u = startUnderlayd(t, filepath.Join(l.dir, "uld"), "--containerd-address", l.ctrd.Socket)
 	l.waitLog("following containerd events", 1, 10*time.Second)
-	l.u.mustCLI(t, "network", "create", "--subnet", net3+".0/24", "--gateway", net3+".1",
+	l.u.MustCLI(t, "network", "create", "--subnet", net3+".0/24", "--gateway", net3+".1",
 		"-o", "parent="+l.lan.Uplink, l.network)
 	l.rootfs = busyboxRootfs(t, l.dir)
 	return l
@@ -56,7 +56,7 @@ func (l *ctrdLab) run(id string, kv ...string) {
 }
 
 // name is how endpoint ls names a container of the lab's namespace.
-func (l *ctrdLab) name(id string) string { return l.ctrd.ns + "/" + id }
+func (l *ctrdLab) name(id string) string { return l.ctrd.Namespace + "/" + id }
 
 // attached asserts that id's task runs with an eth0 whose address is the one
 // endpoint ls shows for it, and returns that address (CIDR).
@@ -65,7 +65,7 @@ func (l *ctrdLab) attached(id string) string {
 	pid := l.ctrd.mustPid(l.t, id)
 	row, ok := l.u.endpointOf(l.t, l.network, l.name(id))
 	if !ok {
-		l.t.Fatalf("endpoint ls does not list %s on %s:\n%s", l.name(id), l.network, l.u.mustCLI(l.t, "endpoint", "ls"))
+		l.t.Fatalf("endpoint ls does not list %s on %s:\n%s", l.name(id), l.network, l.u.MustCLI(l.t, "endpoint", "ls"))
 	}
 	addr, err := eth0Addr(pid)
 	if err != nil {
@@ -81,11 +81,11 @@ func (l *ctrdLab) attached(id string) string {
 // removes a container, and returns how long the rm took.
 func (l *ctrdLab) remove(id string) time.Duration {
 	l.t.Helper()
-	if err := l.ctrd.killTask(id); err != nil {
+	if err := l.ctrd.KillTask(id); err != nil {
 		l.t.Fatal(err)
 	}
 	start := time.Now()
-	l.ctrd.mustCtr(l.t, "container", "rm", id)
+	l.ctrd.MustCtr(l.t, "container", "rm", id)
 	return time.Since(start)
 }
 
@@ -104,7 +104,7 @@ func (l *ctrdLab) released(id, why string) {
 func (l *ctrdLab) waitLog(msg string, n int, timeout time.Duration) time.Duration {
 	l.t.Helper()
 	took, err := waitFor(timeout, 50*time.Millisecond, func() error {
-		if got := strings.Count(l.u.log(), msg); got < n {
+		if got := strings.Count(l.u.Log(), msg); got < n {
 			return fmt.Errorf("underlayd logged %q %d times, want %d", msg, got, n)
 		}
 		return nil
@@ -141,13 +141,13 @@ func TestPrivilegedContainerd2CreateRuntimeOnly(t *testing.T) {
 
 func createRuntimeOnly(t *testing.T, f flavor, p, net3 string) {
 	l := newCtrdLab(t, f, p, net3)
-	t.Logf("%s: %s", f.name, strings.TrimSpace(l.ctrd.mustCtr(t, "version")))
+	t.Logf("%s: %s", f.name, strings.TrimSpace(l.ctrd.MustCtr(t, "version")))
 	a, b, c, d := p+"-a", p+"-b", p+"-c", p+"-d"
 	l.run(a)
 	l.run(b)
 
 	// The precondition: runc got a spec with createRuntime only.
-	spec, err := l.ctrd.bundleConfig(a)
+	spec, err := l.ctrd.BundleSpec(a)
 	if err != nil {
 		t.Fatalf("read %s's bundle: %v", a, err)
 	}
@@ -175,25 +175,25 @@ func createRuntimeOnly(t *testing.T, f flavor, p, net3 string) {
 	// A restart: task rm, then a new task of the same container. Its old
 	// address is free, so it keeps it, even though a lower one (a's) is
 	// free too.
-	if err := l.ctrd.killTask(b); err != nil {
+	if err := l.ctrd.KillTask(b); err != nil {
 		t.Fatal(err)
 	}
-	l.ctrd.mustCtr(t, "task", "rm", b)
+	l.ctrd.MustCtr(t, "task", "rm", b)
 	if err := l.ctrd.startTask(b); err != nil {
 		t.Fatalf("restart %s: %v", b, err)
 	}
 	if got := l.attached(b); got != addrB {
 		t.Errorf("restarted %s got %s, want its old address %s back: it was free (endpoint ls after the restart:\n%s)",
-			b, got, addrB, l.u.mustCLI(t, "endpoint", "ls"))
+			b, got, addrB, l.u.MustCLI(t, "endpoint", "ls"))
 	}
 	addrB = l.attached(b)
 
 	// Where it cannot: another container took the address while b was
 	// stopped; b still starts, with another address.
-	if err := l.ctrd.killTask(b); err != nil {
+	if err := l.ctrd.KillTask(b); err != nil {
 		t.Fatal(err)
 	}
-	l.ctrd.mustCtr(t, "task", "rm", b)
+	l.ctrd.MustCtr(t, "task", "rm", b)
 	if _, ok := l.u.endpointOf(t, l.network, l.name(b)); ok {
 		t.Errorf("%s's task is deleted but endpoint ls still lists it", b)
 	}
@@ -215,7 +215,7 @@ func createRuntimeOnly(t *testing.T, f flavor, p, net3 string) {
 	if rows := l.u.mustEndpoints(t); len(rows) != 0 {
 		t.Errorf("endpoints left after every container was removed: %v", rows)
 	}
-	l.u.mustCLI(t, "network", "rm", l.network)
+	l.u.MustCLI(t, "network", "rm", l.network)
 }
 
 // containerd crashes and comes back with nothing deleted: underlayd
@@ -239,13 +239,11 @@ func TestPrivilegedContainerdRestart(t *testing.T) {
 
 	// containerd crashes and comes back; nothing is deleted meanwhile.
 	{
-		follows := strings.Count(l.u.log(), "following containerd events")
-		l.ctrd.kill()
+		follows := strings.Count(l.u.Log(), "following containerd events")
+		l.ctrd.Kill()
 		l.waitLog("containerd events interrupted", 1, 10*time.Second)
 		restarted := time.Now()
-		if err := l.ctrd.start(); err != nil {
-			t.Fatalf("restart containerd: %v", err)
-		}
+		l.ctrd.Start()
 		l.waitLog("following containerd events", follows+1, 15*time.Second)
 		t.Logf("underlayd followed containerd again %v after it restarted", time.Since(restarted).Round(time.Millisecond))
 		for _, id := range []string{a, b, c} {
@@ -266,12 +264,12 @@ func TestPrivilegedContainerdRestart(t *testing.T) {
 		tl.MustRun(t, "ip", "netns", "attach", hold, fmt.Sprint(l.ctrd.mustPid(t, c)))
 		t.Cleanup(func() { _, _ = run(10*time.Second, nil, "ip", "netns", "del", hold) })
 
-		if err := l.u.stop(); err != nil {
+		if err := l.u.Stop(); err != nil {
 			t.Fatal(err)
 		}
 		l.remove(b)
 		l.remove(c)
-		if err := l.u.start(); err != nil {
+		if err := l.u.TryStart(); err != nil {
 			t.Fatal(err)
 		}
 		// Reconciled before serving: the first answer is already right.

@@ -3,68 +3,26 @@ package lifecycle
 import (
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"sort"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	tl "github.com/underlay/underlay/integration/testlab"
 )
 
 // fake is a fake container: a process in a fresh network namespace.
-type fake struct {
-	id    string
-	pid   int
-	inode uint64
-	cmd   *exec.Cmd
-	done  chan struct{}
-}
-
-// startFake starts one; it never fails the test itself, so goroutines may
-// call it. The caller kills it (fakes.add does at cleanup).
-func startFake(id string) (*fake, error) {
-	cmd := exec.Command("unshare", "--net", "sleep", "600")
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	f := &fake{id: id, pid: cmd.Process.Pid, cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(f.done) }()
-	self := netnsInode("/proc/self/ns/net")
-	for i := 0; i < 400; i++ {
-		if ino := netnsInode(fmt.Sprintf("/proc/%d/ns/net", f.pid)); ino != 0 && ino != self {
-			f.inode = ino
-			return f, nil
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	f.kill()
-	return nil, fmt.Errorf("fake container %s never got its own network namespace", id)
-}
-
-// kill ends the fake container; its namespace and interfaces go with it.
-func (f *fake) kill() {
-	_ = f.cmd.Process.Kill()
-	<-f.done
-}
-
-func (f *fake) alive() bool {
-	select {
-	case <-f.done:
-		return false
-	default:
-		return true
-	}
-}
+type fake struct{ *tl.Container }
 
 // state is the OCI state of the fake for a hook; ns, when set, makes the
 // bundle path look like a containerd shim's.
 func (f *fake) state(ns string, ann map[string]string) ociState {
-	bundle := "/nonexistent/" + f.id
+	bundle := "/nonexistent/" + f.ID
 	if ns != "" {
-		bundle = "/run/ull-none/io.containerd.runtime.v2.task/" + ns + "/" + f.id
+		bundle = "/run/ull-none/io.containerd.runtime.v2.task/" + ns + "/" + f.ID
 	}
-	return ociState{ID: f.id, Pid: f.pid, Bundle: bundle, Annotations: ann}
+	return ociState{ID: f.ID, Pid: f.Pid, Bundle: bundle, Annotations: ann}
 }
 
 // fakes kills every fake container registered with it at cleanup.
@@ -79,17 +37,20 @@ func newFakes(t *testing.T) *fakes {
 		fs.mu.Lock()
 		defer fs.mu.Unlock()
 		for _, f := range fs.all {
-			f.kill()
+			f.Kill()
 		}
 	})
 	return fs
 }
 
+// start starts a fake container that is killed at cleanup; it never
+// fails the test, so goroutines may call it.
 func (fs *fakes) start(id string) (*fake, error) {
-	f, err := startFake(id)
+	c, err := tl.StartContainer(id)
 	if err != nil {
 		return nil, err
 	}
+	f := &fake{c}
 	fs.mu.Lock()
 	fs.all = append(fs.all, f)
 	fs.mu.Unlock()
@@ -103,14 +64,6 @@ func (fs *fakes) mustStart(t *testing.T, id string) *fake {
 		t.Fatal(err)
 	}
 	return f
-}
-
-func netnsInode(path string) uint64 {
-	var st syscall.Stat_t
-	if syscall.Stat(path, &st) != nil {
-		return 0
-	}
-	return st.Ino
 }
 
 // nsLink is an interface inside a network namespace, as `ip -j addr` shows it.

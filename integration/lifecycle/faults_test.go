@@ -39,7 +39,7 @@ func newNetwork(t *testing.T, p, net3 string) (*tl.LAN, *underlayd, string) {
 	lan := tl.NewLAN(t, p, net3+".1/24")
 	u := startUnderlayd(t, filepath.Join(tempDir(t), "uld"))
 	network := p + "-net"
-	u.mustCLI(t, "network", "create", "--subnet", net3+".0/24", "-o", "parent="+lan.Uplink, network)
+	u.MustCLI(t, "network", "create", "--subnet", net3+".0/24", "-o", "parent="+lan.Uplink, network)
 	return lan, u, network
 }
 
@@ -53,7 +53,7 @@ func annFor(network string) map[string]string {
 func TestPrivilegedStateDirReadOnly(t *testing.T) {
 	require(t, "mount", "umount")
 	_, u, network := newNetwork(t, "ull4", "10.84.0")
-	if err := u.stop(); err != nil {
+	if err := u.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	tl.MustRun(t, "mount", "--bind", u.StateDir, u.StateDir)
@@ -77,10 +77,10 @@ func TestPrivilegedStateDirReadOnly(t *testing.T) {
 	}
 
 	tl.MustRun(t, "umount", u.StateDir)
-	if err := u.start(); err != nil {
+	if err := u.TryStart(); err != nil {
 		t.Fatal(err)
 	}
-	mustContain(t, "network ls after the state dir is writable again", u.mustCLI(t, "network", "ls"), network)
+	mustContain(t, "network ls after the state dir is writable again", u.MustCLI(t, "network", "ls"), network)
 }
 
 // The database locked by another process: a second underlayd on the same
@@ -99,10 +99,10 @@ func TestPrivilegedDatabaseLocked(t *testing.T) {
 	if _, err := os.Stat(other); err == nil {
 		t.Errorf("the refused daemon left a socket at %s", other)
 	}
-	mustContain(t, "first daemon still serving", u.mustCLI(t, "network", "ls"), network)
+	mustContain(t, "first daemon still serving", u.MustCLI(t, "network", "ls"), network)
 
 	// Not an underlayd: any process holding the database.
-	if err := u.stop(); err != nil {
+	if err := u.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.OpenFile(filepath.Join(u.StateDir, "underlay.db"), os.O_RDWR, 0)
@@ -119,10 +119,10 @@ func TestPrivilegedDatabaseLocked(t *testing.T) {
 	}
 	mustContain(t, "database held by another process", out, "locked by another process", filepath.Join(u.StateDir, "underlay.db"))
 	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	if err := u.start(); err != nil {
+	if err := u.TryStart(); err != nil {
 		t.Fatal(err)
 	}
-	mustContain(t, "network ls after the lock is gone", u.mustCLI(t, "network", "ls"), network)
+	mustContain(t, "network ls after the lock is gone", u.MustCLI(t, "network", "ls"), network)
 }
 
 // Two daemons on one socket: the second refuses and the first keeps
@@ -136,19 +136,19 @@ func TestPrivilegedTwoDaemonsOneSocket(t *testing.T) {
 		t.Errorf("second underlayd on the same socket exited 0: %s", out)
 	}
 	mustContain(t, "second daemon on the socket", out, "another underlayd is already serving "+u.Socket)
-	mustContain(t, "first daemon after the second refused", u.mustCLI(t, "network", "ls"), network)
+	mustContain(t, "first daemon after the second refused", u.MustCLI(t, "network", "ls"), network)
 
 	// A crash leaves the socket file behind; the next daemon takes it.
-	u.kill()
+	u.Kill()
 	if _, err := os.Stat(u.Socket); err != nil {
 		t.Logf("no stale socket after SIGKILL: %v", err)
 	}
 	u2 := newUnderlayd(t, filepath.Dir(state2))
 	u2.Socket = u.Socket
-	if err := u2.start(); err != nil {
+	if err := u2.TryStart(); err != nil {
 		t.Fatalf("daemon on a crashed daemon's socket: %v", err)
 	}
-	if out := u2.mustCLI(t, "network", "ls"); strings.Contains(out, network) {
+	if out := u2.MustCLI(t, "network", "ls"); strings.Contains(out, network) {
 		t.Errorf("the new daemon (own state) answers with the old one's networks:\n%s", out)
 	}
 }
@@ -181,7 +181,7 @@ func TestPrivilegedHookPidGone(t *testing.T) {
 	fs := newFakes(t)
 	c := fs.mustStart(t, "ull7-c")
 	u.mustHook(t, "createRuntime", c, network)
-	if got, _ := eth0Addr(c.pid); got != "10.87.0.2/24" {
+	if got, _ := eth0Addr(c.Pid); got != "10.87.0.2/24" {
 		t.Errorf("next container got %q, want the first address 10.87.0.2/24: the failed attach kept a lease", got)
 	}
 }
@@ -203,7 +203,7 @@ func TestPrivilegedParentDeleted(t *testing.T) {
 		t.Fatalf("attach with the parent gone succeeded: %s", out)
 	}
 	mustContain(t, "attach with the parent gone", out, network, lan.Uplink, "does not exist")
-	if links, _ := linksIn(b.pid); len(links) != 0 {
+	if links, _ := linksIn(b.Pid); len(links) != 0 {
 		t.Errorf("failed attach left interfaces in the container: %+v", links)
 	}
 	var inspect []struct {
@@ -211,7 +211,7 @@ func TestPrivilegedParentDeleted(t *testing.T) {
 			Exists bool `json:"exists"`
 		} `json:"parent_info"`
 	}
-	if err := json.Unmarshal([]byte(u.mustCLI(t, "network", "inspect", network)), &inspect); err != nil || len(inspect) != 1 {
+	if err := json.Unmarshal([]byte(u.MustCLI(t, "network", "inspect", network)), &inspect); err != nil || len(inspect) != 1 {
 		t.Fatalf("network inspect: %v", err)
 	}
 	if inspect[0].ParentInfo.Exists {
@@ -227,7 +227,7 @@ func TestPrivilegedParentDeleted(t *testing.T) {
 
 	tl.NewLAN(t, "ull8", "10.88.0.1/24")
 	u.mustHook(t, "createRuntime", b, network)
-	if got, _ := eth0Addr(b.pid); got != "10.88.0.2/24" {
+	if got, _ := eth0Addr(b.Pid); got != "10.88.0.2/24" {
 		t.Errorf("attach after the parent came back got %q, want 10.88.0.2/24", got)
 	}
 }
@@ -243,22 +243,22 @@ func TestPrivilegedEndpointPrune(t *testing.T) {
 	for _, f := range []*fake{a, b} {
 		u.mustHook(t, "createRuntime", f, network)
 	}
-	addrA, _ := eth0Addr(a.pid)
-	a.kill() // no poststop, no event
-	if _, ok := u.endpointOf(t, network, a.id); !ok {
-		t.Fatalf("%s released before the prune", a.id)
+	addrA, _ := eth0Addr(a.Pid)
+	a.Kill() // no poststop, no event
+	if _, ok := u.endpointOf(t, network, a.ID); !ok {
+		t.Fatalf("%s released before the prune", a.ID)
 	}
-	out := u.mustCLI(t, "endpoint", "prune")
+	out := u.MustCLI(t, "endpoint", "prune")
 	mustContain(t, "endpoint prune", out, "released 1 ")
-	if _, ok := u.endpointOf(t, network, a.id); ok {
-		t.Errorf("%s is dead, but endpoint ls lists it after the prune", a.id)
+	if _, ok := u.endpointOf(t, network, a.ID); ok {
+		t.Errorf("%s is dead, but endpoint ls lists it after the prune", a.ID)
 	}
-	if _, ok := u.endpointOf(t, network, b.id); !ok {
-		t.Errorf("the prune released live %s", b.id)
+	if _, ok := u.endpointOf(t, network, b.ID); !ok {
+		t.Errorf("the prune released live %s", b.ID)
 	}
 	c := fs.mustStart(t, "ullp-c")
 	if out, err := u.hook("createRuntime", c.state("", map[string]string{"io.underlay.network": network, "io.underlay.ip": addrOf(addrA)})); err != nil {
-		t.Errorf("%s asking for the pruned %s: %v: %s", c.id, addrA, err, out)
+		t.Errorf("%s asking for the pruned %s: %v: %s", c.ID, addrA, err, out)
 	}
-	mustContain(t, "second prune", u.mustCLI(t, "endpoint", "prune"), "released 0 ")
+	mustContain(t, "second prune", u.MustCLI(t, "endpoint", "prune"), "released 0 ")
 }

@@ -1,42 +1,23 @@
 package lifecycle
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/underlay/underlay/daemon/api"
 	tl "github.com/underlay/underlay/integration/testlab"
 )
 
 // bin is the absolute path of one of make build's binaries.
-func bin(name string) string {
-	p, err := filepath.Abs(filepath.Join(tl.BinDir(), name))
-	if err != nil {
-		return filepath.Join(tl.BinDir(), name)
-	}
-	return p
-}
+func bin(name string) string { return filepath.Join(tl.BinDir(), name) }
 
 // require is testlab.Require plus the host tools these tests call.
 func require(t *testing.T, tools ...string) {
 	t.Helper()
-	tl.Require(t)
-	for _, tool := range append([]string{"ip", "unshare", "nsenter"}, tools...) {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not on PATH (apt-get install containerd runc iproute2 util-linux busybox-static)", tool)
-		}
-	}
+	tl.Require(t, append([]string{"ip", "unshare", "nsenter"}, tools...)...)
 }
 
 // tempDir is a world-traversable (0755) directory under /tmp with a short
@@ -47,24 +28,9 @@ func tempDir(t *testing.T) string {
 	return tl.ShortTempDir(t, "ull", 0o755)
 }
 
-// run runs a command with a timeout and returns its combined output; the
-// error carries the command line and the output.
+// run runs a command with a timeout and returns its combined output.
 func run(timeout time.Duration, env []string, name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	if env != nil {
-		cmd.Env = env
-	}
-	// A child that keeps our pipes open (a shim) must not hang us.
-	cmd.WaitDelay = 2 * time.Second
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("%s %s: %w: %s", filepath.Base(name), strings.Join(args, " "), err,
-			strings.TrimSpace(out.String()))
-	}
-	return out.String(), nil
+	return tl.RunCombined(timeout, env, name, args...)
 }
 
 // waitFor polls cond every step until it returns nil or timeout passes, and
@@ -83,145 +49,22 @@ func waitFor(timeout, step time.Duration, cond func() error) (time.Duration, err
 	}
 }
 
-// underlayd is bin/underlayd with its socket and state in a directory of the
-// test. It can be killed and started again on the same state; every start
-// appends to one log file.
-type underlayd struct {
-	t        *testing.T
-	Socket   string
-	StateDir string
-	args     []string
-	logPath  string
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	done   chan struct{}
-	starts int
-}
+// underlayd is testlab's daemon with what these tests ask of it: hooks
+// from an OCI state and endpoint ls as rows.
+type underlayd struct{ *tl.Daemon }
 
 // newUnderlayd prepares a daemon in dir without starting it.
 func newUnderlayd(t *testing.T, dir string, args ...string) *underlayd {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	u := &underlayd{t: t, Socket: filepath.Join(dir, "underlay.sock"), StateDir: filepath.Join(dir, "state"),
-		args: args, logPath: filepath.Join(dir, "underlayd.log")}
-	t.Cleanup(func() {
-		if err := u.stop(); err != nil {
-			t.Errorf("underlayd: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("underlayd log (%s), last lines:\n%s", u.logPath, tailFile(u.logPath, 40))
-		}
-	})
-	return u
+	t.Helper()
+	return &underlayd{tl.NewDaemon(t, dir, args...)}
 }
 
 // startUnderlayd starts a daemon and fails the test if it does not answer.
 func startUnderlayd(t *testing.T, dir string, args ...string) *underlayd {
 	t.Helper()
 	u := newUnderlayd(t, dir, args...)
-	if err := u.start(); err != nil {
-		t.Fatal(err)
-	}
+	u.Start()
 	return u
-}
-
-// start starts the daemon and waits until it answers /ping. Safe to call
-// from any goroutine; it never fails the test itself.
-func (u *underlayd) start() error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.cmd != nil {
-		return errors.New("underlayd already running")
-	}
-	f, err := os.OpenFile(u.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	u.starts++
-	fmt.Fprintf(f, "--- test: start #%d at %s\n", u.starts, time.Now().Format(time.RFC3339Nano))
-	args := append([]string{"--socket", u.Socket, "--state-dir", u.StateDir, "--log-level", "debug"}, u.args...)
-	cmd := exec.Command(bin("underlayd"), args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return fmt.Errorf("start underlayd: %w", err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		f.Close()
-		close(done)
-	}()
-	u.cmd, u.done = cmd, done
-	c := &api.Client{Socket: u.Socket, Timeout: 2 * time.Second}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case <-done:
-			u.cmd = nil
-			return fmt.Errorf("underlayd exited during start-up: %s", tailFile(u.logPath, 10))
-		default:
-		}
-		if _, err := c.Call("GET", "/ping", nil); err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("underlayd did not answer within 10s: %s", tailFile(u.logPath, 10))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// kill SIGKILLs the daemon (a crash) and waits until it is gone.
-func (u *underlayd) kill() {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.cmd == nil {
-		return
-	}
-	_ = u.cmd.Process.Kill()
-	<-u.done
-	u.cmd = nil
-}
-
-// stop sends SIGTERM and waits; underlayd must exit cleanly within 10s.
-func (u *underlayd) stop() error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.cmd == nil {
-		return nil
-	}
-	_ = u.cmd.Process.Signal(syscall.SIGTERM)
-	defer func() { u.cmd = nil }()
-	select {
-	case <-u.done:
-		if st := u.cmd.ProcessState; st != nil && !st.Success() {
-			return fmt.Errorf("underlayd exited with %v after SIGTERM", st)
-		}
-		return nil
-	case <-time.After(10 * time.Second):
-		_ = u.cmd.Process.Kill()
-		<-u.done
-		return errors.New("underlayd ignored SIGTERM for 10s")
-	}
-}
-
-// log is everything the daemon printed, over all its starts.
-func (u *underlayd) log() string {
-	b, _ := os.ReadFile(u.logPath)
-	return string(b)
-}
-
-// cli runs the underlay CLI against this daemon.
-func (u *underlayd) cli(args ...string) (string, error) {
-	return run(30*time.Second, nil, bin("underlay"), append([]string{"--socket", u.Socket}, args...)...)
-}
-
-func (u *underlayd) mustCLI(t *testing.T, args ...string) string {
-	t.Helper()
-	return tl.Must(t)(u.cli(args...))
 }
 
 // ociState is the state a runtime gives a hook on stdin.
@@ -243,13 +86,8 @@ func (u *underlayd) hook(stage string, st ociState) (string, error) {
 		st.Status = map[string]string{"createRuntime": "creating", "poststop": "stopped"}[stage]
 	}
 	b, _ := json.Marshal(st)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin("underlay-hook"), stage)
-	cmd.Env = append(os.Environ(), "UNDERLAY_SOCKET="+u.Socket)
-	cmd.Stdin = bytes.NewReader(b)
-	out, err := cmd.CombinedOutput()
-	return strings.TrimSpace(string(out)), err
+	out, err := u.Hook(b, stage)
+	return strings.TrimSpace(out), err
 }
 
 // endpointRow is one line of `underlay endpoint ls`, what the user sees.
@@ -264,7 +102,7 @@ func (r endpointRow) String() string {
 
 // endpoints parses `underlay endpoint ls`.
 func (u *underlayd) endpoints() ([]endpointRow, error) {
-	fields, err := tl.EndpointRows(u.cli)
+	fields, err := tl.EndpointRows(u.CLI)
 	if err != nil {
 		return nil, err
 	}
@@ -281,7 +119,7 @@ func (u *underlayd) endpoints() ([]endpointRow, error) {
 func (u *underlayd) mustHook(t *testing.T, stage string, f *fake, network string) {
 	t.Helper()
 	if out, err := u.hook(stage, f.state("", annFor(network))); err != nil {
-		t.Fatalf("%s of %s: %v: %s", stage, f.id, err, out)
+		t.Fatalf("%s of %s: %v: %s", stage, f.ID, err, out)
 	}
 }
 
@@ -322,19 +160,6 @@ func (u *underlayd) waitGone(t *testing.T, container string, timeout time.Durati
 		}
 		return nil
 	})
-}
-
-// tailFile returns the last n lines of a file.
-func tailFile(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // mustContain fails unless out contains every want.

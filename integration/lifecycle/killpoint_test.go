@@ -78,25 +78,25 @@ func TestPrivilegedKilledMidAttach(t *testing.T) {
 	for i := 0; i < tries; i++ {
 		f := fs.mustStart(t, fmt.Sprintf("ullk-%d", i))
 		stop := make(chan struct{})
-		got := onFirstLink(t, f.pid, stop, u.kill)
+		got := onFirstLink(t, f.Pid, stop, u.Kill)
 		out, hookErr := u.hook("createRuntime", f.state("", annFor(network)))
 		close(stop)
 		first := <-got
 		if first == "" || hookErr == nil {
 			// The kill came too late to matter; undo the attach by hand.
 			late++
-			if err := u.start(); err != nil && !strings.Contains(err.Error(), "already running") {
+			if err := u.TryStart(); err != nil && !strings.Contains(err.Error(), "already running") {
 				t.Fatal(err)
 			}
 			u.mustHook(t, "poststop", f, network)
-			f.kill()
+			f.Kill()
 			continue
 		}
 		// The hook's one line must say what happened: underlayd went away.
 		if !strings.Contains(out, "underlayd") || strings.Contains(out, "malformed") {
 			misleading = append(misleading, out)
 		}
-		links, err := linksIn(f.pid)
+		links, err := linksIn(f.Pid)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,17 +109,17 @@ func TestPrivilegedKilledMidAttach(t *testing.T) {
 		} else {
 			afterRename++
 		}
-		if err := u.start(); err != nil {
+		if err := u.TryStart(); err != nil {
 			t.Fatal(err)
 		}
-		links, err = linksIn(f.pid)
+		links, err = linksIn(f.Pid)
 		if err != nil {
 			t.Fatal(err)
 		}
 		// The kill may land after the commit (a slow machine): then the
 		// store holds the endpoint, and the container must have exactly
 		// that interface. Otherwise it must have none.
-		row, committed := u.endpointOf(t, network, f.id)
+		row, committed := u.endpointOf(t, network, f.ID)
 		switch {
 		case committed && len(links) == 1 && links[0].Name == row.IfName && strings.Join(links[0].Addrs, ",") == strings.Join(row.Addresses, ","):
 			late++
@@ -133,7 +133,7 @@ func TestPrivilegedKilledMidAttach(t *testing.T) {
 		if rows := u.mustEndpoints(t); len(rows) != 0 {
 			t.Errorf("try %d: endpoints left after the interrupted attach: %v", i, rows)
 		}
-		f.kill()
+		f.Kill()
 	}
 	t.Logf("%d tries: killed before the rename %d times, after it %d times (%d of all tries after the commit or not at all)", tries, beforeRename, afterRename, late)
 	if len(misleading) > 0 {
@@ -145,7 +145,7 @@ func TestPrivilegedKilledMidAttach(t *testing.T) {
 	// Nothing leased: the next container gets the first address.
 	c := fs.mustStart(t, "ullk-c")
 	u.mustHook(t, "createRuntime", c, network)
-	if got, _ := eth0Addr(c.pid); got != "10.92.0.2/24" {
+	if got, _ := eth0Addr(c.Pid); got != "10.92.0.2/24" {
 		t.Errorf("attach after the crashes got %q, want the first address 10.92.0.2/24", got)
 	}
 }
@@ -161,16 +161,16 @@ func TestPrivilegedNetnsInodeReused(t *testing.T) {
 	fs := newFakes(t)
 	a := fs.mustStart(t, "ullr-a")
 	u.mustHook(t, "createRuntime", a, network)
-	addrA, _ := eth0Addr(a.pid)
-	inode := a.inode
-	a.kill() // no poststop, no event
+	addrA, _ := eth0Addr(a.Pid)
+	inode := a.Inode
+	a.Kill() // no poststop, no event
 
 	// The kernel hands out the lowest free namespace inode: keep starting
 	// containers until one gets a's.
 	var b *fake
 	for i := 0; i < 100 && b == nil; i++ {
 		f := fs.mustStart(t, fmt.Sprintf("ullr-b%d", i))
-		if f.inode == inode {
+		if f.Inode == inode {
 			b = f
 		}
 	}
@@ -178,36 +178,36 @@ func TestPrivilegedNetnsInodeReused(t *testing.T) {
 		t.Skipf("no new namespace got inode %d in 100 tries", inode)
 	}
 	u.mustHook(t, "createRuntime", b, network)
-	addrB, err := eth0Addr(b.pid)
+	addrB, err := eth0Addr(b.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("a (dead) had %s in namespace %d; %s now has %s in a new namespace with the same inode", addrA, inode, b.id, addrB)
+	t.Logf("a (dead) had %s in namespace %d; %s now has %s in a new namespace with the same inode", addrA, inode, b.ID, addrB)
 
 	// Reconciliation, on demand and at start, must see that a is gone.
-	u.mustCLI(t, "endpoint", "prune")
+	u.MustCLI(t, "endpoint", "prune")
 	if row, ok := u.endpointOf(t, network, "ullr-a"); ok {
-		t.Errorf("ullr-a died, but after endpoint prune endpoint ls still lists it (%s): its namespace inode now belongs to %s", row, b.id)
+		t.Errorf("ullr-a died, but after endpoint prune endpoint ls still lists it (%s): its namespace inode now belongs to %s", row, b.ID)
 	}
-	if err := u.stop(); err != nil {
+	if err := u.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	if err := u.start(); err != nil {
+	if err := u.TryStart(); err != nil {
 		t.Fatal(err)
 	}
 	if row, ok := u.endpointOf(t, network, "ullr-a"); ok {
-		t.Errorf("ullr-a died, but after reconciliation endpoint ls still lists it (%s): its namespace inode now belongs to %s", row, b.id)
+		t.Errorf("ullr-a died, but after reconciliation endpoint ls still lists it (%s): its namespace inode now belongs to %s", row, b.ID)
 	}
 
 	// a's late poststop must not touch b.
 	if out, err := u.hook("poststop", a.state("", annFor(network))); err != nil {
 		t.Errorf("late detach of a: %v: %s", err, out)
 	}
-	if got, err := eth0Addr(b.pid); err != nil || got != addrB {
-		t.Errorf("after dead ullr-a's detach, %s's eth0 is gone or changed (%q, %v): the detach went by a reused namespace inode", b.id, got, err)
+	if got, err := eth0Addr(b.Pid); err != nil || got != addrB {
+		t.Errorf("after dead ullr-a's detach, %s's eth0 is gone or changed (%q, %v): the detach went by a reused namespace inode", b.ID, got, err)
 	}
-	if _, ok := u.endpointOf(t, network, b.id); !ok {
-		t.Errorf("%s is no longer listed", b.id)
+	if _, ok := u.endpointOf(t, network, b.ID); !ok {
+		t.Errorf("%s is no longer listed", b.ID)
 	}
 }
 
@@ -223,22 +223,22 @@ func TestPrivilegedNetnsVanishesMidAttach(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		f := fs.mustStart(t, fmt.Sprintf("ullv-%d", i))
 		stop := make(chan struct{})
-		got := onFirstLink(t, f.pid, stop, f.kill)
+		got := onFirstLink(t, f.Pid, stop, f.Kill)
 		out, err := u.hook("createRuntime", f.state("", annFor(network)))
 		close(stop)
 		<-got
-		if f.alive() {
+		if f.Alive() {
 			t.Fatalf("try %d: the container was not killed mid-attach", i)
 		}
 		t.Logf("try %d: container killed mid-attach; hook: %v %s", i, err, out)
-		u.mustCLI(t, "endpoint", "prune")
+		u.MustCLI(t, "endpoint", "prune")
 		if rows := u.mustEndpoints(t); len(rows) != 0 {
 			t.Errorf("try %d: endpoints after the container vanished and a prune: %v", i, rows)
 		}
 	}
 	c := fs.mustStart(t, "ullv-c")
 	u.mustHook(t, "createRuntime", c, network)
-	if got, _ := eth0Addr(c.pid); got != "10.95.0.2/24" {
+	if got, _ := eth0Addr(c.Pid); got != "10.95.0.2/24" {
 		t.Errorf("next container got %q, want the first address 10.95.0.2/24", got)
 	}
 }

@@ -2,19 +2,12 @@ package nerdctl
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,37 +25,21 @@ const (
 )
 
 // require skips unless UNDERLAY_PRIVILEGED=1 and, when it is set, fails on
-// anything missing. It returns the directory of make build's binaries.
-func require(t *testing.T) string {
+// anything missing.
+func require(t *testing.T) {
 	t.Helper()
-	tl.Require(t)
-	bin, err := filepath.Abs(tl.BinDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, b := range []string{"underlayd", "underlay", "underlay-hook", "underlay-runc"} {
-		if fi, err := os.Stat(filepath.Join(bin, b)); err != nil || fi.Mode()&0o111 == 0 {
-			t.Fatalf("%s/%s missing or not executable: run make build (or set UNDERLAY_BIN)", bin, b)
-		}
-	}
-	for _, tool := range []string{"ip", "runc"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not on PATH: apt-get install runc iproute2 busybox-static", tool)
-		}
-	}
+	tl.Require(t, "ip", "runc")
 	tl.RequireStaticBusybox(t)
-	return bin
 }
 
 // lab is everything one test runs on: the LAN, containerd 2.x, underlayd,
 // nerdctl, the busybox image and a macvlan network on the LAN's uplink.
 type lab struct {
-	bin     string // make build's binaries
 	dir     string
 	lan     *tl.LAN
-	router  netip.Prefix
 	network string
-	ctrd    *containerd
+	ctrd    *tl.Containerd
+	ctr     string // containerd 2.x's ctr
 	uld     *underlayd
 	nd      *nerdctl
 	// hookSocket is the UNDERLAY_SOCKET containerd (and so underlay-runc
@@ -88,44 +65,47 @@ type labOpts struct {
 // cgroups), the LAN, the temp directory.
 func newLab(t *testing.T, o labOpts) *lab {
 	t.Helper()
-	bin := require(t)
+	require(t)
 	ctrdDir := tl.Containerd2Dir(t)
 	ndBin := nerdctlBin(t)
 
-	router, err := netip.ParsePrefix(o.router)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &lab{bin: bin, dir: tempDir(t), router: router, network: o.prefix + "-net"}
+	l := &lab{dir: tempDir(t), network: o.prefix + "-net", ctr: filepath.Join(ctrdDir, "ctr")}
 	l.lan = tl.NewLAN(t, o.prefix, o.router)
 
-	uldSock := filepath.Join(l.dir, "uld", "underlay.sock")
-	l.hookSocket = uldSock
+	l.uld = &underlayd{tl.NewDaemon(t, filepath.Join(l.dir, "uld"))}
+	l.hookSocket = l.uld.Socket
 	if o.hookLink {
 		l.hookSocket = filepath.Join(l.dir, "hook.sock")
-		if err := os.Symlink(uldSock, l.hookSocket); err != nil {
+		if err := os.Symlink(l.uld.Socket, l.hookSocket); err != nil {
 			t.Fatal(err)
 		}
 	}
-	l.ctrd = startContainerd(t, ctrdDir, filepath.Join(l.dir, "ctrd"), l.dir+"/", "UNDERLAY_SOCKET="+l.hookSocket)
+	// The shims, and so underlay-runc and the hooks it adds, inherit
+	// containerd's UNDERLAY_SOCKET; nerdctl's log forwarders outlive the
+	// shims, and carry the lab's directory on their command line.
+	l.ctrd = tl.StartContainerd(t, filepath.Join(l.dir, "ctrd"), tl.ContainerdOptions{BinDir: ctrdDir, V3: true,
+		Namespace: ns, Env: []string{"UNDERLAY_SOCKET=" + l.hookSocket}, StrayMarker: l.dir + "/"})
 	var uldArgs []string
 	var late *lateProxy
 	switch {
 	case o.eventDelay > 0:
 		proxy := filepath.Join(l.dir, "late.sock")
-		late = newLateProxy(t, proxy, l.ctrd.sock, o.eventDelay)
+		late = newLateProxy(t, proxy, l.ctrd.Socket, o.eventDelay)
 		uldArgs = append(uldArgs, "--containerd-address", proxy)
 	case o.events:
-		uldArgs = append(uldArgs, "--containerd-address", l.ctrd.sock)
+		uldArgs = append(uldArgs, "--containerd-address", l.ctrd.Socket)
 	}
-	l.uld = startUnderlayd(t, bin, filepath.Join(l.dir, "uld"), uldArgs...)
+	l.uld.Start(uldArgs...)
 	if len(uldArgs) > 0 {
-		l.uld.WaitFor(t, "containerd events", 10*time.Second, func() error {
-			if b, _ := os.ReadFile(l.uld.Log); !bytes.Contains(b, []byte("following containerd events")) {
+		err := tl.Retry(50, func() error {
+			if !strings.Contains(l.uld.Log(), "following containerd events") {
 				return errors.New("underlayd does not follow containerd's events yet")
 			}
 			return nil
 		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	if late != nil {
 		late.arm()
@@ -136,11 +116,11 @@ func newLab(t *testing.T, o labOpts) *lab {
 	tl.BuildBusyboxImage(t, image, imageRef)
 	l.nd.must(t, "load", "-i", image)
 
-	l.uld.must(t, "network", "create", "-d", "macvlan", "--subnet", router.Masked().String(),
-		"--gateway", router.Addr().String(), "-o", "parent="+l.lan.Uplink, l.network)
+	l.uld.MustCLI(t, "network", "create", "-d", "macvlan", "--subnet", l.lan.Router.Masked().String(),
+		"--gateway", l.routerIP(), "-o", "parent="+l.lan.Uplink, l.network)
 	t.Cleanup(func() {
-		if out, _ := l.uld.cli("network", "ls"); containsWord(out, l.network) {
-			if _, err := l.uld.cli("network", "rm", l.network); err != nil {
+		if out, _ := l.uld.CLI("network", "ls"); tl.ContainsWord(out, l.network) {
+			if _, err := l.uld.CLI("network", "rm", l.network); err != nil {
 				t.Errorf("cleanup: %v", err)
 			}
 		}
@@ -150,15 +130,7 @@ func newLab(t *testing.T, o labOpts) *lab {
 	return l
 }
 
-// host is the n-th address of the LAN's subnet (10.79.1.0/24, 50 ->
-// 10.79.1.50).
-func (l *lab) host(n int) string {
-	a := l.router.Masked().Addr().As4()
-	a[3] += byte(n)
-	return netip.AddrFrom4(a).String()
-}
-
-func (l *lab) routerIP() string { return l.router.Addr().String() }
+func (l *lab) routerIP() string { return l.lan.Router.Addr().String() }
 
 // container is one nerdctl container: the name the test gave it and the
 // full id nerdctl printed.
@@ -172,7 +144,7 @@ var fullID = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // run is README's command: nerdctl run -d --runtime underlay-runc
 // --network none, one --annotation per entry of ann, busybox sleep 3600.
 func (l *lab) run(name string, ann ...string) (container, error) {
-	args := []string{"run", "-d", "--name", name, "--runtime", filepath.Join(l.bin, "underlay-runc"), "--network", "none"}
+	args := []string{"run", "-d", "--name", name, "--runtime", filepath.Join(tl.BinDir(), "underlay-runc"), "--network", "none"}
 	for _, a := range ann {
 		args = append(args, "--annotation", a)
 	}
@@ -208,37 +180,17 @@ func (l *lab) rm(t *testing.T, names ...string) {
 	t.Logf("nerdctl rm -f %s: %v", strings.Join(names, " "), time.Since(start).Round(time.Millisecond))
 }
 
-// exec returns an execFunc running `nerdctl exec` in c.
-func (l *lab) exec(c container) execFunc {
+// exec runs `nerdctl exec` in c.
+func (l *lab) exec(c container) tl.ExecFunc {
 	return func(args ...string) (string, error) {
 		return l.nd.run(append([]string{"exec", c.name}, args...)...)
 	}
 }
 
-// execFunc runs a command inside one container and returns its stdout.
-type execFunc func(args ...string) (string, error)
-
-// checkEth0 asserts, from inside c, that eth0 has an IPv4 address in the
-// LAN's subnet (want, if not empty) and that the default route goes via
-// the router. It returns the address.
+// checkEth0 is testlab's CheckEth0 from inside c.
 func (l *lab) checkEth0(t *testing.T, c container, want string) string {
 	t.Helper()
-	exec := l.exec(c)
-	got := tl.Eth0IPv4(t, c.name, exec)
-	if want != "" && got.Addr().String() != want {
-		t.Errorf("%s: eth0 has %s, want %s", c.name, got, want)
-	}
-	if got.Masked() != l.router.Masked() || got.Addr() == l.router.Addr() {
-		t.Errorf("%s: eth0 has %s, want an address of %s other than the router's", c.name, got, l.router.Masked())
-	}
-	routes, err := exec("ip", "-4", "route")
-	if err != nil {
-		t.Fatalf("%s: %v", c.name, err)
-	}
-	if !hasLinePrefix(routes, "default via "+l.routerIP()+" dev eth0") {
-		t.Errorf("%s: no `default via %s dev eth0` route:\n%s", c.name, l.routerIP(), routes)
-	}
-	return got.Addr().String()
+	return l.lan.CheckEth0(t, c.name, l.exec(c), want)
 }
 
 // mac is eth0's MAC address inside c.
@@ -251,23 +203,16 @@ func (l *lab) mac(t *testing.T, c container) string {
 	return strings.TrimSpace(out)
 }
 
-// checkPing asserts that c reaches addr; the first packet may wait for
-// ARP, so a few tries are allowed.
+// checkPing asserts that c reaches addr.
 func (l *lab) checkPing(t *testing.T, c container, addr string) {
 	t.Helper()
-	if err := tl.Retry(3, func() error { _, err := l.exec(c)("ping", "-c", "1", "-W", "2", addr); return err }); err != nil {
-		t.Errorf("%s cannot ping %s: %v", c.name, addr, err)
-	}
+	tl.CheckPing(t, c.name, l.exec(c), addr)
 }
 
 // checkRouterPing asserts that the router reaches addr.
 func (l *lab) checkRouterPing(t *testing.T, addr string) {
 	t.Helper()
-	err := tl.Retry(3, func() error {
-		_, err := run(nil, "ip", "netns", "exec", l.lan.NS, tl.Busybox, "ping", "-c", "1", "-W", "2", addr)
-		return err
-	})
-	if err != nil {
+	if err := l.lan.RouterPing(addr); err != nil {
 		t.Errorf("the router cannot ping %s: %v", addr, err)
 	}
 }
@@ -277,19 +222,14 @@ func (l *lab) checkRouterPing(t *testing.T, addr string) {
 // createRuntime hook left no error in its log.
 func (l *lab) checkHooks(t *testing.T, c container) {
 	t.Helper()
-	path := filepath.Join(l.ctrd.dir, "state", "io.containerd.runtime.v2.task", ns, c.id, "config.json")
-	b, err := os.ReadFile(path)
+	s, err := l.ctrd.BundleSpec(c.id)
 	if err != nil {
-		t.Fatalf("%s: bundle config: %v", c.name, err)
-	}
-	var s specs.Spec
-	if err := json.Unmarshal(b, &s); err != nil {
-		t.Fatalf("%s: %s: %v", c.name, path, err)
+		t.Fatalf("%s: %v", c.name, err)
 	}
 	if s.Hooks == nil {
-		t.Fatalf("%s: %s has no hooks", c.name, path)
+		t.Fatalf("%s: the bundle's spec has no hooks", c.name)
 	}
-	ours := filepath.Join(l.bin, "underlay-hook")
+	ours := filepath.Join(tl.BinDir(), "underlay-hook")
 	for stage, hooks := range map[string][]specs.Hook{"createRuntime": s.Hooks.CreateRuntime, "poststop": s.Hooks.Poststop} {
 		var nerd, ul int
 		for _, h := range hooks {
@@ -353,7 +293,7 @@ type nerdctl struct {
 	env      []string
 }
 
-func newNerdctl(t *testing.T, bin string, c *containerd, dir string) *nerdctl {
+func newNerdctl(t *testing.T, bin string, c *tl.Containerd, dir string) *nerdctl {
 	t.Helper()
 	n := &nerdctl{t: t, bin: bin, dataRoot: filepath.Join(dir, "data")}
 	paths := map[string]string{}
@@ -369,7 +309,7 @@ func newNerdctl(t *testing.T, bin string, c *containerd, dir string) *nerdctl {
 		t.Fatal(err)
 	}
 	n.global = []string{
-		"--address", c.sock, "--namespace", ns, "--data-root", paths["data"],
+		"--address", c.Socket, "--namespace", ns, "--data-root", paths["data"],
 		// nerdctl's oci-hook wants CNI paths even with --network none.
 		"--cni-path", paths["cni"], "--cni-netconfpath", paths["netconf"],
 		"--hosts-dir", paths["certs.d"], "--cgroup-manager", "cgroupfs",
@@ -418,50 +358,12 @@ func (n *nerdctl) removeAll(t *testing.T) {
 	}
 }
 
-// ------------------------------------------------------------- containerd
-
-// containerd is a private containerd 2.x: root, state, sockets, config and
-// log under dir; CRI disabled; its own shim first on PATH.
-type containerd struct {
-	dir  string
-	sock string
-	ctr  string
-	*daemon
-}
-
-// Cleanup kills leftover processes whose command line has marker (the
-// shims and nerdctl's log forwarders, which outlive containerd by design).
-func startContainerd(t *testing.T, binDir, dir, marker string, extraEnv ...string) *containerd {
-	t.Helper()
-	c := &containerd{dir: dir, sock: filepath.Join(dir, "c.sock")}
-	cfg := tl.WriteContainerdConfig(t, dir, c.sock, true)
-	// The shims keep sockets and runc state under /run/containerd whatever
-	// the config says: afterwards remove what was ours.
-	removeRunDirs := tl.RunDirRemover()
-	t.Cleanup(func() {
-		tl.KillStrays(t, marker)
-		killCgroup(t, ns) // container processes whose shim is gone
-		tl.UnmountUnder(t, dir)
-		removeCgroups(t, ns)
-		removeShimLeftovers(t, c.sock)
-		removeRunDirs("s", "fifo", "runc")
-	})
-	env := append(tl.PathFirst(binDir), extraEnv...)
-	c.daemon = startDaemon(t, filepath.Join(dir, "containerd.log"), env, filepath.Join(binDir, "containerd"), "--config", cfg)
-	c.ctr = filepath.Join(binDir, "ctr")
-	c.WaitFor(t, "socket "+c.sock, 20*time.Second, func() error {
-		_, err := run(nil, c.ctr, "--address", c.sock, "version")
-		return err
-	})
-	return c
-}
-
 // watchEvents runs `ctr events` (every namespace) until cleanup and
 // returns a function that counts the events so far whose line has every
 // one of words.
-func (c *containerd) watchEvents(t *testing.T) func(words ...string) int {
+func (l *lab) watchEvents(t *testing.T) func(words ...string) int {
 	t.Helper()
-	d := startDaemon(t, filepath.Join(c.dir, "events.log"), nil, c.ctr, "--address", c.sock, "events")
+	d := tl.StartProc(t, filepath.Join(l.ctrd.Dir, "events.log"), nil, l.ctr, "--address", l.ctrd.Socket, "events")
 	return func(words ...string) int {
 		b, _ := os.ReadFile(d.Log)
 		n := 0
@@ -478,63 +380,11 @@ func (c *containerd) watchEvents(t *testing.T) func(words ...string) int {
 	}
 }
 
-// removeShimLeftovers removes what killed shims leave under
-// /run/containerd for the containers of namespace ns: runc's state
-// (/run/containerd/runc/<ns>/<id>) and the shim sockets, named
-// sha256(<containerd address>/<ns>/<id>[/debug]). After a clean run there
-// is nothing but the empty namespace directory.
-func removeShimLeftovers(t *testing.T, address string) {
-	runcRoot := filepath.Join("/run/containerd/runc", ns)
-	ents, _ := os.ReadDir(runcRoot)
-	for _, e := range ents {
-		for _, p := range []string{filepath.Join(address, ns, e.Name()), filepath.Join(address, ns, e.Name(), "debug")} {
-			sock := fmt.Sprintf("/run/containerd/s/%x", sha256.Sum256([]byte(p)))
-			if err := os.Remove(sock); err == nil {
-				t.Logf("cleanup: removed shim socket %s of %s", sock, e.Name())
-			}
-		}
-		t.Logf("cleanup: removing runc state of %s", e.Name())
-		if err := os.RemoveAll(filepath.Join(runcRoot, e.Name())); err != nil {
-			t.Logf("cleanup: %v", err)
-		}
-	}
-	_ = os.Remove(runcRoot)
-}
-
 // -------------------------------------------------------------- underlayd
 
-type underlayd struct {
-	bin  string
-	sock string
-	*daemon
-}
-
-// startUnderlayd starts bin/underlayd (socket and state in dir) and waits
-// until the CLI gets an answer.
-func startUnderlayd(t *testing.T, bin, dir string, args ...string) *underlayd {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	u := &underlayd{bin: bin, sock: filepath.Join(dir, "underlay.sock")}
-	args = append([]string{"--socket", u.sock, "--state-dir", filepath.Join(dir, "state"), "--log-level", "debug"}, args...)
-	u.daemon = startDaemon(t, filepath.Join(dir, "underlayd.log"), nil, filepath.Join(bin, "underlayd"), args...)
-	u.CleanExit = true
-	u.WaitFor(t, "answer on "+u.sock, 10*time.Second, func() error {
-		_, err := u.cli("network", "ls")
-		return err
-	})
-	return u
-}
-
-func (u *underlayd) cli(args ...string) (string, error) {
-	return run(nil, filepath.Join(u.bin, "underlay"), append([]string{"--socket", u.sock}, args...)...)
-}
-
-func (u *underlayd) must(t *testing.T, args ...string) string {
-	t.Helper()
-	return tl.Must(t)(u.cli(args...))
-}
+// underlayd is testlab's daemon with the checks these tests make of
+// endpoint ls and the log.
+type underlayd struct{ *tl.Daemon }
 
 // endpoint is one row of `underlay endpoint ls`.
 type endpoint struct {
@@ -542,7 +392,7 @@ type endpoint struct {
 }
 
 func (u *underlayd) endpoints() ([]endpoint, error) {
-	fields, err := tl.EndpointRows(u.cli)
+	fields, err := tl.EndpointRows(u.CLI)
 	if err != nil {
 		return nil, err
 	}
@@ -616,9 +466,8 @@ func (u *underlayd) logLines(level string) []string {
 // logMatching returns the lines of the daemon's log that contain any of
 // words.
 func (u *underlayd) logMatching(words ...string) []string {
-	b, _ := os.ReadFile(u.Log)
 	var hits []string
-	for _, l := range strings.Split(string(b), "\n") {
+	for _, l := range strings.Split(u.Log(), "\n") {
 		for _, w := range words {
 			if strings.Contains(l, w) {
 				hits = append(hits, l)
@@ -627,19 +476,6 @@ func (u *underlayd) logMatching(words ...string) []string {
 		}
 	}
 	return hits
-}
-
-// ----------------------------------------------------------------- daemon
-
-// daemon is a background process the test started and stops at cleanup.
-type daemon = tl.Proc
-
-// startDaemon is testlab.StartProc polling every 50 ms.
-func startDaemon(t *testing.T, logPath string, env []string, name string, args ...string) *daemon {
-	t.Helper()
-	d := tl.StartProc(t, logPath, env, name, args...)
-	d.Poll = 50 * time.Millisecond
-	return d
 }
 
 // ------------------------------------------------------------------ utils
@@ -656,78 +492,4 @@ func tempDir(t *testing.T) string {
 // carries the command line, stderr and stdout.
 func run(env []string, name string, args ...string) (string, error) {
 	return tl.RunStdout(cmdTimeout, env, name, args...)
-}
-
-func hasLinePrefix(out, prefix string) bool {
-	for _, line := range strings.Split(out, "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), prefix) {
-			return true
-		}
-	}
-	return false
-}
-
-// containsWord reports whether w occurs in s delimited by anything that
-// cannot be part of a name.
-func containsWord(s, w string) bool {
-	for _, f := range strings.Fields(s) {
-		if f == w {
-			return true
-		}
-	}
-	return false
-}
-
-// cgroupDirs are the /<name> cgroups (cgroupfs: /<namespace>/<id>) of
-// every hierarchy.
-func cgroupDirs(name string) []string {
-	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + name)
-	if fi, err := os.Stat("/sys/fs/cgroup/" + name); err == nil && fi.IsDir() {
-		dirs = append(dirs, "/sys/fs/cgroup/"+name)
-	}
-	return dirs
-}
-
-// killCgroup SIGKILLs every process left in the containers' cgroups, so
-// that a container whose removal failed cannot outlive the test.
-func killCgroup(t *testing.T, name string) {
-	killed := map[int]bool{}
-	for _, d := range cgroupDirs(name) {
-		_ = filepath.WalkDir(d, func(p string, e os.DirEntry, err error) error {
-			if err != nil || e.IsDir() || e.Name() != "cgroup.procs" {
-				return nil
-			}
-			b, _ := os.ReadFile(p)
-			for _, f := range strings.Fields(string(b)) {
-				if pid, err := strconv.Atoi(f); err == nil && pid > 1 && !killed[pid] {
-					t.Logf("cleanup: killing leftover container process %d (%s)", pid, filepath.Dir(p))
-					_ = syscall.Kill(pid, syscall.SIGKILL)
-					killed[pid] = true
-				}
-			}
-			return nil
-		})
-	}
-	if len(killed) > 0 {
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// removeCgroups removes the (empty) cgroups under /<name>, deepest first.
-func removeCgroups(t *testing.T, name string) {
-	for _, d := range cgroupDirs(name) {
-		var dirs []string
-		_ = filepath.WalkDir(d, func(p string, e os.DirEntry, err error) error {
-			if err == nil && e.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
-		for _, p := range dirs {
-			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-				t.Logf("cleanup: %v", err)
-			}
-		}
-	}
 }

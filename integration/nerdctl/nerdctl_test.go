@@ -16,7 +16,7 @@ import (
 // rm -f releases the addresses and the static one is taken again at once.
 func TestPrivilegedNerdctlREADME(t *testing.T) {
 	l := newLab(t, labOpts{prefix: "ulnda", router: "10.79.1.1/24", events: true})
-	static := l.host(50)
+	static := l.lan.Host(50)
 	const mac = "02:42:0a:4f:01:32"
 
 	a := l.mustRun(t, "ulnd-a")
@@ -107,7 +107,7 @@ func TestPrivilegedNerdctlREADME(t *testing.T) {
 	l.rm(t, c.name)
 	l.uld.waitNoEndpoints(t, 5*time.Second)
 
-	l.uld.must(t, "network", "rm", l.network)
+	l.uld.MustCLI(t, "network", "rm", l.network)
 	if errs := l.uld.logLines("ERROR"); len(errs) > 0 {
 		t.Errorf("underlayd logged errors:\n%s", strings.Join(errs, "\n"))
 	}
@@ -123,7 +123,7 @@ func TestPrivilegedNerdctlREADME(t *testing.T) {
 // static address.
 func TestPrivilegedNerdctlPoststop(t *testing.T) {
 	l := newLab(t, labOpts{prefix: "ulndp", router: "10.79.2.1/24", events: false})
-	static := l.host(60)
+	static := l.lan.Host(60)
 
 	c := l.mustRun(t, "ulnd-p")
 	l.checkHooks(t, c)
@@ -171,7 +171,7 @@ func TestPrivilegedNerdctlPoststop(t *testing.T) {
 // the address by itself.
 func TestPrivilegedNerdctlEvents(t *testing.T) {
 	l := newLab(t, labOpts{prefix: "ulnde", router: "10.79.3.1/24", events: true, hookLink: true})
-	static := l.host(70)
+	static := l.lan.Host(70)
 
 	c := l.mustRun(t, "ulnd-e", "io.underlay.ip="+static)
 	l.checkHooks(t, c)
@@ -187,7 +187,7 @@ func TestPrivilegedNerdctlEvents(t *testing.T) {
 	}
 	t.Logf("released by containerd's events (endpoint ls empty) %s after nerdctl rm -f", l.uld.waitNoEndpoints(t, 5*time.Second))
 
-	if err := os.Symlink(l.uld.sock, l.hookSocket); err != nil {
+	if err := os.Symlink(l.uld.Socket, l.hookSocket); err != nil {
 		t.Fatal(err)
 	}
 	c2 := l.mustRun(t, "ulnd-e2", "io.underlay.ip="+static)
@@ -212,8 +212,8 @@ func TestPrivilegedNerdctlEvents(t *testing.T) {
 func TestPrivilegedNerdctlRestartLateEvent(t *testing.T) {
 	const delay = 2 * time.Second
 	l := newLab(t, labOpts{prefix: "ulndl", router: "10.79.4.1/24", eventDelay: delay})
-	static := l.host(80)
-	events := l.ctrd.watchEvents(t)
+	static := l.lan.Host(80)
+	events := l.watchEvents(t)
 
 	c := l.mustRun(t, "ulnd-l", "io.underlay.ip="+static)
 	l.checkEth0(t, c, static)

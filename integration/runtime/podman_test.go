@@ -125,7 +125,7 @@ func (p *podman) runContainer(name, image string, annotations ...string) error {
 	return err
 }
 
-func (p *podman) exec(name string) execFunc {
+func (p *podman) exec(name string) tl.ExecFunc {
 	return func(args ...string) (string, error) {
 		return p.podman(append([]string{"exec", name}, args...)...)
 	}
@@ -150,24 +150,24 @@ func TestRuntimePodman(t *testing.T) {
 		network = "ulrt-podman"
 	)
 	dir := t.TempDir()
-	lan := newLab(t, prefix, "10.77.2.1/24")
-	static := lan.host(50)
+	lan := tl.NewLAN(t, prefix, "10.77.2.1/24")
+	static := lan.Host(50)
 
-	sock := filepath.Join(dir, "underlay.sock")
-	uld := startUnderlayd(t, bin, filepath.Join(dir, "underlayd"), sock, "")
+	uld := newUnderlayd(t, filepath.Join(dir, "underlayd"))
+	uld.Start()
 
 	pm := newPodman(t)
-	pm.writeHooks(t, filepath.Join(bin, "underlay-hook"), sock)
+	pm.writeHooks(t, filepath.Join(bin, "underlay-hook"), uld.Socket)
 	image := filepath.Join(dir, "busybox.tar")
 	tl.BuildBusyboxImage(t, image, imageRef)
 	pm.mustPodman(t, "load", "-q", "-i", image)
 
-	uld.mustCLI(t, "network", "create", "-d", "macvlan", "--subnet", lan.router.Masked().String(),
-		"--gateway", lan.routerIP(), "-o", "parent="+lan.uplink, network)
+	uld.MustCLI(t, "network", "create", "-d", "macvlan", "--subnet", lan.Router.Masked().String(),
+		"--gateway", lan.Router.Addr().String(), "-o", "parent="+lan.Uplink, network)
 	networkRemoved := false
 	t.Cleanup(func() {
 		if !networkRemoved {
-			if _, err := uld.cli("network", "rm", network); err != nil {
+			if _, err := uld.CLI("network", "rm", network); err != nil {
 				t.Logf("cleanup: %v", err)
 			}
 		}
@@ -181,17 +181,17 @@ func TestRuntimePodman(t *testing.T) {
 		t.Fatalf("run %s: %v", b, err)
 	}
 
-	ipA := lan.checkEth0(t, a, pm.exec(a), "")
+	ipA := lan.CheckEth0(t, a, pm.exec(a), "")
 	if ipA == static {
 		t.Errorf("%s got the static address %s reserved for %s", a, ipA, b)
 	}
-	ipB := lan.checkEth0(t, b, pm.exec(b), static)
+	ipB := lan.CheckEth0(t, b, pm.exec(b), static)
 
-	checkPing(t, a, pm.exec(a), ipB)
-	checkPing(t, b, pm.exec(b), ipA)
-	checkPing(t, a, pm.exec(a), lan.routerIP())
-	checkPing(t, b, pm.exec(b), lan.routerIP())
-	if err := lan.routerPing(ipB); err != nil {
+	tl.CheckPing(t, a, pm.exec(a), ipB)
+	tl.CheckPing(t, b, pm.exec(b), ipA)
+	tl.CheckPing(t, a, pm.exec(a), lan.Router.Addr().String())
+	tl.CheckPing(t, b, pm.exec(b), lan.Router.Addr().String())
+	if err := lan.RouterPing(ipB); err != nil {
 		t.Errorf("router cannot ping %s: %v", b, err)
 	}
 
@@ -209,11 +209,11 @@ func TestRuntimePodman(t *testing.T) {
 	if err := pm.runContainer(c, imageRef, "io.underlay.network="+network, "io.underlay.ip="+static); err != nil {
 		t.Fatalf("run %s with the released %s: %v", c, static, err)
 	}
-	lan.checkEth0(t, c, pm.exec(c), static)
+	lan.CheckEth0(t, c, pm.exec(c), static)
 	pm.mustPodman(t, "rm", "-f", "-t", "0", c)
 	uld.waitNoEndpoints(t, static, c)
 
-	uld.mustCLI(t, "network", "rm", network)
+	uld.MustCLI(t, "network", "rm", network)
 	networkRemoved = true
 }
 
@@ -222,12 +222,12 @@ func TestRuntimePodman(t *testing.T) {
 func checkPodmanEndpoint(t *testing.T, uld *underlayd, network, name, id, ip string) {
 	t.Helper()
 	for _, line := range uld.endpoints(t, name, id, shortID(id)) {
-		if containsWord(line, network) && strings.Contains(line, ip) {
+		if tl.ContainsWord(line, network) && strings.Contains(line, ip) {
 			return
 		}
 	}
 	t.Errorf("endpoint ls has no line with %s, %s (%s) and %s:\n%s", network, name, shortID(id), ip,
-		uld.mustCLI(t, "endpoint", "ls"))
+		uld.MustCLI(t, "endpoint", "ls"))
 }
 
 func shortID(id string) string {

@@ -1,24 +1,19 @@
 package testlab
 
 import (
-	"bytes"
 	"debug/elf"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 )
 
-// ContainerdConfig is the config.toml of a private containerd: root, state
+// containerdConfig is the config.toml of a private containerd: root, state
 // and opt under dir, gRPC on sock (ttrpc on sock.ttrpc), no debug or
 // metrics listener, CRI disabled. v3 writes a version 3 config (containerd
 // 2.x), else version 2 (containerd 1.x).
-func ContainerdConfig(dir, sock string, v3 bool) string {
+func containerdConfig(dir, sock string, v3 bool) string {
 	version, disabled := 2, `"io.containerd.grpc.v1.cri"`
 	if v3 {
 		version, disabled = 3, `"io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images", "io.containerd.grpc.v1.cri"`
@@ -40,10 +35,10 @@ disabled_plugins = [%[6]s]
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), sock, filepath.Join(dir, "opt"), version, disabled)
 }
 
-// WriteContainerdConfig makes dir's root, state and opt directories and
-// each of extraDirs (0711), writes ContainerdConfig to dir/config.toml and
+// writeContainerdConfig makes dir's root, state and opt directories and
+// each of extraDirs (0711), writes containerdConfig to dir/config.toml and
 // returns that file's path.
-func WriteContainerdConfig(t testing.TB, dir, sock string, v3 bool, extraDirs ...string) string {
+func writeContainerdConfig(t testing.TB, dir, sock string, v3 bool, extraDirs ...string) string {
 	t.Helper()
 	for _, d := range append([]string{"root", "state", "opt"}, extraDirs...) {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o711); err != nil {
@@ -51,34 +46,15 @@ func WriteContainerdConfig(t testing.TB, dir, sock string, v3 bool, extraDirs ..
 		}
 	}
 	cfg := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(cfg, []byte(ContainerdConfig(dir, sock, v3)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(containerdConfig(dir, sock, v3)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return cfg
 }
 
-// RunDirRemover notes whether /run/containerd exists now, where shims put
-// sockets (and runc state) whatever the config says. The function it
-// returns, for cleanup, removes /run/containerd/<sub> for each of subdirs
-// and then /run/containerd, each only if empty, and only if /run/containerd
-// did not exist before: it was ours.
-func RunDirRemover() func(subdirs ...string) {
-	_, statErr := os.Stat("/run/containerd")
-	hadRunDir := statErr == nil
-	return func(subdirs ...string) {
-		if hadRunDir {
-			return
-		}
-		for _, d := range subdirs {
-			_ = os.Remove(filepath.Join("/run/containerd", d)) // only if empty
-		}
-		_ = os.Remove("/run/containerd")
-	}
-}
-
-// PathFirst is our environment with dir first on PATH, so that a
+// pathFirst is our environment with dir first on PATH, so that a
 // containerd from dir starts its own shim, not the system's.
-func PathFirst(dir string) []string {
+func pathFirst(dir string) []string {
 	env := os.Environ()
 	for i, e := range env {
 		if strings.HasPrefix(e, "PATH=") {
@@ -87,49 +63,6 @@ func PathFirst(dir string) []string {
 		}
 	}
 	return append(env, "PATH="+dir+":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-}
-
-// KillStrays SIGKILLs processes whose command line contains marker, a path
-// unique to the test (a private socket or directory): shims, conmon and
-// nerdctl's log forwarders outlive the daemons that started them by design.
-func KillStrays(t testing.TB, marker string) {
-	self := os.Getpid()
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(b, []byte(marker)) {
-			continue
-		}
-		t.Logf("cleanup: killing leftover process %d: %s", pid, bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
-}
-
-// UnmountUnder lazily unmounts whatever is mounted at or below dir,
-// deepest first, so that removing dir cannot walk into a container's
-// rootfs.
-func UnmountUnder(t testing.TB, dir string) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	var mounts []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			mounts = append(mounts, f[4])
-		}
-	}
-	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i]) > len(mounts[j]) })
-	for _, m := range mounts {
-		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
-			t.Logf("cleanup: unmount %s: %v", m, err)
-		}
-	}
 }
 
 // TailNoInfo is the last n lines of a log file without containerd's

@@ -1,6 +1,7 @@
 package testlab
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,23 +32,10 @@ type Proc struct {
 // it logs the log's last lines but containerd's level=info ones.
 func StartProc(t testing.TB, logPath string, env []string, name string, args ...string) *Proc {
 	t.Helper()
-	logf, err := os.Create(logPath)
+	p, err := startProc(logPath, env, name, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(name, args...)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &Proc{Name: filepath.Base(name), Cmd: cmd, Log: logPath, done: make(chan struct{}), Poll: 100 * time.Millisecond}
-	go func() {
-		p.err = cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
 	t.Cleanup(func() {
 		p.Stop(t)
 		if t.Failed() {
@@ -55,6 +43,35 @@ func StartProc(t testing.TB, logPath string, env []string, name string, args ...
 		}
 	})
 	return p
+}
+
+// startProc is StartProc without the cleanup; the log is appended to, so
+// that a process started again keeps one log.
+func startProc(logPath string, env []string, name string, args ...string) (*Proc, error) {
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &Proc{Name: filepath.Base(name), Cmd: cmd, Log: logPath, done: make(chan struct{}), Poll: 100 * time.Millisecond}
+	go func() {
+		p.err = cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// kill SIGKILLs the process and waits until it is gone.
+func (p *Proc) kill() {
+	_ = p.Cmd.Process.Kill()
+	<-p.done
 }
 
 // Exited reports whether the process has exited.

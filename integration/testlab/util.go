@@ -56,6 +56,58 @@ func RunStdout(timeout time.Duration, env []string, name string, args ...string)
 	return stdout.String(), nil
 }
 
+// RunCombined runs a command with env (nil: ours) and a timeout (0: none)
+// and returns its combined output; the error carries the command (its base
+// name), arguments and output. A child that keeps the pipes open (a shim)
+// holds it up at most 2 s after the command exits.
+func RunCombined(timeout time.Duration, env []string, name string, args ...string) (string, error) {
+	ctx, cancel := context.Background(), context.CancelFunc(func() {})
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+	}
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = env
+	cmd.WaitDelay = 2 * time.Second
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("%s %s: %w: %s", filepath.Base(name), strings.Join(args, " "), err,
+			strings.TrimSpace(out.String()))
+	}
+	return out.String(), nil
+}
+
+// TailFile is the last n lines of the file at path, or why it cannot be
+// read.
+func TailFile(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	return TailString(string(b), n)
+}
+
+// ContainsWord reports whether w occurs in s delimited by anything that
+// cannot be part of a name or address, so "ulrt-a" does not match
+// "ulrt-ab" and 10.77.1.5 does not match 10.77.1.50.
+func ContainsWord(s, w string) bool {
+	isName := func(b byte) bool {
+		return b == '-' || b == '_' || b == '.' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
+	}
+	for i := 0; ; {
+		j := strings.Index(s[i:], w)
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(w)
+		if (start == 0 || !isName(s[start-1])) && (end == len(s) || !isName(s[end])) {
+			return true
+		}
+		i = start + 1
+	}
+}
+
 // ShortTempDir is a private directory under /tmp named prefix...: unix
 // socket paths are limited to 107 bytes, which t.TempDir's long paths
 // can exceed. perm, if not 0, is its mode. Cleanup unmounts what is left

@@ -71,7 +71,7 @@ func openManager(dir string) (m *network.Manager, ts *timedStore, close func(), 
 		return nil, nil, nil, err
 	}
 	ts = &timedStore{Store: st}
-	if m, err = network.New(ts, discardLog()); err != nil {
+	if m, err = network.New(ts, link.Host{}, discardLog()); err != nil {
 		st.Close()
 		return nil, nil, nil, err
 	}

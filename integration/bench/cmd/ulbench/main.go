@@ -280,7 +280,7 @@ func latency(c *config, rep *Report) error {
 		rep.add(durations("detach", names[ct.Name][1]+", sequential", seq[k].detach))
 		if ct.Name == "underlay" {
 			rep.add(durations("detach", "  underlay: poststop exec -> interface deleted (background)", seq[k].gone)).Note =
-				"the hook answers once eth0 is down, renamed and released; the kernel's unregister follows"
+				"the hook answers once eth0 has lost its addresses and is released; down and delete follow"
 		}
 	}
 	for k, ct := range cs {

@@ -1,0 +1,31 @@
+package network
+
+import "github.com/underlay/underlay/daemon/link"
+
+// Kernel is the kernel work the manager does: parents on the host, and
+// interfaces in containers' network namespaces. link.Host is the real one;
+// the tests have a fake that keeps the kernel's rules in memory.
+type Kernel interface {
+	// Namespaces. FindNetns returns nil when the namespace is gone;
+	// LiveNetns maps the inode of every live namespace to a path to it.
+	OpenPid(pid int) (*link.Netns, error)
+	OpenPath(path string) (*link.Netns, error)
+	FindNetns(inode, cookie uint64, hintPid int) *link.Netns
+	LiveNetns() map[uint64]string
+
+	// Parents. Lookup fails with link.ErrNotFound for a missing link;
+	// Probe reports whether the kernel has a driver (link.ErrUnsupported).
+	Lookup(name string) (link.Info, error)
+	Probe(driver string) error
+	CreateVLAN(base string, vid int, name string) error
+	CreateDummy(name string) error
+	Delete(name string) error
+
+	// Container interfaces: see the link functions of the same names.
+	CreateSlave(ns *link.Netns, s link.Slave) error
+	Strip(ns *link.Netns, name string) (bool, error)
+	DeleteSlave(ns *link.Netns, names ...string) error
+	DeleteSlaveMatching(ns *link.Netns, name, mac string, addrs []string) error
+}
+
+var _ Kernel = link.Host{}
