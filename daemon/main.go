@@ -33,13 +33,13 @@ func main() {
 	app := &cli.App{
 		Name:  "underlayd",
 		Usage: "put containers straight on the physical network (macvlan, ipvlan, 802.1q)",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "socket", Value: api.DefaultSocket, EnvVars: []string{"UNDERLAY_SOCKET"}, Usage: "unix socket to serve the API on"},
 			&cli.StringFlag{Name: "state-dir", Value: "/var/lib/underlay", EnvVars: []string{"UNDERLAY_STATE_DIR"}, Usage: "directory of the state database"},
 			&cli.StringFlag{Name: "containerd-address", EnvVars: []string{"UNDERLAY_CONTAINERD_ADDRESS"}, Usage: "containerd socket to follow for container deletes (empty: none)"},
 			&cli.StringFlag{Name: "socket-group", EnvVars: []string{"UNDERLAY_SOCKET_GROUP"}, Usage: "group allowed to use the socket besides root"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"UNDERLAY_LOG_LEVEL"}, Usage: "debug, info, warn or error"},
-		},
+		}, globalFlags()...),
 		Action: run,
 	}
 	if err := app.Run(os.Args); err != nil {
@@ -67,12 +67,23 @@ func run(c *cli.Context) error {
 		gid, _ = strconv.Atoi(grp.Gid)
 	}
 
+	cluster, err := dialCluster(c)
+	if err != nil {
+		return err
+	}
 	st, err := store.Open(c.String("state-dir"))
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	mgr, err := network.New(st, link.Host{}, log)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	opts, leave, err := cluster.join(ctx, st, log)
+	if err != nil {
+		return err
+	}
+	defer leave()
+	mgr, err := network.New(st, link.Host{}, log, opts...)
 	if err != nil {
 		return err
 	}
@@ -82,9 +93,6 @@ func run(c *cli.Context) error {
 		return err
 	}
 	defer os.Remove(sock)
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 
 	// Reconcile before serving, so a container deleted while underlayd was
 	// down gives its addresses back before anyone asks for them.

@@ -31,6 +31,9 @@ type NetworkCreate struct {
 	// IPAMDriver is where addresses come from (--ipam-driver); empty
 	// means "default", this host's own allocator.
 	IPAMDriver string `json:"ipam_driver,omitempty"`
+	// Scope is "local" (empty: this host only) or "global": stored in the
+	// cluster's etcd, every host sees it and shares its addresses.
+	Scope string `json:"scope,omitempty"`
 }
 
 // Network is a stored network as `network inspect` shows it.
@@ -49,7 +52,10 @@ type Network struct {
 	// IPAMDriver is the address driver: "default" keeps the leases on
 	// this host.
 	IPAMDriver string `json:"ipam_driver"`
-	Created    string `json:"created"`
+	// Scope is "local" or "global" (the addresses are shared by every
+	// host through etcd).
+	Scope   string `json:"scope"`
+	Created string `json:"created"`
 
 	// ParentInfo is filled in by inspect: what the kernel says now.
 	ParentInfo *ParentInfo `json:"parent_info,omitempty"`
@@ -142,4 +148,16 @@ type Error struct {
 // PruneResponse says how many dead endpoints a prune released.
 type PruneResponse struct {
 	Released int `json:"released"`
+}
+
+// Host is one host of the cluster that shares the global networks.
+type Host struct {
+	Name string `json:"name"`
+	// Alive says the host's liveness key is there: etcd heard from its
+	// underlayd within the last 10 seconds.
+	Alive bool `json:"alive"`
+	// LastSeen is when the host last recorded that it was up (RFC 3339).
+	LastSeen string `json:"last_seen,omitempty"`
+	// Endpoints is how many global addresses the host holds.
+	Endpoints int `json:"endpoints"`
 }

@@ -29,12 +29,19 @@ func main() {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "socket", Value: api.DefaultSocket, EnvVars: []string{"UNDERLAY_SOCKET"}, Usage: "underlayd's unix socket"},
 		},
-		Commands: []*cli.Command{networkCommand(), endpointCommand(), doctorCommand()},
+		Commands: []*cli.Command{networkCommand(), endpointCommand(), hostCommand(), doctorCommand()},
 	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "underlay:", oneLine(err))
 		os.Exit(1)
 	}
+}
+
+func valueOr(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
 }
 
 func oneLine(err error) string {
@@ -61,6 +68,7 @@ func networkCommand() *cli.Command {
 					&cli.StringSliceFlag{Name: "ip-range", Usage: "allocate from this range of the subnet that contains it (repeatable)"},
 					&cli.StringSliceFlag{Name: "aux-address", Usage: "NAME=IP never handed out (repeatable)"},
 					&cli.StringFlag{Name: "ipam-driver", Value: "default", Usage: "where addresses come from: default (this host's allocator)"},
+					&cli.StringFlag{Name: "scope", Value: "local", Usage: "local (this host) or global (every host of underlayd's --store shares it and its addresses)"},
 					&cli.BoolFlag{Name: "ipv6", Usage: "the network has IPv6 (needs an IPv6 --subnet)"},
 					&cli.BoolFlag{Name: "internal", Usage: "no way out: a dummy parent, no default route"},
 					&cli.StringSliceFlag{Name: "opt", Aliases: []string{"o"}, Usage: "driver option KEY=VALUE: parent, macvlan_mode, ipvlan_mode, ipvlan_flag, mtu"},
@@ -83,7 +91,7 @@ func networkCreate(c *cli.Context) error {
 		Subnets: c.StringSlice("subnet"), Gateways: c.StringSlice("gateway"),
 		IPRanges: c.StringSlice("ip-range"), Aux: c.StringSlice("aux-address"),
 		IPv6: c.Bool("ipv6"), Internal: c.Bool("internal"), Options: map[string]string{},
-		IPAMDriver: c.String("ipam-driver"),
+		IPAMDriver: c.String("ipam-driver"), Scope: c.String("scope"),
 	}
 	for _, o := range c.StringSlice("opt") {
 		k, v, ok := strings.Cut(o, "=")
@@ -109,13 +117,13 @@ func networkList(c *cli.Context) error {
 		return err
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
-	fmt.Fprintln(w, "NETWORK ID\tNAME\tDRIVER\tMODE\tPARENT\tSUBNETS")
+	fmt.Fprintln(w, "NETWORK ID\tNAME\tDRIVER\tSCOPE\tMODE\tPARENT\tSUBNETS")
 	for _, n := range nets {
 		var subs []string
 		for _, s := range n.Subnets {
 			subs = append(subs, s.Subnet)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", n.ID[:12], n.Name, n.Driver, n.Mode, n.Parent, strings.Join(subs, ","))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.ID[:12], n.Name, n.Driver, valueOr(n.Scope, "local"), n.Mode, n.Parent, strings.Join(subs, ","))
 	}
 	return w.Flush()
 }
@@ -171,6 +179,33 @@ func endpointCommand() *cli.Command {
 			{Name: "prune", Usage: "release endpoints whose container is gone", Action: endpointPrune},
 		},
 	}
+}
+
+func hostCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "host",
+		Usage: "the hosts that share the global networks (underlayd --store)",
+		Subcommands: []*cli.Command{
+			{Name: "ls", Aliases: []string{"list"}, Usage: "list the hosts: up or gone, and the addresses each holds", Action: hostList},
+		},
+	}
+}
+
+func hostList(c *cli.Context) error {
+	var hs []api.Host
+	if err := apiclient.Do(client(c), "GET", "/hosts", nil, &hs); err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
+	fmt.Fprintln(w, "HOST\tSTATE\tLAST SEEN\tENDPOINTS")
+	for _, h := range hs {
+		state := "gone"
+		if h.Alive {
+			state = "up"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", h.Name, state, valueOr(h.LastSeen, "-"), h.Endpoints)
+	}
+	return w.Flush()
 }
 
 func endpointList(c *cli.Context) error {

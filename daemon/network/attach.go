@@ -44,7 +44,7 @@ func (m *Manager) Attach(req api.AttachRequest) (api.AttachResponse, error) {
 		ep, err := m.attachOne(ns, req, i, na, routed)
 		if err != nil {
 			for j := len(done) - 1; j >= 0; j-- {
-				m.detachEndpoint(done[j], ns)
+				m.detachEndpoint(done[j], ns, true)
 			}
 			return api.AttachResponse{}, inNetwork(na.Name, err)
 		}
@@ -116,7 +116,7 @@ func (u *undoList) run() {
 // a passthru parent) from being given away meanwhile. The container's own
 // lock (Attach) keeps two attaches of one container apart.
 func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na api.NetworkAttach, routed map[int]bool) (ep api.Endpoint, err error) {
-	st, err := m.network(na.Name)
+	st, err := m.lookup(na.Name)
 	if err != nil {
 		return ep, err
 	}

@@ -36,6 +36,12 @@ func (m *Manager) Create(req api.NetworkCreate) (api.Network, error) {
 	if _, err := m.network(n.Name); err == nil {
 		return api.Network{}, inNetwork(n.Name, ErrExists)
 	}
+	// The record keeps the parent asked for; this host's checks and its
+	// parent go by the parent it has here.
+	shared := n
+	if p, ok := m.parentOf[n.Name]; ok && n.Scope == scopeGlobal {
+		n.Parent = p
+	}
 	if err := m.checkParentRules(n, pools); err != nil {
 		return api.Network{}, err
 	}
@@ -51,21 +57,33 @@ func (m *Manager) Create(req api.NetworkCreate) (api.Network, error) {
 		}
 		return api.Network{}, err
 	}
-	st, err := newStateWith(n, pools)
-	if err != nil {
-		return api.Network{}, err
-	}
-	if err := m.store.CreateNetwork(n); err != nil {
+	if err := m.storeNetwork(shared, pools); err != nil {
 		if created {
 			m.releaseParent(n.Parent)
 		}
 		return api.Network{}, err
 	}
+	m.log.Info("network created", "network", n.Name, "driver", n.Driver, "parent", n.Parent, "mode", n.Mode, "scope", n.Scope)
+	return n, nil
+}
+
+// storeNetwork stores a new network where its scope says, and makes it
+// known.
+func (m *Manager) storeNetwork(n api.Network, pools []ipam.Pool) error {
+	if n.Scope == scopeGlobal {
+		return m.createGlobal(n)
+	}
+	st, err := newStateWith(n, pools)
+	if err != nil {
+		return err
+	}
+	if err := m.store.CreateNetwork(n); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	m.nets[n.Name] = st
 	m.mu.Unlock()
-	m.log.Info("network created", "network", n.Name, "driver", n.Driver, "parent", n.Parent, "mode", n.Mode)
-	return n, nil
+	return nil
 }
 
 // validate checks everything that needs no other network.
@@ -84,6 +102,17 @@ func (m *Manager) validate(req api.NetworkCreate) (api.Network, []ipam.Pool, err
 	}
 	if err := m.applyOptions(&n, req.Options, opts); err != nil {
 		return n, nil, err
+	}
+	switch req.Scope {
+	case "", scopeLocal:
+		n.Scope = scopeLocal
+	case scopeGlobal:
+		if m.global == nil {
+			return n, nil, invalid("--scope global needs underlayd started with --store etcd://HOST:PORT (the cluster that shares the network)")
+		}
+		n.Scope = scopeGlobal
+	default:
+		return n, nil, invalid("--scope %q: want local or global", req.Scope)
 	}
 	n.IPAMDriver = valueOr(req.IPAMDriver, defaultIPAM)
 	if !slices.Contains(ipamDrivers, n.IPAMDriver) {
@@ -237,7 +266,7 @@ func splitVLAN(name string) (string, int, bool) {
 // checkParentRules applies the kernel's rules for sharing a parent up front,
 // so users get a sentence instead of EBUSY at the first container.
 func (m *Manager) checkParentRules(n api.Network, pools []ipam.Pool) error {
-	for _, o := range m.List() {
+	for _, o := range m.known() {
 		if o.Parent != n.Parent {
 			continue
 		}
@@ -270,6 +299,12 @@ func (m *Manager) Remove(name string) error {
 	m.createMu.Lock()
 	defer m.createMu.Unlock()
 	st, err := m.network(name)
+	if err != nil && m.global != nil {
+		if lerr := m.loadGlobal(); lerr != nil {
+			return lerr
+		}
+		st, err = m.network(name)
+	}
 	if err != nil {
 		return err
 	}
@@ -288,6 +323,13 @@ func (m *Manager) Remove(name string) error {
 		n := st.pending
 		st.mu.Unlock()
 		return fmt.Errorf("network %s has %d container(s) attaching right now; try again when they have started: %w", name, n, ErrInUse)
+	}
+	if st.net.Scope == scopeGlobal {
+		// Refused while another host has endpoints on it.
+		if err := m.global.RemoveNetwork(name, st.rec); err != nil {
+			st.mu.Unlock()
+			return err
+		}
 	}
 	if err := m.store.DeleteNetwork(name); err != nil {
 		st.mu.Unlock()
@@ -345,7 +387,7 @@ func newID() (string, error) {
 // defaultSubnet is the first of 172.18.0.0/16 ... 172.31.0.0/16 that no
 // network uses.
 func (m *Manager) defaultSubnet() (string, error) {
-	used := m.List()
+	used := m.known()
 	for b := 18; b <= 31; b++ {
 		cand := netip.PrefixFrom(netip.AddrFrom4([4]byte{172, byte(b), 0, 0}), 16)
 		free := true

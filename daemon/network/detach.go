@@ -29,7 +29,7 @@ func (m *Manager) Detach(req api.DetachRequest) (api.DetachResponse, error) {
 	}
 	t.Step("find netns")
 	for i := len(eps) - 1; i >= 0; i-- {
-		if err := m.detachEndpoint(eps[i], ns); err != nil {
+		if err := m.detachEndpoint(eps[i], ns, false); err != nil {
 			return resp, err
 		}
 		resp.Released = append(resp.Released, eps[i])
@@ -38,8 +38,10 @@ func (m *Manager) Detach(req api.DetachRequest) (api.DetachResponse, error) {
 }
 
 // detachEndpoint releases one endpoint under its network's lock. ns is the
-// container's namespace if it still exists, else nil.
-func (m *Manager) detachEndpoint(ep api.Endpoint, ns *link.Netns) error {
+// container's namespace if it still exists, else nil. With now its
+// interface is deleted before the call returns: an attach that fails
+// takes back what it made before the hook says so.
+func (m *Manager) detachEndpoint(ep api.Endpoint, ns *link.Netns, now bool) error {
 	st, err := m.network(ep.Network)
 	if err != nil {
 		return nil // network gone: nothing left to release
@@ -50,7 +52,7 @@ func (m *Manager) detachEndpoint(ep api.Endpoint, ns *link.Netns) error {
 		st.mu.Unlock()
 		return nil // already released, or replaced by a newer attach
 	}
-	err = m.releaseLocked(st, cur, ns)
+	err = m.releaseAllLocked(st, []release{{ep: cur, ns: ns, now: now}})
 	st.mu.Unlock()
 	if err == nil {
 		m.releaseParent(ep.Parent)
@@ -60,20 +62,23 @@ func (m *Manager) detachEndpoint(ep api.Endpoint, ns *link.Netns) error {
 
 // releaseLocked releases ep: see releaseAllLocked.
 func (m *Manager) releaseLocked(st *netState, ep api.Endpoint, ns *link.Netns) error {
-	return m.releaseAllLocked(st, []release{{ep, ns}})
+	return m.releaseAllLocked(st, []release{{ep: ep, ns: ns}})
 }
 
 // release is an endpoint to release and its container's namespace, nil
-// when that is gone (and the interface with it).
+// when that is gone (and the interface with it). now deletes the
+// interface before the release returns.
 type release struct {
-	ep api.Endpoint
-	ns *link.Netns
+	ep  api.Endpoint
+	ns  *link.Netns
+	now bool
 }
 
 // retiring is an interface stripped of its addresses, waiting for deletion.
 type retiring struct {
 	intent api.Endpoint // the endpoint, with a TempName that keys the intent
 	ns     *link.Netns
+	now    bool // delete before answering
 	del    *deletion
 }
 
@@ -108,7 +113,7 @@ func (m *Manager) releaseAllLocked(st *netState, rs []release) error {
 			endAll()
 			return err
 		}
-		intents = append(intents, retiring{intent: in, ns: r.ns})
+		intents = append(intents, retiring{intent: in, ns: r.ns, now: r.now})
 	}
 	t := m.timer()
 	if err := m.store.DeleteEndpoints(eps); err != nil {
@@ -118,10 +123,10 @@ func (m *Manager) releaseAllLocked(st *netState, rs []release) error {
 	t.Step("commit")
 	// A passthru parent takes one slave at a time: the next container
 	// cannot have it while this one still exists.
-	now := st.net.Mode == "passthru"
+	passthru := st.net.Mode == "passthru"
 	var later []retiring
 	for _, r := range intents {
-		if r, ok := m.retire(r, now); ok {
+		if r, ok := m.retire(r, passthru || r.now); ok {
 			later = append(later, r)
 		}
 	}

@@ -5,6 +5,7 @@
 package network
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -96,6 +97,11 @@ type Manager struct {
 	kernel Kernel
 	log    *slog.Logger
 
+	// global holds the global networks, nil without --store; parentOf
+	// overrides their parents on this host.
+	global   Global
+	parentOf map[string]string
+
 	// createMu serialises create and remove, whose checks span networks
 	// (one driver per parent, overlapping subnets). Attach never takes it.
 	createMu sync.Mutex
@@ -146,6 +152,7 @@ type netState struct {
 	mu      sync.Mutex
 	net     api.Network
 	addrs   AddressDriver
+	rec     []byte // a global network's record in the shared store
 	eps     map[epKey]epRecord
 	rare    map[epKey]epRare
 	removed bool
@@ -171,9 +178,12 @@ func (st *netState) remember(key epKey, addrs []netip.Addr) {
 
 // New loads the stored networks and endpoints, and finishes what a crash
 // cut short. k is the kernel to work on: link.Host{} in underlayd.
-func New(s Store, k Kernel, log *slog.Logger) (*Manager, error) {
+func New(s Store, k Kernel, log *slog.Logger, opts ...Option) (*Manager, error) {
 	m := &Manager{store: s, kernel: k, log: log, nets: map[string]*netState{},
 		refs: parentRefs{}, owned: map[string]store.OwnedLink{}, interned: map[string]string{}}
+	for _, o := range opts {
+		o(m)
+	}
 	links, err := s.Links()
 	if err != nil {
 		return nil, fmt.Errorf("load owned links: %w", err)
@@ -185,12 +195,8 @@ func New(s Store, k Kernel, log *slog.Logger) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load networks: %w", err)
 	}
-	for _, n := range nets {
-		st, err := newState(n)
-		if err != nil {
-			return nil, fmt.Errorf("load network %s: %w", n.Name, err)
-		}
-		m.nets[n.Name] = st
+	if err := m.loadNetworks(nets); err != nil {
+		return nil, err
 	}
 	var orphans []api.Endpoint
 	err = s.EachEndpoint(func(ep api.Endpoint) error {
@@ -224,10 +230,58 @@ func New(s Store, k Kernel, log *slog.Logger) (*Manager, error) {
 		m.releaseUnbackedLocked(st)
 		st.mu.Unlock()
 	}
+	if m.global != nil {
+		// Drops the copies of global networks removed elsewhere that
+		// have no endpoint here.
+		if err := m.loadGlobal(); err != nil {
+			return nil, err
+		}
+	}
 	if err := m.undoInterrupted(); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// loadNetworks makes the stored networks known. A global network takes
+// its record, and its addresses, from the shared store; one that is gone
+// from there keeps this host's copy, with local addresses, until its
+// endpoints here are released.
+func (m *Manager) loadNetworks(nets []api.Network) error {
+	var recs map[string][]byte
+	var globals []string
+	for _, n := range nets {
+		if n.Scope == scopeGlobal {
+			globals = append(globals, n.Name)
+		}
+	}
+	if len(globals) > 0 && m.global == nil {
+		return fmt.Errorf("the state holds global network(s) %s: start underlayd with the --store it was using", strings.Join(globals, ", "))
+	}
+	if m.global != nil {
+		var err error
+		if recs, err = m.global.Networks(); err != nil {
+			return err
+		}
+	}
+	for _, n := range nets {
+		if rec, ok := recs[n.Name]; ok && n.Scope == scopeGlobal {
+			var shared api.Network
+			if err := json.Unmarshal(rec, &shared); err != nil {
+				return fmt.Errorf("global network %s: unreadable record: %w", n.Name, err)
+			}
+			if err := m.addGlobal(shared, rec, false); err != nil {
+				return fmt.Errorf("load global network %s: %w", n.Name, err)
+			}
+			continue
+		}
+		st, err := newState(n)
+		if err != nil {
+			return fmt.Errorf("load network %s: %w", n.Name, err)
+		}
+		m.nets[n.Name] = st
+	}
+	return nil
 }
 
 // undoInterrupted finishes what a crash cut short. An attach whose endpoint
@@ -351,8 +405,31 @@ func (m *Manager) network(name string) (*netState, error) {
 	return st, nil
 }
 
-// List returns every network, sorted by name.
+// lookup finds a network in memory or, for a global network that another
+// host created, in the shared store.
+func (m *Manager) lookup(name string) (*netState, error) {
+	st, err := m.network(name)
+	if err != nil && m.global != nil {
+		return m.globalLookup(name)
+	}
+	return st, err
+}
+
+// List returns every network, sorted by name; with a shared store, those
+// other hosts created too.
 func (m *Manager) List() []api.Network {
+	if m.global != nil {
+		m.createMu.Lock()
+		if err := m.loadGlobal(); err != nil {
+			m.log.Warn("global networks not listed", "err", err)
+		}
+		m.createMu.Unlock()
+	}
+	return m.known()
+}
+
+// known returns the networks in memory, sorted by name.
+func (m *Manager) known() []api.Network {
 	m.mu.RLock()
 	out := make([]api.Network, 0, len(m.nets))
 	for _, st := range m.nets {
@@ -366,7 +443,7 @@ func (m *Manager) List() []api.Network {
 // Inspect returns a network with its endpoints and what the kernel says of
 // its parent.
 func (m *Manager) Inspect(name string) (api.Network, error) {
-	st, err := m.network(name)
+	st, err := m.lookup(name)
 	if err != nil {
 		return api.Network{}, err
 	}

@@ -28,6 +28,7 @@ type Manager interface {
 	Attach(api.AttachRequest) (api.AttachResponse, error)
 	Detach(api.DetachRequest) (api.DetachResponse, error)
 	Reconcile() (int, error)
+	Hosts() ([]api.Host, error)
 }
 
 var _ Manager = (*network.Manager)(nil)
@@ -52,6 +53,7 @@ func Handler(m Manager, log *slog.Logger, authz Authorizer) http.Handler {
 	mux.HandleFunc("POST "+p+"/attach", s.guard(s.attach))
 	mux.HandleFunc("POST "+p+"/detach", s.guard(s.detach))
 	mux.HandleFunc("POST "+p+"/prune", s.guard(s.prune))
+	mux.HandleFunc("GET "+p+"/hosts", s.hosts)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, fmt.Sprintf("no such API route %s %s", r.Method, r.URL.Path))
 	})
@@ -74,6 +76,15 @@ func (s *server) guard(h http.HandlerFunc) http.HandlerFunc {
 		}
 		h(w, r)
 	}
+}
+
+func (s *server) hosts(w http.ResponseWriter, r *http.Request) {
+	hs, err := s.m.Hosts()
+	if err != nil {
+		s.error(w, "list hosts", err)
+		return
+	}
+	reply(w, http.StatusOK, hs)
 }
 
 func (s *server) list(w http.ResponseWriter, r *http.Request) {

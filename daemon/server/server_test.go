@@ -51,6 +51,8 @@ func (f *fakeManager) Detach(api.DetachRequest) (api.DetachResponse, error) {
 
 func (f *fakeManager) Reconcile() (int, error) { return 0, f.err }
 
+func (f *fakeManager) Hosts() ([]api.Host, error) { return nil, f.err }
+
 func do(t *testing.T, h http.Handler, method, path, body string) (int, string) {
 	t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))

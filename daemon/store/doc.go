@@ -6,11 +6,13 @@
 // reboots:
 //
 //	meta/
-//	  version              -> "2"                 (schema version, decimal)
+//	  version              -> "3"                 (schema version, decimal)
 //	networks/
-//	  <network name>       -> JSON api.Network
+//	  <network name>       -> JSON api.Network    (a global one: this host's copy of etcd's)
 //	links/
 //	  <ifname>             -> JSON OwnedLink      (parents underlayd created)
+//	releases/
+//	  <etcd owner key>     -> JSON release        (of a global address, until etcd takes it)
 //
 // endpoints-<boot id>.db belongs to one boot and is not fsynced (see
 // ephemeral.go for why that is safe); a file of an earlier boot is removed:
@@ -36,9 +38,10 @@
 // (see intents.go); on restart the daemon finishes or undoes what they
 // describe. A directory of an earlier boot is removed unread.
 //
-// This is the current format, schema version 2 with endpoint records of
-// version 0x01, and the only one read. Schema versions start at 2 because
-// development versions before any release wrote version 1; a file of
-// version 1, or of any version this code does not know, is refused with
-// an error naming the version found and the one wanted, never reset.
+// This is the current format, schema version 3 with endpoint records of
+// version 0x01. Schema versions start at 2 because development versions
+// before any release wrote version 1; version 2 lacked releases/, which
+// its migration adds. A file of version 1, or of any version this code
+// does not know, is refused with an error naming the version found and
+// the one wanted, never reset.
 package store

@@ -37,7 +37,7 @@ const FileName = "underlay.db"
 // start at 2.
 const (
 	firstVersion  = 2
-	schemaVersion = 2 // firstVersion + len(migrations)
+	schemaVersion = 3 // firstVersion + len(migrations)
 )
 
 var (
@@ -46,6 +46,7 @@ var (
 	bucketEndpoints = []byte("endpoints")
 	bucketLeases    = []byte("leases")
 	bucketLinks     = []byte("links")
+	bucketReleases  = []byte("releases")
 	keyVersion      = []byte("version")
 )
 
@@ -112,9 +113,15 @@ func (s *Store) Close() error {
 
 // migrations[i] brings a version firstVersion+i database to version
 // firstVersion+i+1, in order. A change to the schema appends one, with a
-// test, and raises schemaVersion. None yet: firstVersion is the schema
-// that is current.
-var migrations []func(tx *bolt.Tx) error
+// test, and raises schemaVersion.
+var migrations = []func(tx *bolt.Tx) error{
+	// 2 -> 3: releases of global networks' addresses that etcd has not
+	// taken yet.
+	func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketReleases)
+		return err
+	},
+}
 
 // create lays out a new, empty file at firstVersion.
 func create(tx *bolt.Tx) error {
@@ -395,4 +402,32 @@ func (s *Store) DeleteLink(name string) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketLinks).Delete([]byte(name))
 	})
+}
+
+// PutRelease keeps a release of a global network's address that etcd did
+// not take, under key, until DeleteRelease: it is fsynced, so it outlives
+// a crash and a reboot and the address is freed once etcd is back.
+func (s *Store) PutRelease(key string, rec []byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketReleases).Put([]byte(key), rec)
+	})
+}
+
+// DeleteRelease forgets a release that etcd has taken.
+func (s *Store) DeleteRelease(key string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketReleases).Delete([]byte(key))
+	})
+}
+
+// Releases returns the releases still to apply, by key.
+func (s *Store) Releases() (map[string][]byte, error) {
+	out := map[string][]byte{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketReleases).ForEach(func(k, v []byte) error {
+			out[string(k)] = append([]byte(nil), v...)
+			return nil
+		})
+	})
+	return out, err
 }

@@ -82,9 +82,9 @@ func TestOtherSchemaRefused(t *testing.T) {
 		version string
 		want    string
 	}{
-		{"newer", "99", "schema version 99 is newer than this underlayd reads (want 2)"},
-		{"development", "1", "schema version 1 was written by a development version of underlayd and is not read (want 2)"},
-		{"zero", "0", "schema version 0 was written by a development version of underlayd and is not read (want 2)"},
+		{"newer", "99", "schema version 99 is newer than this underlayd reads (want 3)"},
+		{"development", "1", "schema version 1 was written by a development version of underlayd and is not read (want 3)"},
+		{"zero", "0", "schema version 0 was written by a development version of underlayd and is not read (want 3)"},
 		{"unreadable", "two", `unreadable schema version "two"`},
 		{"missing", "", "no schema version"},
 	} {
@@ -148,7 +148,7 @@ func TestDevelopmentVersion1Refused(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = Open(dir)
-	if err == nil || !strings.Contains(err.Error(), "schema version 1 ") || !strings.Contains(err.Error(), "(want 2)") {
+	if err == nil || !strings.Contains(err.Error(), "schema version 1 ") || !strings.Contains(err.Error(), "(want 3)") {
 		t.Fatalf("open of a version-1 file: %v", err)
 	}
 }
@@ -392,7 +392,38 @@ func TestCurrentFormatReads(t *testing.T) {
 	if in, _ := s.Intents(); len(in) != 1 || in[0].ContainerID != "d" || in[0].TempName != "ul0123456789" || in[0].Parent != "eth9" {
 		t.Errorf("intents %+v", in)
 	}
-	if v, _ := s.Version(); v != 2 {
-		t.Errorf("version %d, want 2", v)
+	// Migration 2 -> 3 added the releases bucket.
+	if v, _ := s.Version(); v != 3 {
+		t.Errorf("version %d, want 3", v)
+	}
+	if err := s.PutRelease("k", []byte("r")); err != nil {
+		t.Errorf("release in a migrated file: %v", err)
+	}
+}
+
+// A release kept for etcd survives a restart until it is deleted.
+func TestReleasesKept(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutRelease("/ul/v1/owners/h1/g//c/eth0/4", []byte(`{"address":"10.0.0.5"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutRelease("gone", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRelease("gone"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rs, err := s.Releases()
+	if err != nil || len(rs) != 1 || string(rs["/ul/v1/owners/h1/g//c/eth0/4"]) != `{"address":"10.0.0.5"}` {
+		t.Fatalf("releases after reopen: %v %v", rs, err)
 	}
 }

@@ -27,6 +27,9 @@ type Daemon struct {
 	StateDir string
 	// LogPath is the daemon's stdout and stderr over all its starts.
 	LogPath string
+	// Wrap, if set before a start, runs underlayd under it: "ip netns
+	// exec NS" puts it on a host of its own.
+	Wrap []string
 
 	t    testing.TB
 	args []string
@@ -96,7 +99,8 @@ func (d *Daemon) TryStart(extra ...string) error {
 	}
 	fmt.Fprintf(f, "--- test: start #%d at %s\n", d.starts, time.Now().Format(time.RFC3339Nano))
 	args := append([]string{"--socket", d.Socket, "--state-dir", d.StateDir, "--log-level", "debug"}, d.args...)
-	cmd := exec.Command(filepath.Join(BinDir(), "underlayd"), append(args, extra...)...)
+	argv := append(append(append([]string{}, d.Wrap...), filepath.Join(BinDir(), "underlayd")), append(args, extra...)...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		f.Close()

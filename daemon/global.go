@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/daemon/link"
+	"github.com/underlay/underlay/daemon/network"
+	"github.com/underlay/underlay/daemon/store"
+	"github.com/underlay/underlay/ipam"
+	"github.com/underlay/underlay/ipam/etcd"
+)
+
+// livenessTTL is how long etcd keeps a host's liveness key after it last
+// heard from the host.
+const livenessTTL = 10
+
+// heartbeatEvery is how often a host records when it was last up.
+const heartbeatEvery = 15 * time.Second
+
+func globalFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "store", EnvVars: []string{"UNDERLAY_STORE"}, Usage: "etcd://HOST:PORT[,HOST:PORT...]: the cluster that holds global networks (empty: none)"},
+		&cli.StringFlag{Name: "etcd-cacert", EnvVars: []string{"UNDERLAY_ETCD_CACERT"}, Usage: "CA of the etcd members' certificates (TLS)"},
+		&cli.StringFlag{Name: "etcd-cert", EnvVars: []string{"UNDERLAY_ETCD_CERT"}, Usage: "client certificate for etcd"},
+		&cli.StringFlag{Name: "etcd-key", EnvVars: []string{"UNDERLAY_ETCD_KEY"}, Usage: "key of the client certificate"},
+		&cli.StringFlag{Name: "etcd-prefix", Value: "/underlay", EnvVars: []string{"UNDERLAY_ETCD_PREFIX"}, Usage: "prefix of every key underlay writes in etcd"},
+		&cli.DurationFlag{Name: "etcd-timeout", Value: 2 * time.Second, EnvVars: []string{"UNDERLAY_ETCD_TIMEOUT"}, Usage: "bound of each request to etcd: an attach to a global network fails after it"},
+		&cli.StringFlag{Name: "host-name", EnvVars: []string{"UNDERLAY_HOST_NAME"}, Usage: "this host's name in the cluster (default: the hostname)"},
+		&cli.DurationFlag{Name: "release-cooldown", Value: 30 * time.Second, EnvVars: []string{"UNDERLAY_RELEASE_COOLDOWN"}, Usage: "how long a released global address rests before another host may take it"},
+		&cli.StringSliceFlag{Name: "parent", EnvVars: []string{"UNDERLAY_PARENTS"}, Usage: "NETWORK=IFNAME: this host's parent of a global network whose record names another (repeatable)"},
+	}
+}
+
+// clusterFlags are --store and its companions, checked, with a
+// connection to etcd that answered.
+type clusterFlags struct {
+	client   *etcd.Client
+	cfg      etcd.Config
+	parents  map[string]string
+	addr     string
+	stateDir string
+}
+
+// dialCluster checks the cluster flags and connects to --store, before
+// anything is written: a bad flag or an etcd that does not answer leaves
+// no state behind. It returns nil without --store.
+func dialCluster(c *cli.Context) (*clusterFlags, error) {
+	parents, err := parseParents(c.StringSlice("parent"))
+	if err != nil {
+		return nil, err
+	}
+	addr := c.String("store")
+	if addr == "" {
+		for _, f := range []string{"etcd-cacert", "etcd-cert", "etcd-key", "parent", "host-name"} {
+			if c.IsSet(f) {
+				return nil, fmt.Errorf("--%s needs --store etcd://HOST:PORT", f)
+			}
+		}
+		return nil, nil
+	}
+	host := c.String("host-name")
+	if host == "" {
+		if host, err = os.Hostname(); err != nil {
+			return nil, fmt.Errorf("--host-name not given and the hostname unknown: %w", err)
+		}
+	}
+	prefix := c.String("etcd-prefix")
+	if !strings.HasPrefix(prefix, "/") || strings.HasSuffix(prefix, "/") || strings.Contains(prefix, "//") {
+		return nil, fmt.Errorf("--etcd-prefix %q: want an absolute key path like /underlay, without a trailing /", prefix)
+	}
+	timeout := c.Duration("etcd-timeout")
+	if timeout <= 0 {
+		return nil, fmt.Errorf("--etcd-timeout %s: want a positive duration", timeout)
+	}
+	if cd := c.Duration("release-cooldown"); cd < 0 {
+		return nil, fmt.Errorf("--release-cooldown %s: want 0 or more", cd)
+	}
+	client, err := etcd.Dial(addr, etcd.TLSFiles{CA: c.String("etcd-cacert"), Cert: c.String("etcd-cert"), Key: c.String("etcd-key")}, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &clusterFlags{client: client, parents: parents, addr: addr, stateDir: c.String("state-dir"),
+		cfg: etcd.Config{Prefix: prefix, Host: host, Timeout: timeout, Cooldown: c.Duration("release-cooldown")}}, nil
+}
+
+// join starts this host's part in the cluster: its liveness key, and the
+// global networks' drivers, whose pending releases st keeps.
+func (f *clusterFlags) join(ctx context.Context, st *store.Store, log *slog.Logger) ([]network.Option, func(), error) {
+	if f == nil {
+		return nil, func() {}, nil
+	}
+	cfg := f.cfg
+	cfg.Pending, cfg.Log = st, log
+	cluster, err := etcd.New(f.client, cfg)
+	if err != nil {
+		f.client.Close()
+		return nil, nil, err
+	}
+	self := liveness{Machine: machineID(), State: f.stateDir, PID: os.Getpid(), Started: time.Now().UTC().Format(time.RFC3339)}
+	val, _ := json.Marshal(self)
+	ours := func(old []byte) bool {
+		var o liveness
+		return json.Unmarshal(old, &o) == nil && o.Machine == self.Machine && o.State == self.State
+	}
+	lctx, stopLive := context.WithCancel(ctx)
+	alive, err := f.client.Live(lctx, cluster.LivenessKey(), val, livenessTTL, ours, log)
+	if err != nil {
+		stopLive()
+		cluster.Close()
+		f.client.Close()
+		return nil, nil, err
+	}
+	log.Info("joined the cluster", "store", f.addr, "host", cfg.Host, "prefix", cfg.Prefix)
+	bctx, stopBeat := context.WithCancel(ctx)
+	beating := make(chan struct{})
+	go func() {
+		defer close(beating)
+		beat(bctx, cluster, log)
+	}()
+	leave := func() {
+		stopBeat()
+		<-beating
+		stopLive()
+		<-alive // revoked: host ls says gone at once
+		cluster.Close()
+		f.client.Close()
+	}
+	return []network.Option{network.WithGlobal(globalNetworks{cluster}, f.parents)}, leave, nil
+}
+
+// liveness is the value of a host's liveness key: enough to tell this
+// host's own earlier run (the state directory's lock says it is gone)
+// from another host that was given the same name.
+type liveness struct {
+	Machine string `json:"machine_id"`
+	State   string `json:"state_dir"`
+	PID     int    `json:"pid"`
+	Started string `json:"started"`
+}
+
+func machineID() string {
+	b, _ := os.ReadFile("/etc/machine-id")
+	return strings.TrimSpace(string(b))
+}
+
+func parseParents(vals []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, v := range vals {
+		name, ifname, ok := strings.Cut(v, "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("--parent %q: want NETWORK=IFNAME", v)
+		}
+		if err := link.ValidIfName(ifname); err != nil {
+			return nil, fmt.Errorf("--parent %q: %w", v, err)
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("--parent %s given twice", name)
+		}
+		out[name] = ifname
+	}
+	return out, nil
+}
+
+// globalNetworks adapts the cluster to the manager: its driver as an
+// AddressDriver, its refusals as the manager's sentinels.
+type globalNetworks struct{ c *etcd.Cluster }
+
+func (g globalNetworks) Networks() (map[string][]byte, error) { return g.c.Networks() }
+
+func (g globalNetworks) CreateNetwork(name string, rec []byte) error {
+	return meaning(g.c.CreateNetwork(name, rec))
+}
+
+func (g globalNetworks) RemoveNetwork(name string, rec []byte) error {
+	return meaning(g.c.RemoveNetwork(name, rec))
+}
+
+func (g globalNetworks) Addresses(name string, rec []byte, pools []ipam.Pool) (network.AddressDriver, error) {
+	return g.c.Addresses(name, rec, pools)
+}
+
+func (g globalNetworks) Hosts() ([]api.Host, error) {
+	hs, err := g.c.Hosts()
+	out := make([]api.Host, len(hs))
+	for i, h := range hs {
+		out[i] = api.Host{Name: h.Name, Alive: h.Alive, LastSeen: h.LastSeen, Endpoints: h.Endpoints}
+	}
+	return out, err
+}
+
+// beat records every heartbeatEvery that this host is up, until ctx ends
+// and once more then, so that host ls says since when a host is gone.
+func beat(ctx context.Context, c *etcd.Cluster, log *slog.Logger) {
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	for {
+		if err := c.Beat(); err != nil {
+			log.Warn("heartbeat not recorded", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			_ = c.Beat()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// meaning gives a cluster's refusal the manager's sentinel of the same
+// meaning, keeping its text.
+func meaning(err error) error {
+	for _, m := range []struct{ from, to error }{
+		{etcd.ErrNetworkExists, network.ErrExists},
+		{etcd.ErrNetworkInUse, network.ErrInUse},
+		{etcd.ErrNetworkGone, network.ErrNotFound},
+	} {
+		if errors.Is(err, m.from) {
+			return &meant{err, m.to}
+		}
+	}
+	return err
+}
+
+type meant struct{ err, kind error }
+
+func (e *meant) Error() string        { return e.err.Error() }
+func (e *meant) Unwrap() error        { return e.err }
+func (e *meant) Is(target error) bool { return target == e.kind }

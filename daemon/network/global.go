@@ -1,0 +1,168 @@
+package network
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/ipam"
+)
+
+// Scopes of a network, as Docker names them.
+const (
+	scopeLocal  = "local"
+	scopeGlobal = "global"
+)
+
+// Global is where global networks live: a store every host shares (etcd),
+// with each network's shared addresses. Records are the networks' JSON as
+// stored there; an allocation compares its network's record, so a network
+// being removed takes no new lease.
+type Global interface {
+	Networks() (map[string][]byte, error)
+	CreateNetwork(name string, rec []byte) error
+	RemoveNetwork(name string, rec []byte) error
+	Addresses(name string, rec []byte, pools []ipam.Pool) (AddressDriver, error)
+	Hosts() ([]api.Host, error)
+}
+
+// Hosts lists the hosts of the cluster.
+func (m *Manager) Hosts() ([]api.Host, error) {
+	if m.global == nil {
+		return nil, invalid("this underlayd has no cluster: hosts are listed with --store etcd://HOST:PORT")
+	}
+	return m.global.Hosts()
+}
+
+// Option configures a Manager.
+type Option func(*Manager)
+
+// WithGlobal gives the manager global networks in g. parents maps a global
+// network's name to the parent it has on this host, where its NICs are
+// named otherwise than the network's record says (ens3.30 here, eth0.30
+// elsewhere).
+func WithGlobal(g Global, parents map[string]string) Option {
+	return func(m *Manager) { m.global, m.parentOf = g, parents }
+}
+
+// recordOf is a global network's record in the shared store: what every
+// host agrees on, without this host's parent override.
+func recordOf(n api.Network) ([]byte, error) {
+	return json.Marshal(n)
+}
+
+// loadGlobal brings global networks from the shared store into memory
+// and this host's store, which keeps a copy of each so that its endpoints
+// have a network to belong to. A network gone from the shared store is
+// dropped here too, unless this host still has endpoints on it. The caller
+// holds createMu, or is New.
+func (m *Manager) loadGlobal() error {
+	recs, err := m.global.Networks()
+	if err != nil {
+		return err
+	}
+	for name, rec := range recs {
+		if st, err := m.network(name); err == nil {
+			if st.net.Scope == scopeGlobal {
+				continue
+			}
+			m.log.Error("global network hidden by a local network of the same name", "network", name)
+			continue
+		}
+		var n api.Network
+		if err := json.Unmarshal(rec, &n); err != nil || n.Name != name {
+			m.log.Error("global network record unreadable", "network", name, "err", err)
+			continue
+		}
+		if err := m.addGlobal(n, rec, true); err != nil {
+			m.log.Error("global network not loaded", "network", name, "err", err)
+		}
+	}
+	for _, st := range m.states() {
+		if st.net.Scope != scopeGlobal {
+			continue
+		}
+		if _, ok := recs[st.net.Name]; ok {
+			continue
+		}
+		st.mu.Lock()
+		busy := len(st.eps) > 0 || st.pending > 0
+		if !busy {
+			st.removed = true
+		}
+		st.mu.Unlock()
+		if busy {
+			m.log.Warn("global network removed from the shared store still has endpoints here", "network", st.net.Name)
+			continue
+		}
+		_ = m.store.DeleteNetwork(st.net.Name)
+		m.mu.Lock()
+		delete(m.nets, st.net.Name)
+		m.mu.Unlock()
+		m.log.Info("global network removed elsewhere", "network", st.net.Name)
+	}
+	return nil
+}
+
+// addGlobal makes a global network known on this host; copy stores it in
+// this host's store too.
+func (m *Manager) addGlobal(n api.Network, rec []byte, copy bool) error {
+	if p, ok := m.parentOf[n.Name]; ok {
+		n.Parent = p
+	}
+	pools, err := poolsOf(n)
+	if err != nil {
+		return err
+	}
+	addrs, err := m.global.Addresses(n.Name, rec, pools)
+	if err != nil {
+		return err
+	}
+	st := &netState{net: n, addrs: addrs, rec: rec, eps: map[epKey]epRecord{}, rare: map[epKey]epRare{}}
+	if copy {
+		if err := m.store.CreateNetwork(n); err != nil && !errors.Is(err, ErrExists) {
+			return err
+		}
+	}
+	m.mu.Lock()
+	m.nets[n.Name] = st
+	m.mu.Unlock()
+	return nil
+}
+
+// createGlobal stores a validated network in the shared store, then on
+// this host.
+func (m *Manager) createGlobal(n api.Network) error {
+	rec, err := recordOf(n)
+	if err != nil {
+		return err
+	}
+	if err := m.global.CreateNetwork(n.Name, rec); err != nil {
+		return err
+	}
+	if err := m.addGlobal(n, rec, true); err != nil {
+		if rerr := m.global.RemoveNetwork(n.Name, rec); rerr != nil {
+			m.log.Error("global network left in the shared store", "network", n.Name, "err", rerr)
+		}
+		return err
+	}
+	return nil
+}
+
+// globalLookup finds a global network that another host created since
+// this one last looked.
+func (m *Manager) globalLookup(name string) (*netState, error) {
+	if m.global == nil {
+		return nil, inNetwork(name, ErrNotFound)
+	}
+	m.createMu.Lock()
+	defer m.createMu.Unlock()
+	if st, err := m.network(name); err == nil {
+		return st, nil
+	}
+	if err := m.loadGlobal(); err != nil {
+		return nil, fmt.Errorf("network %s: %w", name, err)
+	}
+	return m.network(name)
+}
