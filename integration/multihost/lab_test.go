@@ -19,7 +19,7 @@ import (
 // likes) and the address 10.77.0.1N, an underlayd of its own, and maybe
 // an etcd member.
 //
-//	ulmh-lan: br0 10.77.0.1/24
+//	ulmh-lan: br0 10.77.0.1/20
 //	  |-- ulmh1: lan0 10.77.0.11  underlayd h1, etcd m1
 //	  |-- ulmh2: lan0 10.77.0.12  underlayd h2
 //	  '-- ulmh3: ens3 10.77.0.13  underlayd h3 (--parent g=ens3)
@@ -54,7 +54,7 @@ func newLab(t *testing.T, n int, parents ...string) *lab {
 	run := func(args ...string) { tl.MustRun(t, "ip", args...) }
 	run("netns", "add", lanNS)
 	run("-n", lanNS, "link", "add", "br0", "type", "bridge")
-	run("-n", lanNS, "addr", "add", "10.77.0.1/24", "dev", "br0")
+	run("-n", lanNS, "addr", "add", "10.77.0.1/20", "dev", "br0")
 	run("-n", lanNS, "link", "set", "br0", "up")
 	for i := 1; i <= n; i++ {
 		h := &mhost{name: fmt.Sprintf("h%d", i), ns: fmt.Sprintf("ulmh%d", i), parent: "lan0", addr: fmt.Sprintf("10.77.0.1%d", i)}
