@@ -14,7 +14,7 @@ repo=$(cd "$here/../.." && pwd -P)
 ((EUID == 0)) || { echo "run.sh: needs root (network namespaces, macvlan)" >&2; exit 1; }
 command -v go >/dev/null || { echo "run.sh: go not found on PATH (the module needs the Go of go.mod)" >&2; exit 1; }
 
-pkgs=(containernetworking-plugins netavark containerd iproute2 util-linux)
+pkgs=(containernetworking-plugins netavark containerd iproute2 util-linux etcd-server)
 missing=()
 for p in "${pkgs[@]}"; do
 	[[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == *"install ok installed"* ]] || missing+=("$p")

@@ -56,7 +56,7 @@ func main() {
 	flag.BoolVar(&c.noContainerd, "no-containerd", false, "skip the containerd event benchmark")
 	flag.BoolVar(&c.noVM, "no-vm", false, "skip the VM stage (1,000 VLAN parents in make test-vm's qemu guest)")
 	flag.StringVar(&c.repo, "repo", ".", "the repository, for the VM stage")
-	flag.StringVar(&c.only, "only", "", "run only one half: latency (exec'd attach/detach, hook start-up, events) or scale (IPAM, RSS, restart)")
+	flag.StringVar(&c.only, "only", "", "run only one part: latency (exec'd attach/detach, hook start-up, events), scale (IPAM, RSS, restart) or global (etcd: local vs global attach, compare-and-swap floor, 3-host contention)")
 	flag.Parse()
 	if err := main1(&c); err != nil {
 		fmt.Fprintln(os.Stderr, "ulbench:", err)
@@ -103,6 +103,7 @@ func main1(c *config) (err error) {
 	cleanup := func() {
 		started.killAll()
 		teardownLab()
+		teardownEtcdLab()
 	}
 	defer cleanup()
 	sigs := make(chan os.Signal, 1)
@@ -121,16 +122,21 @@ func main1(c *config) (err error) {
 	if err := setupLab(); err != nil {
 		return err
 	}
-	if c.only != "" && c.only != "latency" && c.only != "scale" {
-		return fmt.Errorf("-only %q: want latency or scale", c.only)
+	if c.only != "" && c.only != "latency" && c.only != "scale" && c.only != "global" {
+		return fmt.Errorf("-only %q: want latency, scale or global", c.only)
 	}
-	if c.only != "scale" {
+	if c.only == "" || c.only == "latency" {
 		if err := latency(c, rep); err != nil {
 			return err
 		}
 	}
-	if c.only != "latency" {
+	if c.only == "" || c.only == "scale" {
 		if err := scale(c, rep); err != nil {
+			return err
+		}
+	}
+	if c.only == "" || c.only == "global" {
+		if err := global(c, rep); err != nil {
 			return err
 		}
 	}

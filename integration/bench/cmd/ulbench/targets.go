@@ -30,6 +30,14 @@ func targets(rep *Report) {
 		add(goal, r, r.VsCNI, limit, fmt.Sprintf("%.3fx (%s vs %s)", r.VsCNI, fmtVal(r.Median, "ms"), fmtVal(c.Median, "ms")))
 	}
 
+	if l, g := row("attach, local network, underlayd on etcd (1 member)"), row("attach, global network (1 member)"); l != nil && g != nil {
+		add("global attach within 3 ms of a local one (median, 1 member)", g, g.Median-l.Median, 3,
+			fmt.Sprintf("%s over (%s vs %s)", fmtVal(g.Median-l.Median, "ms"), fmtVal(g.Median, "ms"), fmtVal(l.Median, "ms")))
+	}
+	if a, f := row("allocation, 3 hosts at once (drivers in process, 3 members)"), row("bare etcd compare-and-swap round trip (3 members)"); a != nil && f != nil {
+		add("allocation p99 under 3-host contention <= 5x the bare compare-and-swap", a, a.P99, 5*f.Median,
+			fmt.Sprintf("%s p99 vs 5 x %s", fmtVal(a.P99, "ms"), fmtVal(f.Median, "ms")))
+	}
 	ratio("attach median <= 1/3 of CNI ADD (sequential)", "underlay hook createRuntime, sequential", 1.0/3)
 	if u, n := row("underlay hook createRuntime, sequential"), row("netavark setup (static IP), sequential"); u != nil && n != nil {
 		add("attach median below netavark setup (sequential)", u, u.Median, n.Median,
