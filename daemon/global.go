@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,17 +40,19 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "host-name", EnvVars: []string{"UNDERLAY_HOST_NAME"}, Usage: "this host's name in the cluster (default: the hostname)"},
 		&cli.DurationFlag{Name: "release-cooldown", Value: 30 * time.Second, EnvVars: []string{"UNDERLAY_RELEASE_COOLDOWN"}, Usage: "how long a released global address rests before another host may take it"},
 		&cli.StringSliceFlag{Name: "parent", EnvVars: []string{"UNDERLAY_PARENTS"}, Usage: "NETWORK=IFNAME: this host's parent of a global network whose record names another (repeatable)"},
+		&cli.DurationFlag{Name: "reclaim-after", Value: 10 * time.Minute, EnvVars: []string{"UNDERLAY_RECLAIM_AFTER"}, Usage: "free a gone host's addresses (those nobody answers for on the wire) once it has been gone this long; 0: only by underlay host reclaim"},
 	}
 }
 
 // clusterFlags are --store and its companions, checked, with a
 // connection to etcd that answered.
 type clusterFlags struct {
-	client   *etcd.Client
-	cfg      etcd.Config
-	parents  map[string]string
-	addr     string
-	stateDir string
+	client       *etcd.Client
+	reclaimAfter time.Duration
+	cfg          etcd.Config
+	parents      map[string]string
+	addr         string
+	stateDir     string
 }
 
 // dialCluster checks the cluster flags and connects to --store, before
@@ -85,11 +89,14 @@ func dialCluster(c *cli.Context) (*clusterFlags, error) {
 	if cd := c.Duration("release-cooldown"); cd < 0 {
 		return nil, fmt.Errorf("--release-cooldown %s: want 0 or more", cd)
 	}
+	if ra := c.Duration("reclaim-after"); ra < 0 {
+		return nil, fmt.Errorf("--reclaim-after %s: want 0 (only by hand) or more", ra)
+	}
 	client, err := etcd.Dial(addr, etcd.TLSFiles{CA: c.String("etcd-cacert"), Cert: c.String("etcd-cert"), Key: c.String("etcd-key")}, timeout)
 	if err != nil {
 		return nil, err
 	}
-	return &clusterFlags{client: client, parents: parents, addr: addr, stateDir: c.String("state-dir"),
+	return &clusterFlags{client: client, parents: parents, addr: addr, stateDir: c.String("state-dir"), reclaimAfter: c.Duration("reclaim-after"),
 		cfg: etcd.Config{Prefix: prefix, Host: host, Timeout: timeout, Cooldown: c.Duration("release-cooldown")}}, nil
 }
 
@@ -98,6 +105,10 @@ func dialCluster(c *cli.Context) (*clusterFlags, error) {
 func (f *clusterFlags) join(ctx context.Context, st *store.Store, log *slog.Logger) ([]network.Option, func(), error) {
 	if f == nil {
 		return nil, func() {}, nil
+	}
+	if err := f.sameCluster(st); err != nil {
+		f.client.Close()
+		return nil, nil, err
 	}
 	cfg := f.cfg
 	cfg.Pending, cfg.Log = st, log
@@ -135,7 +146,44 @@ func (f *clusterFlags) join(ctx context.Context, st *store.Store, log *slog.Logg
 		cluster.Close()
 		f.client.Close()
 	}
-	return []network.Option{network.WithGlobal(globalNetworks{cluster}, f.parents)}, leave, nil
+	return []network.Option{network.WithGlobal(globalNetworks{cluster}, f.parents, f.reclaimAfter)}, leave, nil
+}
+
+// sameCluster refuses an etcd cluster other than the one whose global
+// networks this host's state holds, which would find none of its leases;
+// with none held, the host may move, and the cluster it joins is recorded.
+func (f *clusterFlags) sameCluster(st *store.Store) error {
+	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.Timeout)
+	defer cancel()
+	id, err := f.client.ClusterID(ctx)
+	if err != nil {
+		return fmt.Errorf("etcd at %s: %w", f.addr, err)
+	}
+	got := strconv.FormatUint(id, 16)
+	was, err := st.Cluster()
+	if err != nil {
+		return err
+	}
+	if was != "" && was != got {
+		nets, err := st.Networks()
+		if err != nil {
+			return err
+		}
+		var globals []string
+		for _, n := range nets {
+			if n.Scope == "global" {
+				globals = append(globals, n.Name)
+			}
+		}
+		if len(globals) > 0 {
+			return fmt.Errorf("etcd at %s is cluster %s, but this host's global networks (%s) are in cluster %s: point --store at that cluster",
+				f.addr, got, strings.Join(globals, ", "), was)
+		}
+	}
+	if was == got {
+		return nil
+	}
+	return st.SetCluster(got)
 }
 
 // liveness is the value of a host's liveness key: enough to tell this
@@ -196,6 +244,14 @@ func (g globalNetworks) Hosts() ([]api.Host, error) {
 		out[i] = api.Host{Name: h.Name, Alive: h.Alive, LastSeen: h.LastSeen, Endpoints: h.Endpoints}
 	}
 	return out, err
+}
+
+func (g globalNetworks) Reclaim(host string, answering func(string, []netip.Addr) (map[netip.Addr]bool, error)) (int, int, error) {
+	freed, kept, err := g.c.Reclaim(host, answering)
+	if errors.Is(err, etcd.ErrHostUp) {
+		err = &meant{err, network.ErrInUse}
+	}
+	return freed, kept, err
 }
 
 // beat records every heartbeatEvery that this host is up, until ctx ends

@@ -161,3 +161,12 @@ type Host struct {
 	// Endpoints is how many global addresses the host holds.
 	Endpoints int `json:"endpoints"`
 }
+
+// ReclaimResponse says what a reclaim of a gone host did: the addresses
+// freed, and those kept because something still answers for them on the
+// wire (or could not be probed).
+type ReclaimResponse struct {
+	Host  string `json:"host"`
+	Freed int    `json:"freed"`
+	Kept  int    `json:"kept"`
+}

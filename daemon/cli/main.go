@@ -187,6 +187,7 @@ func hostCommand() *cli.Command {
 		Usage: "the hosts that share the global networks (underlayd --store)",
 		Subcommands: []*cli.Command{
 			{Name: "ls", Aliases: []string{"list"}, Usage: "list the hosts: up or gone, and the addresses each holds", Action: hostList},
+			{Name: "reclaim", Usage: "free a gone host's addresses that nobody answers for on the wire", ArgsUsage: "NAME", Action: hostReclaim},
 		},
 	}
 }
@@ -206,6 +207,18 @@ func hostList(c *cli.Context) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", h.Name, state, valueOr(h.LastSeen, "-"), h.Endpoints)
 	}
 	return w.Flush()
+}
+
+func hostReclaim(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return errors.New(`"host reclaim" needs exactly one host NAME`)
+	}
+	var r api.ReclaimResponse
+	if err := apiclient.Do(client(c), "POST", "/hosts/"+c.Args().First()+"/reclaim", nil, &r); err != nil {
+		return err
+	}
+	fmt.Printf("host %s: %d address(es) freed, %d kept (still answering on the wire, or not probed)\n", r.Host, r.Freed, r.Kept)
+	return nil
 }
 
 func endpointList(c *cli.Context) error {

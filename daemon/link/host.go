@@ -1,5 +1,10 @@
 package link
 
+import (
+	"net/netip"
+	"time"
+)
+
 // Host is the kernel of the machine underlayd runs on, as one value: each
 // method is the package function of the same name. daemon/network takes
 // its kernel work through an interface that Host implements and a fake of
@@ -22,6 +27,9 @@ func (Host) Strip(ns *Netns, name string) (bool, error)         { return Strip(n
 func (Host) DeleteSlave(ns *Netns, names ...string) error       { return DeleteSlave(ns, names...) }
 func (Host) DeleteSlaveMatching(ns *Netns, name, mac string, addrs []string) error {
 	return DeleteSlaveMatching(ns, name, mac, addrs)
+}
+func (Host) Answering(parent string, addrs []netip.Addr, wait time.Duration) (map[netip.Addr]bool, error) {
+	return Answering(parent, addrs, wait)
 }
 
 // NamedNetns returns a handle that names a namespace by inode and cookie

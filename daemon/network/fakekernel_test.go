@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/underlay/underlay/daemon/api"
 	"github.com/underlay/underlay/daemon/link"
@@ -433,6 +434,21 @@ func (k *fakeKernel) DeleteSlaveMatching(h *link.Netns, name, mac string, addrs 
 		delete(ns.ifs, name)
 	}
 	return nil
+}
+
+// Answering says which of addrs an interface in some namespace holds.
+func (k *fakeKernel) Answering(_ string, addrs []netip.Addr, _ time.Duration) (map[netip.Addr]bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		for _, ns := range k.netns {
+			for _, i := range ns.ifs {
+				out[a] = out[a] || slices.ContainsFunc(i.addrs, func(p netip.Prefix) bool { return p.Addr() == a })
+			}
+		}
+	}
+	return out, nil
 }
 
 var _ Kernel = (*fakeKernel)(nil)

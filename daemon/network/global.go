@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
+	"time"
 
 	"github.com/underlay/underlay/daemon/api"
 	"github.com/underlay/underlay/ipam"
@@ -25,6 +27,53 @@ type Global interface {
 	RemoveNetwork(name string, rec []byte) error
 	Addresses(name string, rec []byte, pools []ipam.Pool) (AddressDriver, error)
 	Hosts() ([]api.Host, error)
+	// Reclaim frees a gone host's addresses that nobody answers for.
+	Reclaim(host string, answering func(network string, addrs []netip.Addr) (map[netip.Addr]bool, error)) (freed, kept int, err error)
+}
+
+// probeWait is how long a reclaim waits for answers to its probes.
+const probeWait = time.Second
+
+// ReclaimHost frees the addresses of a gone host that nobody on the wire
+// answers for, probing each global network's addresses out of its parent
+// on this host.
+func (m *Manager) ReclaimHost(name string) (api.ReclaimResponse, error) {
+	if m.global == nil {
+		return api.ReclaimResponse{}, invalid("this underlayd has no cluster: hosts are reclaimed with --store etcd://HOST:PORT")
+	}
+	freed, kept, err := m.global.Reclaim(name, func(network string, addrs []netip.Addr) (map[netip.Addr]bool, error) {
+		st, err := m.lookup(network)
+		if err != nil {
+			return nil, err
+		}
+		return m.kernel.Answering(st.net.Parent, addrs, probeWait)
+	})
+	return api.ReclaimResponse{Host: name, Freed: freed, Kept: kept}, err
+}
+
+// reclaimGone reclaims the addresses of every host gone for longer than
+// m.reclaimAfter (0: never by itself).
+func (m *Manager) reclaimGone() {
+	if m.global == nil || m.reclaimAfter <= 0 {
+		return
+	}
+	hosts, err := m.global.Hosts()
+	if err != nil {
+		m.log.Warn("hosts not listed for reclaim", "err", err)
+		return
+	}
+	for _, h := range hosts {
+		seen, err := time.Parse(time.RFC3339, h.LastSeen)
+		if h.Alive || h.Endpoints == 0 || err != nil || time.Since(seen) < m.reclaimAfter {
+			continue
+		}
+		r, err := m.ReclaimHost(h.Name)
+		if err != nil {
+			m.log.Warn("gone host not reclaimed", "host", h.Name, "err", err)
+			continue
+		}
+		m.log.Info("gone host reclaimed", "host", h.Name, "last_seen", h.LastSeen, "freed", r.Freed, "kept", r.Kept)
+	}
 }
 
 // Hosts lists the hosts of the cluster.
@@ -41,9 +90,10 @@ type Option func(*Manager)
 // WithGlobal gives the manager global networks in g. parents maps a global
 // network's name to the parent it has on this host, where its NICs are
 // named otherwise than the network's record says (ens3.30 here, eth0.30
-// elsewhere).
-func WithGlobal(g Global, parents map[string]string) Option {
-	return func(m *Manager) { m.global, m.parentOf = g, parents }
+// elsewhere). A host gone for reclaimAfter has its addresses reclaimed by
+// the next reconciliation (0: only by ReclaimHost).
+func WithGlobal(g Global, parents map[string]string, reclaimAfter time.Duration) Option {
+	return func(m *Manager) { m.global, m.parentOf, m.reclaimAfter = g, parents, reclaimAfter }
 }
 
 // recordOf is a global network's record in the shared store: what every

@@ -1,6 +1,11 @@
 package network
 
-import "github.com/underlay/underlay/daemon/link"
+import (
+	"net/netip"
+	"time"
+
+	"github.com/underlay/underlay/daemon/link"
+)
 
 // Kernel is the kernel work the manager does: parents on the host, and
 // interfaces in containers' network namespaces. link.Host is the real one;
@@ -26,6 +31,10 @@ type Kernel interface {
 	Strip(ns *link.Netns, name string) (bool, error)
 	DeleteSlave(ns *link.Netns, names ...string) error
 	DeleteSlaveMatching(ns *link.Netns, name, mac string, addrs []string) error
+
+	// Answering asks the wire, out of parent, whether anybody holds each
+	// of addrs (ARP and ND probes, replies collected for wait).
+	Answering(parent string, addrs []netip.Addr, wait time.Duration) (map[netip.Addr]bool, error)
 }
 
 var _ Kernel = link.Host{}

@@ -99,8 +99,9 @@ type Manager struct {
 
 	// global holds the global networks, nil without --store; parentOf
 	// overrides their parents on this host.
-	global   Global
-	parentOf map[string]string
+	global       Global
+	parentOf     map[string]string
+	reclaimAfter time.Duration
 
 	// createMu serialises create and remove, whose checks span networks
 	// (one driver per parent, overlapping subnets). Attach never takes it.

@@ -86,6 +86,7 @@ func (m *Manager) Reconcile() (int, error) {
 		m.releaseUnbackedLocked(st)
 		st.mu.Unlock()
 	}
+	m.reclaimGone()
 	return n, err
 }
 

@@ -29,6 +29,7 @@ type Manager interface {
 	Detach(api.DetachRequest) (api.DetachResponse, error)
 	Reconcile() (int, error)
 	Hosts() ([]api.Host, error)
+	ReclaimHost(name string) (api.ReclaimResponse, error)
 }
 
 var _ Manager = (*network.Manager)(nil)
@@ -54,6 +55,7 @@ func Handler(m Manager, log *slog.Logger, authz Authorizer) http.Handler {
 	mux.HandleFunc("POST "+p+"/detach", s.guard(s.detach))
 	mux.HandleFunc("POST "+p+"/prune", s.guard(s.prune))
 	mux.HandleFunc("GET "+p+"/hosts", s.hosts)
+	mux.HandleFunc("POST "+p+"/hosts/{name}/reclaim", s.guard(s.reclaim))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, fmt.Sprintf("no such API route %s %s", r.Method, r.URL.Path))
 	})
@@ -85,6 +87,15 @@ func (s *server) hosts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reply(w, http.StatusOK, hs)
+}
+
+func (s *server) reclaim(w http.ResponseWriter, r *http.Request) {
+	resp, err := s.m.ReclaimHost(r.PathValue("name"))
+	if err != nil {
+		s.error(w, "reclaim host", err)
+		return
+	}
+	reply(w, http.StatusOK, resp)
 }
 
 func (s *server) list(w http.ResponseWriter, r *http.Request) {

@@ -53,6 +53,10 @@ func (f *fakeManager) Reconcile() (int, error) { return 0, f.err }
 
 func (f *fakeManager) Hosts() ([]api.Host, error) { return nil, f.err }
 
+func (f *fakeManager) ReclaimHost(string) (api.ReclaimResponse, error) {
+	return api.ReclaimResponse{}, f.err
+}
+
 func do(t *testing.T, h http.Handler, method, path, body string) (int, string) {
 	t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))

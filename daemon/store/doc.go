@@ -7,6 +7,7 @@
 //
 //	meta/
 //	  version              -> "3"                 (schema version, decimal)
+//	  etcd-cluster         -> hex cluster id      (the etcd cluster joined, if any)
 //	networks/
 //	  <network name>       -> JSON api.Network    (a global one: this host's copy of etcd's)
 //	links/

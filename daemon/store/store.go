@@ -48,6 +48,7 @@ var (
 	bucketLinks     = []byte("links")
 	bucketReleases  = []byte("releases")
 	keyVersion      = []byte("version")
+	keyCluster      = []byte("etcd-cluster")
 )
 
 // OwnedLink is a parent link underlayd created and must remove.
@@ -430,4 +431,22 @@ func (s *Store) Releases() (map[string][]byte, error) {
 		})
 	})
 	return out, err
+}
+
+// Cluster returns the id of the etcd cluster this host's global networks
+// belong to, "" if it never joined one.
+func (s *Store) Cluster() (string, error) {
+	var id string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		id = string(tx.Bucket(bucketMeta).Get(keyCluster))
+		return nil
+	})
+	return id, err
+}
+
+// SetCluster records the id of the etcd cluster joined.
+func (s *Store) SetCluster(id string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyCluster, []byte(id))
+	})
 }

@@ -72,3 +72,36 @@ func TestPrivilegedMultihostBadInput(t *testing.T) {
 		}
 	})
 }
+
+// A host whose state holds global networks of one etcd cluster refuses to
+// start on another, which holds none of its leases.
+func TestPrivilegedMultihostWrongCluster(t *testing.T) {
+	l := newLab(t, 2)
+	l.etcd(1)
+	h2 := l.hosts[1]
+	d := l.daemon(h2)
+	d.Start()
+	d.MustCLI(t, "network", "create", "--scope", "global", "--subnet", "10.77.0.0/24", "-o", "parent=lan0", "g")
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	other := &member{t: t, h: h2, log: filepath.Join(t.TempDir(), "other.log"), args: []string{"--name", "other",
+		"--data-dir", filepath.Join(t.TempDir(), "other"),
+		"--listen-client-urls", "http://" + h2.addr + ":2379", "--advertise-client-urls", "http://" + h2.addr + ":2379",
+		"--listen-peer-urls", "http://" + h2.addr + ":2380", "--initial-advertise-peer-urls", "http://" + h2.addr + ":2380",
+		"--initial-cluster", "other=http://" + h2.addr + ":2380", "--initial-cluster-token", "ulmh-other", "--logger", "zap", "--log-level", "warn"}}
+	other.start()
+	t.Cleanup(other.kill)
+	var out string
+	var err error
+	for range 40 { // until the other cluster answers
+		out, err = underlayd(h2, filepath.Dir(d.StateDir), "--store", "etcd://"+h2.addr+":2379", "--host-name", "h2", "--etcd-prefix", "/ulmh")
+		if strings.Contains(out, "point --store at that cluster") || !strings.Contains(out, "did not answer") {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if err == nil || !strings.Contains(out, "this host's global networks (g) are in cluster") {
+		t.Fatalf("start on another etcd cluster: %v\n%s", err, out)
+	}
+}

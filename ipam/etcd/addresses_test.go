@@ -305,3 +305,43 @@ func TestHosts(t *testing.T) {
 		t.Fatalf("hosts: %+v", hs)
 	}
 }
+
+// A gone host's addresses are freed unless they still answer on the wire;
+// a host that is up, or this host, is refused.
+func TestReclaim(t *testing.T) {
+	kv := newMemKV()
+	c1, _ := host(t, kv, "h1", 0)
+	_, d2 := host(t, kv, "h2", 0)
+	var addrs []netip.Addr
+	for i := range 3 {
+		a, _, err := d2.Allocate(owner(fmt.Sprint("c", i)), 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, a)
+	}
+	still := addrs[0]
+	answering := func(network string, as []netip.Addr) (map[netip.Addr]bool, error) {
+		if network != "g" || len(as) != 3 {
+			t.Errorf("probe of %s %v", network, as)
+		}
+		return map[netip.Addr]bool{still: true}, nil
+	}
+	freed, kept, err := c1.Reclaim("h2", answering)
+	if err != nil || freed != 2 || kept != 1 {
+		t.Fatalf("reclaim: freed %d kept %d %v, want 2 and 1", freed, kept, err)
+	}
+	if ls := leases(t, kv); len(ls) != 1 || ls[still.String()] != "h2/c0" {
+		t.Fatalf("leases after reclaim: %v, want only %s", ls, still)
+	}
+	if hs, _ := c1.Hosts(); len(hs) != 1 || hs[0].Name != "h2" || hs[0].Endpoints != 1 {
+		t.Fatalf("hosts after reclaim: %+v", hs)
+	}
+	if _, _, err := c1.Reclaim("h1", answering); !errors.Is(err, ErrHostUp) {
+		t.Errorf("reclaim of this host: %v", err)
+	}
+	kv.Txn(t.Context(), nil, []Op{Put("/ul/v1/hosts/h2/alive", []byte("{}"))}, nil)
+	if _, _, err := c1.Reclaim("h2", answering); !errors.Is(err, ErrHostUp) {
+		t.Errorf("reclaim of a host that is up: %v", err)
+	}
+}

@@ -2,6 +2,9 @@ package etcd
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -81,4 +84,102 @@ func (c *Cluster) Hosts() ([]HostInfo, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// ErrHostUp means a reclaim was asked of a host whose liveness key is
+// there: its containers may be running.
+var ErrHostUp = errors.New("host is up")
+
+// Reclaim frees the addresses that host holds, once it is gone: each only
+// if answering (asked per network, all of its addresses at once) says
+// nobody on the wire holds it, and by a compare on the lease key's
+// revision, so that a lease changed meanwhile is left alone. It returns
+// how many were freed and how many were kept (still answering, or not
+// probed).
+func (c *Cluster) Reclaim(host string, answering func(network string, addrs []netip.Addr) (map[netip.Addr]bool, error)) (freed, kept int, err error) {
+	if host == c.host {
+		return 0, 0, fmt.Errorf("host %s is this one: %w", host, ErrHostUp)
+	}
+	ctx, cancel := c.request()
+	defer cancel()
+	alive, err := c.kv.Get(ctx, c.hostKey(host, "alive"))
+	if err != nil {
+		return 0, 0, etcdErr("reclaim "+host, err)
+	}
+	if alive.Exists() {
+		return 0, 0, fmt.Errorf("host %s: %w (its underlayd keeps its liveness key alive)", host, ErrHostUp)
+	}
+	owners, _, err := c.kv.List(ctx, c.ownersPrefix(host))
+	if err != nil {
+		return 0, 0, etcdErr("reclaim "+host, err)
+	}
+	type item struct {
+		owner Pair
+		addr  netip.Addr
+	}
+	byNet := map[string][]item{}
+	for _, p := range owners {
+		f := strings.Split(strings.TrimPrefix(p.Key, c.ownersPrefix(host)), "/")
+		a, ok := parseAddr(p.Value)
+		if len(f) != 5 || !ok {
+			continue
+		}
+		byNet[f[0]] = append(byNet[f[0]], item{p, a})
+	}
+	for network, items := range byNet {
+		addrs := make([]netip.Addr, len(items))
+		for i, it := range items {
+			addrs[i] = it.addr
+		}
+		held, err := answering(network, addrs)
+		if err != nil {
+			c.log.Warn("addresses of a gone host not probed, so kept", "host", host, "network", network, "err", err)
+			kept += len(items)
+			continue
+		}
+		for _, it := range items {
+			if held[it.addr] {
+				c.log.Warn("address of a gone host still answers on the wire, so kept", "host", host, "network", network, "address", it.addr)
+				kept++
+				continue
+			}
+			ok, err := c.reclaimOne(host, network, it.owner, it.addr)
+			switch {
+			case err != nil:
+				return freed, kept, err
+			case ok:
+				freed++
+				c.log.Info("address of a gone host reclaimed", "host", host, "network", network, "address", it.addr)
+			default:
+				kept++
+			}
+		}
+	}
+	return freed, kept, nil
+}
+
+// reclaimOne frees one address of a gone host if its lease and owner key
+// are as they were read.
+func (c *Cluster) reclaimOne(host, network string, owner Pair, a netip.Addr) (bool, error) {
+	ctx, cancel := c.request()
+	defer cancel()
+	lk := c.leaseKey(network, a)
+	p, err := c.kv.Get(ctx, lk)
+	if err != nil {
+		return false, etcdErr("reclaim "+a.String(), err)
+	}
+	l, ok := decodeLease(p.Value)
+	if !ok || l.Host != host || l.Released != "" {
+		return false, nil
+	}
+	then := []Op{Del(lk), Del(owner.Key)}
+	if c.cooldown > 0 {
+		l.Released = time.Now().UTC().Format(time.RFC3339)
+		then[0] = PutTTL(lk, l.encode(), int64((c.cooldown+time.Second-1)/time.Second))
+	}
+	done, _, _, err := c.kv.Txn(ctx, []Cmp{Unchanged(lk, p.ModRev), Unchanged(owner.Key, owner.ModRev)}, then, nil)
+	if err != nil {
+		return false, etcdErr("reclaim "+a.String(), err)
+	}
+	return done, nil
 }
