@@ -13,7 +13,7 @@ GOFLAGS_BUILD := -trimpath -ldflags '$(LDFLAGS)'
 TEST_PKGS := containerd runc podman busybox-static iproute2 iputils-ping qemu-system-x86 xz-utils etcd-server etcd-client
 DEMO_PKGS := containerd runc busybox-static iproute2
 
-.PHONY: all build install demo test test-unit test-privileged test-runtime test-vm bench deps fuzz clean
+.PHONY: all build install demo test test-unit test-privileged test-multihost test-runtime test-vm bench deps fuzz clean
 
 all: build
 
@@ -59,6 +59,11 @@ test-privileged: build
 	# Attaches to one network run in parallel: their locking again, with -race.
 	CGO_ENABLED=1 UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -race -count=1 -run 'TestPrivileged(Parallel|Concurrent)' ./daemon/network/
 	UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -count=1 -v -timeout 20m ./integration/lifecycle/
+
+# The multi-host tests alone (make test-privileged runs them too, at the
+# same sizes): hosts in namespaces on one LAN, real etcd members.
+test-multihost: build
+	UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -count=1 -v -timeout 10m ./integration/multihost/...
 
 test-runtime: build
 	UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -count=1 -v -timeout 15m -run 'TestRuntime' ./integration/runtime/...

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -75,11 +76,55 @@ func Dial(store string, files TLSFiles, timeout time.Duration) (*Client, error) 
 	if _, err := c.Get(ctx, "health-check", clientv3.WithCountOnly()); err != nil {
 		c.Close()
 		if errors.Is(err, context.DeadlineExceeded) {
+			if why := diagnose(eps[0], tc, timeout); why != "" {
+				return nil, fmt.Errorf("etcd at %s did not answer within %s: %s", store, timeout, why)
+			}
 			return nil, fmt.Errorf("etcd at %s did not answer within %s (down, unreachable, without quorum, or not etcd)", store, timeout)
 		}
 		return nil, fmt.Errorf("etcd at %s: %w", store, err)
 	}
 	return &Client{c: c}, nil
+}
+
+// diagnose says why a member does not answer, where a connection of its
+// own tells: nothing listening, or TLS asked of one side only, or a
+// certificate refused.
+func diagnose(ep string, tc *tls.Config, timeout time.Duration) string {
+	hostport := ep[strings.Index(ep, "://")+3:]
+	conn, err := net.DialTimeout("tcp", hostport, timeout)
+	if err != nil {
+		return err.Error()
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	if tc == nil {
+		probe := tls.Client(conn, &tls.Config{InsecureSkipVerify: true})
+		if probe.Handshake() == nil {
+			return "the member speaks TLS: give --etcd-cacert, and --etcd-cert and --etcd-key if it asks for a client certificate"
+		}
+		return ""
+	}
+	cfg := tc.Clone()
+	if cfg.ServerName == "" {
+		cfg.ServerName, _, _ = net.SplitHostPort(hostport)
+	}
+	c := tls.Client(conn, cfg)
+	err = c.Handshake()
+	if err == nil {
+		// TLS 1.3 refuses a missing client certificate after the
+		// handshake.
+		if _, rerr := c.Read(make([]byte, 1)); rerr != nil && !errors.Is(rerr, os.ErrDeadlineExceeded) {
+			err = rerr
+		}
+	}
+	if err == nil {
+		return ""
+	}
+	why := "tls: " + strings.TrimPrefix(err.Error(), "tls: ")
+	if strings.Contains(why, "remote error") {
+		why += " (the member refused this host's client certificate, or wants one: --etcd-cert and --etcd-key)"
+	}
+	return why
 }
 
 // Close closes the connection.
