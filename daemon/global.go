@@ -234,7 +234,26 @@ func (g globalNetworks) RemoveNetwork(name string, rec []byte) error {
 }
 
 func (g globalNetworks) Addresses(name string, rec []byte, pools []ipam.Pool) (network.AddressDriver, error) {
-	return g.c.Addresses(name, rec, pools)
+	d, err := g.c.Addresses(name, rec, pools)
+	if err != nil {
+		return nil, err
+	}
+	return globalAddresses{d}, nil
+}
+
+// globalAddresses is a global network's driver whose refusals carry the
+// manager's sentinels: a network removed on another host meanwhile is
+// not found, not a failure of underlayd's.
+type globalAddresses struct{ *etcd.Addresses }
+
+func (g globalAddresses) Claim(o ipam.Owner, a netip.Addr) (ipam.Pool, error) {
+	p, err := g.Addresses.Claim(o, a)
+	return p, meaning(err)
+}
+
+func (g globalAddresses) Allocate(o ipam.Owner, family int) (netip.Addr, ipam.Pool, error) {
+	a, p, err := g.Addresses.Allocate(o, family)
+	return a, p, meaning(err)
 }
 
 func (g globalNetworks) Hosts() ([]api.Host, error) {
