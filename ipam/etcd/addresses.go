@@ -148,7 +148,19 @@ func (d *Addresses) seeLocked(e Event) {
 }
 
 // Pools are the network's pools.
-func (d *Addresses) Pools() []ipam.Pool { return d.view.Pools() }
+func (d *Addresses) Pools() []ipam.Pool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.view.Pools()
+}
+
+// poolOf returns the pool of a, and whether a may never be handed out.
+func (d *Addresses) poolOf(a netip.Addr) (pool ipam.Pool, ok, reserved bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	pool, ok = d.view.PoolOf(a)
+	return pool, ok, d.view.Reserved(a)
+}
 
 // Allocate races for free addresses picked at random from the cache.
 func (d *Addresses) Allocate(o ipam.Owner, family int) (netip.Addr, ipam.Pool, error) {
@@ -168,7 +180,7 @@ func (d *Addresses) Allocate(o ipam.Owner, family int) (netip.Addr, ipam.Pool, e
 		if err != nil {
 			return got, pool, err
 		}
-		p, _ := d.view.PoolOf(got)
+		p, _, _ := d.poolOf(got)
 		return got, p, nil
 	}
 	return netip.Addr{}, ipam.Pool{}, fmt.Errorf("global network %s: other hosts took each of %d free addresses first: %w",
@@ -178,12 +190,14 @@ func (d *Addresses) Allocate(o ipam.Owner, family int) (netip.Addr, ipam.Pool, e
 // Claim takes a given address: free, or cooling down after its release by
 // this very interface (a restarted container keeps its address).
 func (d *Addresses) Claim(o ipam.Owner, a netip.Addr) (ipam.Pool, error) {
-	pool, ok := d.view.PoolOf(a)
+	pool, ok, reserved := d.poolOf(a)
 	if !ok {
 		return pool, fmt.Errorf("%s: %w of the network", a, ipam.ErrNotInSubnet)
 	}
-	if d.view.Reserved(a) {
-		_, err := d.view.Claim(a) // says why
+	if reserved {
+		d.mu.Lock()
+		_, err := d.view.Claim(a) // refuses, and says why
+		d.mu.Unlock()
 		return pool, err
 	}
 	ctx, cancel := d.c.request()
