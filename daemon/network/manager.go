@@ -212,7 +212,10 @@ func New(s Store, k Kernel, log *slog.Logger, opts ...Option) (*Manager, error) 
 				err = st.addrs.Hold(ownerOf(ep), p.Addr())
 			}
 			if err != nil {
-				log.Warn("stored lease not loaded", "network", ep.Network, "address", a, "err", err)
+				// The container still uses the address: for a global
+				// network held by another host now, that is a duplicate
+				// on the wire, which the operator must see.
+				log.Error("stored lease not loaded: the container's address may be in use elsewhere", "network", ep.Network, "container", containerName(ep), "address", a, "err", err)
 			}
 		}
 		st.put(ep, m.intern)
