@@ -116,6 +116,7 @@ func (u *undoList) run() {
 // a passthru parent) from being given away meanwhile. The container's own
 // lock (Attach) keeps two attaches of one container apart.
 func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na api.NetworkAttach, routed map[int]bool) (ep api.Endpoint, err error) {
+	start := time.Now()
 	st, err := m.lookup(na.Name)
 	if err != nil {
 		return ep, err
@@ -147,7 +148,7 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 		return ep, err
 	}
 	m.log.Info("attached", "network", n.Name, "container", containerName(ep), "ifname", ep.IfName,
-		"addresses", strings.Join(ep.Addresses, ","), "mac", ep.MAC)
+		"addresses", strings.Join(ep.Addresses, ","), "mac", ep.MAC, "took", time.Since(start).Round(time.Microsecond))
 	return ep, nil
 }
 
