@@ -37,6 +37,19 @@ type AddressDriver interface {
 	Renew() error
 }
 
+// ConcurrentDriver is an AddressDriver that keeps its own state safe and
+// may be called without the network's lock, so that one network's
+// attaches on this host overlap their round trips to a shared store.
+type ConcurrentDriver interface {
+	AddressDriver
+	Concurrent() bool
+}
+
+func concurrent(d AddressDriver) bool {
+	c, ok := d.(ConcurrentDriver)
+	return ok && c.Concurrent()
+}
+
 // ipamDrivers are the --ipam-driver values underlay has.
 var ipamDrivers = []string{"default"}
 
@@ -86,6 +99,11 @@ func (localAddresses) Renew() error { return nil }
 // commit and the store's leaves one. The caller holds st.mu. The counts
 // are compared first, so the usual case builds nothing.
 func (m *Manager) releaseUnbackedLocked(st *netState) {
+	if st.pending > 0 {
+		// An attach between its lease and its commit holds an address
+		// that no endpoint backs yet: look again next time.
+		return
+	}
 	held := 0
 	st.addrs.Held(func(ipam.Owner, netip.Addr) { held++ })
 	backed := 0

@@ -188,6 +188,15 @@ func (m *Manager) reserve(st *netState, ns *link.Netns, req api.AttachRequest, i
 	// concurrent last detach removes an owned parent under this attach.
 	m.addRef(n.Parent, 1)
 	undo.add(func() { m.addRef(n.Parent, -1); m.releaseParent(n.Parent) })
+	if concurrent(st.addrs) {
+		// A shared driver waits on a round trip per address and keeps
+		// its own state safe: the network's other attaches need not
+		// queue behind it. The pending count holds the network meanwhile.
+		st.mu.Unlock()
+		addrs, err = m.takeAddresses(st, ep, na, prefer, undo)
+		st.mu.Lock()
+		return ep, addrs, false, err
+	}
 	addrs, err = m.takeAddresses(st, ep, na, prefer, undo)
 	return ep, addrs, false, err
 }

@@ -588,3 +588,36 @@ func TestFakeReconcileReleasesUnbacked(t *testing.T) {
 	same(t, "held after reconcile", held, []string{"10.1.0.2"})
 	same(t, "leases", h.leased("lan"), []string{"10.1.0.2"})
 }
+
+// A reconciliation while an attach is between its lease and its commit
+// must not take that lease back: the next container would get the same
+// address.
+func TestFakeReconcileDuringAttach(t *testing.T) {
+	h := newFakeHost(t)
+	h.create(netReq("lan", "", "10.1.0.0/24", "parent=eth1"))
+	release := h.k.hold("CreateSlave")
+	done := make(chan error, 1)
+	h.k.container(1)
+	go func() { _, err := h.m.Attach(on("slow", 1, "lan")); done <- err }()
+	for {
+		st, _ := h.m.network("lan")
+		st.mu.Lock()
+		p := st.pending
+		st.mu.Unlock()
+		if p > 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(5 * time.Millisecond) // past the lease, into the kernel work
+	if _, err := h.m.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	other := h.start(on("other", 2, "lan"))
+	same(t, "slow container", h.k.ifs(1), []string{"eth0 10.1.0.2/24"})
+	same(t, "next container", other[0].Addresses, []string{"10.1.0.3/24"})
+}

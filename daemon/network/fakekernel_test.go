@@ -334,6 +334,7 @@ func (k *fakeKernel) slavesOf(idx int) []*fakeIf {
 }
 
 func (k *fakeKernel) CreateSlave(h *link.Netns, s link.Slave) error {
+	k.await("CreateSlave")
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.failing("CreateSlave"); err != nil {

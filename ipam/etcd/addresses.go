@@ -147,6 +147,10 @@ func (d *Addresses) seeLocked(e Event) {
 	_ = d.view.Mark(a)
 }
 
+// Concurrent says that the driver may be called by many attaches at once:
+// its cache has its own lock, and etcd decides every race.
+func (d *Addresses) Concurrent() bool { return true }
+
 // Pools are the network's pools.
 func (d *Addresses) Pools() []ipam.Pool {
 	d.mu.Lock()
