@@ -21,7 +21,15 @@ import (
 )
 
 func main() {
-	app := &cli.App{
+	app := newApp()
+	if err := app.Run(flagsFirst(app, os.Args)); err != nil {
+		fmt.Fprintln(os.Stderr, "underlay:", oneLine(err))
+		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
 		Name:                      "underlay",
 		Usage:                     "macvlan, ipvlan and 802.1q networks for containers, without Docker",
 		DisableSliceFlagSeparator: true,
@@ -30,10 +38,6 @@ func main() {
 			&cli.StringFlag{Name: "socket", Value: api.DefaultSocket, EnvVars: []string{"UNDERLAY_SOCKET"}, Usage: "underlayd's unix socket"},
 		},
 		Commands: []*cli.Command{networkCommand(), endpointCommand(), hostCommand(), doctorCommand()},
-	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "underlay:", oneLine(err))
-		os.Exit(1)
 	}
 }
 
@@ -84,7 +88,7 @@ func networkCommand() *cli.Command {
 
 func networkCreate(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return errors.New(`"network create" needs exactly one NAME, after the flags`)
+		return errors.New(`"network create" needs exactly one NAME`)
 	}
 	req := api.NetworkCreate{
 		Name: c.Args().First(), Driver: c.String("driver"),
