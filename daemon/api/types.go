@@ -34,6 +34,8 @@ type NetworkCreate struct {
 	// Scope is "local" (empty: this host only) or "global": stored in the
 	// cluster's etcd, every host sees it and shares its addresses.
 	Scope string `json:"scope,omitempty"`
+	// Labels are the user's own metadata (--label k=v), as in Docker.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Network is a stored network as `network inspect` shows it.
@@ -54,8 +56,9 @@ type Network struct {
 	IPAMDriver string `json:"ipam_driver"`
 	// Scope is "local" or "global" (the addresses are shared by every
 	// host through etcd).
-	Scope   string `json:"scope"`
-	Created string `json:"created"`
+	Scope   string            `json:"scope"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	Created string            `json:"created"`
 
 	// ParentInfo is filled in by inspect: what the kernel says now.
 	ParentInfo *ParentInfo `json:"parent_info,omitempty"`

@@ -73,13 +73,20 @@ func networkCommand() *cli.Command {
 					&cli.StringSliceFlag{Name: "aux-address", Usage: "NAME=IP never handed out (repeatable)"},
 					&cli.StringFlag{Name: "ipam-driver", Value: "default", Usage: "where addresses come from: default (this host's allocator)"},
 					&cli.StringFlag{Name: "scope", Value: "local", Usage: "local (this host) or global (every host of underlayd's --store shares it and its addresses)"},
+					&cli.StringSliceFlag{Name: "label", Usage: "KEY[=VALUE] metadata on the network (repeatable)"},
 					&cli.BoolFlag{Name: "ipv6", Usage: "the network has IPv6 (needs an IPv6 --subnet)"},
 					&cli.BoolFlag{Name: "internal", Usage: "no way out: a dummy parent, no default route"},
 					&cli.StringSliceFlag{Name: "opt", Aliases: []string{"o"}, Usage: "driver option KEY=VALUE: parent, macvlan_mode, ipvlan_mode, ipvlan_flag, mtu"},
 				},
 				Action: networkCreate,
 			},
-			{Name: "ls", Aliases: []string{"list"}, Usage: "list networks", Action: networkList},
+			{Name: "ls", Aliases: []string{"list"}, Usage: "list networks", Action: networkList,
+				Flags: []cli.Flag{&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: filterUsage}}},
+			{Name: "prune", Usage: "remove every network without endpoints", Action: networkPrune,
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "do not ask first"},
+					&cli.StringSliceFlag{Name: "filter", Usage: filterUsage},
+				}},
 			{Name: "inspect", Usage: "show networks as JSON", ArgsUsage: "NAME...", Action: networkInspect},
 			{Name: "rm", Aliases: []string{"remove"}, Usage: "remove networks", ArgsUsage: "NAME...", Action: networkRemove},
 		},
@@ -96,6 +103,16 @@ func networkCreate(c *cli.Context) error {
 		IPRanges: c.StringSlice("ip-range"), Aux: c.StringSlice("aux-address"),
 		IPv6: c.Bool("ipv6"), Internal: c.Bool("internal"), Options: map[string]string{},
 		IPAMDriver: c.String("ipam-driver"), Scope: c.String("scope"),
+	}
+	for _, l := range c.StringSlice("label") {
+		k, v, _ := strings.Cut(l, "=")
+		if k == "" {
+			return fmt.Errorf("--label %q: want KEY[=VALUE]", l)
+		}
+		if req.Labels == nil {
+			req.Labels = map[string]string{}
+		}
+		req.Labels[k] = v
 	}
 	for _, o := range c.StringSlice("opt") {
 		k, v, ok := strings.Cut(o, "=")
@@ -116,8 +133,8 @@ func networkCreate(c *cli.Context) error {
 }
 
 func networkList(c *cli.Context) error {
-	var nets []api.Network
-	if err := apiclient.Do(client(c), "GET", "/networks", nil, &nets); err != nil {
+	nets, err := listNetworks(c)
+	if err != nil {
 		return err
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)

@@ -114,6 +114,14 @@ func (m *Manager) validate(req api.NetworkCreate) (api.Network, []ipam.Pool, err
 	default:
 		return n, nil, invalid("--scope %q: want local or global", req.Scope)
 	}
+	for k := range req.Labels {
+		if k == "" || strings.ContainsAny(k, "\n\x00") {
+			return n, nil, invalid("--label %q: a label needs a name", k)
+		}
+	}
+	if len(req.Labels) > 0 {
+		n.Labels = req.Labels
+	}
 	n.IPAMDriver = valueOr(req.IPAMDriver, defaultIPAM)
 	if !slices.Contains(ipamDrivers, n.IPAMDriver) {
 		return n, nil, invalid("unknown --ipam-driver %q: underlay has %s", req.IPAMDriver, strings.Join(ipamDrivers, ", "))

@@ -1,0 +1,74 @@
+package host
+
+import (
+	osexec "os/exec"
+	"strings"
+	"testing"
+
+	tl "github.com/underlay/underlay/integration/testlab"
+)
+
+// Labels, ls --filter and prune, as in Docker: prune asks first, removes
+// only networks without endpoints, and -f skips the question.
+func TestPrivilegedLabelsFilterPrune(t *testing.T) {
+	tl.Require(t)
+	lan := tl.NewLAN(t, "ulhl", "10.91.0.1/24")
+	d := tl.StartDaemon(t)
+	d.MustCLI(t, "network", "create", "--subnet", "10.91.0.0/26", "-o", "parent="+lan.Uplink, "blue", "--label", "team=blue", "--label", "lab")
+	d.MustCLI(t, "network", "create", "--subnet", "10.91.0.64/26", "-o", "parent="+lan.Uplink, "--label", "team=red", "red")
+	d.MustCLI(t, "network", "create", "--subnet", "10.91.0.128/26", "-o", "parent="+lan.Uplink, "busy")
+	if out, err := d.CLI("network", "create", "--label", "=x", "--subnet", "10.91.0.192/26", "-o", "parent="+lan.Uplink, "bad"); err == nil || !strings.Contains(out, `--label "=x"`) {
+		t.Fatalf("empty label name: %v %s", err, out)
+	}
+	if out := d.MustCLI(t, "network", "inspect", "blue"); !strings.Contains(out, `"team": "blue"`) {
+		t.Fatalf("inspect shows no labels:\n%s", out)
+	}
+	for _, c := range []struct {
+		filter   []string
+		want, no []string
+	}{
+		{[]string{"label=team=blue"}, []string{"blue"}, []string{"red", "busy"}},
+		{[]string{"label=team"}, []string{"blue", "red"}, []string{"busy"}},
+		{[]string{"name=u"}, []string{"blue", "busy"}, []string{"red"}},
+		{[]string{"driver=macvlan", "label=lab"}, []string{"blue"}, []string{"red", "busy"}},
+	} {
+		args := []string{"network", "ls"}
+		for _, f := range c.filter {
+			args = append(args, "--filter", f)
+		}
+		out := d.MustCLI(t, args...)
+		for _, w := range c.want {
+			if !tl.ContainsWord(out, w) {
+				t.Errorf("ls %v: %s missing:\n%s", c.filter, w, out)
+			}
+		}
+		for _, n := range c.no {
+			if tl.ContainsWord(out, n) {
+				t.Errorf("ls %v: %s listed:\n%s", c.filter, n, out)
+			}
+		}
+	}
+	c := tl.NewContainer(t, "ulhl-c")
+	if out, err := d.Attach(c, ann("io.underlay.network", "busy")); err != nil {
+		t.Fatalf("attach: %v %s", err, out)
+	}
+	// Without -f prune asks; "n" keeps everything.
+	cmd := osexec.Command(tl.BinDir()+"/underlay", "--socket", d.Socket, "network", "prune")
+	cmd.Stdin = strings.NewReader("n\n")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "Are you sure") {
+		t.Fatalf("prune without -f: %v %s", err, out)
+	}
+	if out := d.MustCLI(t, "network", "ls"); !tl.ContainsWord(out, "blue") {
+		t.Fatalf("prune answered no removed networks:\n%s", out)
+	}
+	out := d.MustCLI(t, "network", "prune", "-f", "--filter", "label=team")
+	if !strings.Contains(out, "Deleted Networks:") || !tl.ContainsWord(out, "blue") || !tl.ContainsWord(out, "red") {
+		t.Fatalf("prune -f --filter label=team:\n%s", out)
+	}
+	if out := d.MustCLI(t, "network", "prune", "-f"); tl.ContainsWord(out, "busy") {
+		t.Fatalf("prune removed a network with an endpoint:\n%s", out)
+	}
+	if out := d.MustCLI(t, "network", "ls"); !tl.ContainsWord(out, "busy") || tl.ContainsWord(out, "blue") {
+		t.Fatalf("after prune:\n%s", out)
+	}
+}
