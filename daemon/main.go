@@ -39,6 +39,7 @@ func main() {
 			&cli.StringFlag{Name: "containerd-address", EnvVars: []string{"UNDERLAY_CONTAINERD_ADDRESS"}, Usage: "containerd socket to follow for container deletes (empty: none)"},
 			&cli.StringFlag{Name: "socket-group", EnvVars: []string{"UNDERLAY_SOCKET_GROUP"}, Usage: "group allowed to use the socket besides root"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"UNDERLAY_LOG_LEVEL"}, Usage: "debug, info, warn or error"},
+			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"UNDERLAY_LOG_FORMAT"}, Usage: "text (key=value) or json, one line per event"},
 		}, globalFlags()...),
 		Action: run,
 	}
@@ -56,7 +57,17 @@ func run(c *cli.Context) error {
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	logOpts := &slog.HandlerOptions{Level: level}
+	var handler slog.Handler
+	switch c.String("log-format") {
+	case "text":
+		handler = slog.NewTextHandler(os.Stderr, logOpts)
+	case "json":
+		handler = slog.NewJSONHandler(os.Stderr, logOpts)
+	default:
+		return fmt.Errorf("--log-format %q: want text or json", c.String("log-format"))
+	}
+	log := slog.New(handler)
 
 	gid := -1
 	if g := c.String("socket-group"); g != "" {

@@ -41,6 +41,20 @@ func newApp() *cli.App {
 	}
 }
 
+// printJSON prints v as indented JSON, as network inspect does; an empty
+// list is [].
+func printJSON[T any](v []T) error {
+	if v == nil {
+		v = []T{}
+	}
+	b, err := json.MarshalIndent(v, "", "    ")
+	if err != nil {
+		return err
+	}
+	fmt.Println(string(b))
+	return nil
+}
+
 func valueOr(v, def string) string {
 	if v == "" {
 		return def
@@ -81,7 +95,11 @@ func networkCommand() *cli.Command {
 				Action: networkCreate,
 			},
 			{Name: "ls", Aliases: []string{"list"}, Usage: "list networks", Action: networkList,
-				Flags: []cli.Flag{&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: filterUsage}}},
+				Flags: []cli.Flag{
+					&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: filterUsage},
+					&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only the names"},
+					&cli.StringFlag{Name: "format", Usage: "table (default) or json"},
+				}},
 			{Name: "prune", Usage: "remove every network without endpoints", Action: networkPrune,
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "do not ask first"},
@@ -137,6 +155,17 @@ func networkList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	switch {
+	case c.Bool("quiet"):
+		for _, n := range nets {
+			fmt.Println(n.Name)
+		}
+		return nil
+	case c.String("format") == "json":
+		return printJSON(nets)
+	case c.String("format") != "" && c.String("format") != "table":
+		return fmt.Errorf("--format %q: want table or json", c.String("format"))
+	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
 	fmt.Fprintln(w, "NETWORK ID\tNAME\tDRIVER\tSCOPE\tMODE\tPARENT\tSUBNETS")
 	for _, n := range nets {
@@ -164,8 +193,7 @@ func networkInspect(c *cli.Context) error {
 		out = append(out, n)
 	}
 	if len(out) > 0 {
-		b, _ := json.MarshalIndent(out, "", "    ")
-		fmt.Println(string(b))
+		_ = printJSON(out)
 	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
@@ -196,7 +224,8 @@ func endpointCommand() *cli.Command {
 		Name:  "endpoint",
 		Usage: "containers attached to networks",
 		Subcommands: []*cli.Command{
-			{Name: "ls", Aliases: []string{"list"}, Usage: "list attached containers", Action: endpointList},
+			{Name: "ls", Aliases: []string{"list"}, Usage: "list attached containers", Action: endpointList,
+				Flags: []cli.Flag{&cli.StringFlag{Name: "format", Usage: "table (default) or json"}}},
 			{Name: "prune", Usage: "release endpoints whose container is gone", Action: endpointPrune},
 		},
 	}
@@ -248,6 +277,13 @@ func endpointList(c *cli.Context) error {
 		return err
 	}
 	sort.SliceStable(eps, func(i, j int) bool { return eps[i].Network < eps[j].Network })
+	switch f := c.String("format"); f {
+	case "json":
+		return printJSON(eps)
+	case "", "table":
+	default:
+		return fmt.Errorf("--format %q: want table or json", f)
+	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
 	fmt.Fprintln(w, "NETWORK\tCONTAINER\tIFNAME\tADDRESSES\tMAC\tSTATE")
 	for _, ep := range eps {

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"encoding/json"
 	osexec "os/exec"
 	"strings"
 	"testing"
@@ -70,5 +71,46 @@ func TestPrivilegedLabelsFilterPrune(t *testing.T) {
 	}
 	if out := d.MustCLI(t, "network", "ls"); !tl.ContainsWord(out, "busy") || tl.ContainsWord(out, "blue") {
 		t.Fatalf("after prune:\n%s", out)
+	}
+}
+
+// network ls -q and --format json, endpoint ls --format json, and
+// underlayd --log-format json: what scripts and log shippers read.
+func TestPrivilegedOutputFormats(t *testing.T) {
+	tl.Require(t)
+	lan := tl.NewLAN(t, "ulhf", "10.92.0.1/24")
+	d := tl.StartDaemon(t, "--log-format", "json")
+	d.MustCLI(t, "network", "create", "--subnet", "10.92.0.0/24", "-o", "parent="+lan.Uplink, "fmt")
+	if out := d.MustCLI(t, "network", "ls", "-q"); strings.TrimSpace(out) != "fmt" {
+		t.Errorf("network ls -q: %q, want only the name", out)
+	}
+	var nets []map[string]any
+	if err := json.Unmarshal([]byte(d.MustCLI(t, "network", "ls", "--format", "json")), &nets); err != nil || len(nets) != 1 || nets[0]["name"] != "fmt" {
+		t.Errorf("network ls --format json: %v %v", nets, err)
+	}
+	c := tl.NewContainer(t, "ulhf-c")
+	if out, err := d.Attach(c, ann("io.underlay.network", "fmt")); err != nil {
+		t.Fatalf("attach: %v %s", err, out)
+	}
+	var eps []map[string]any
+	if err := json.Unmarshal([]byte(d.MustCLI(t, "endpoint", "ls", "--format", "json")), &eps); err != nil || len(eps) != 1 || eps[0]["container_id"] != c.ID {
+		t.Errorf("endpoint ls --format json: %v %v", eps, err)
+	}
+	attached := false
+	for _, line := range strings.Split(strings.TrimSpace(d.Log()), "\n") {
+		if strings.HasPrefix(line, "--- test:") {
+			continue
+		}
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		attached = attached || rec["msg"] == "attached" && rec["container"] == c.ID && rec["took"] != nil
+	}
+	if !attached {
+		t.Errorf("no JSON attached line for %s in:\n%s", c.ID, d.Log())
+	}
+	if out, err := d.CLI("network", "ls", "--format", "yaml"); err == nil || !strings.Contains(out, `--format "yaml": want table or json`) {
+		t.Errorf("--format yaml: %v %s", err, out)
 	}
 }
