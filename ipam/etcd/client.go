@@ -27,9 +27,9 @@ type Client struct {
 	c *clientv3.Client
 }
 
-// Endpoints parses --store: etcd://HOST:PORT[,HOST:PORT...]. With TLS
+// endpoints parses --store: etcd://HOST:PORT[,HOST:PORT...]. With TLS
 // files the members are reached over https.
-func Endpoints(store string, secure bool) ([]string, error) {
+func endpoints(store string, secure bool) ([]string, error) {
 	rest, ok := strings.CutPrefix(store, "etcd://")
 	if !ok || rest == "" {
 		return nil, fmt.Errorf("--store %q: want etcd://HOST:PORT[,HOST:PORT...]", store)
@@ -53,7 +53,7 @@ func Endpoints(store string, secure bool) ([]string, error) {
 // the cluster answers.
 func Dial(store string, files TLSFiles, timeout time.Duration) (*Client, error) {
 	secure := files != TLSFiles{}
-	eps, err := Endpoints(store, secure)
+	eps, err := endpoints(store, secure)
 	if err != nil {
 		return nil, err
 	}

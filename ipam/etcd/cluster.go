@@ -80,9 +80,6 @@ func New(kv KV, cfg Config) (*Cluster, error) {
 		nets: map[string]*Addresses{}}, nil
 }
 
-// Host is this host's name.
-func (c *Cluster) Host() string { return c.host }
-
 // Close stops the watches.
 func (c *Cluster) Close() {
 	c.cancel()
