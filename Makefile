@@ -10,7 +10,7 @@ LDFLAGS := -s -w
 GOFLAGS_BUILD := -trimpath -ldflags '$(LDFLAGS)'
 
 # Debian packages the tests and the demo use.
-TEST_PKGS := containerd runc podman busybox-static iproute2 iputils-ping qemu-system-x86 xz-utils etcd-server etcd-client
+TEST_PKGS := containerd runc podman busybox-static iproute2 iputils-ping qemu-system-x86 xz-utils etcd-server etcd-client dnsmasq-base kea-dhcp4-server kea-dhcp6-server radvd
 DEMO_PKGS := containerd runc busybox-static iproute2
 
 .PHONY: all build install demo test test-unit test-privileged test-multihost test-runtime test-vm bench deps fuzz clean
@@ -55,7 +55,7 @@ test-unit:
 	$(GO) test -count=1 -run XXX -fuzz FuzzEndpointRecord -fuzztime 100000x ./daemon/store/
 
 test-privileged: build
-	UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -count=1 -v -run 'TestPrivileged' ./daemon/... ./hook/... ./integration/host/... ./integration/multihost/...
+	UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -count=1 -v -run 'TestPrivileged' ./daemon/... ./hook/... ./integration/host/... ./integration/multihost/... ./integration/dhcp/...
 	# Attaches to one network run in parallel: their locking again, with -race.
 	CGO_ENABLED=1 UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -race -count=1 -run 'TestPrivileged(Parallel|Concurrent)' ./daemon/network/
 	UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -count=1 -v -timeout 20m ./integration/lifecycle/

@@ -126,7 +126,8 @@ func run(c *cli.Context) error {
 	defer func() {
 		stop()
 		loops.Wait()
-		mgr.Wait() // interfaces still being deleted after a detach
+		mgr.StopLeases() // renewed at the next start where due
+		mgr.Wait()       // interfaces still being deleted after a detach
 	}()
 	loops.Add(1)
 	go func() {

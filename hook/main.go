@@ -75,7 +75,8 @@ func run(args []string, stdin io.Reader) error {
 		_, err := c.Call("POST", "/detach", api.EncodeDetachRequest(req))
 		return err
 	}
-	req := api.AttachRequest{Namespace: ns, ContainerID: st.ID, Pid: st.Pid, Networks: nets}
+	req := api.AttachRequest{Namespace: ns, ContainerID: st.ID, Pid: st.Pid, Networks: nets,
+		Name: api.ContainerName(ann), Bundle: st.Bundle}
 	_, err = c.Call("POST", "/attach", api.EncodeAttachRequest(req))
 	return err
 }

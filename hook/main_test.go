@@ -110,13 +110,14 @@ func TestRunSendsRequests(t *testing.T) {
 
 	const st = `{"ociVersion":"1.0.2","id":"web","status":"%s","pid":4242,` +
 		`"bundle":"/run/containerd/io.containerd.runtime.v2.task/default/web",` +
-		`"annotations":{"io.underlay.network":"pub_net","io.underlay.ip":"10.0.0.5"}}`
+		`"annotations":{"io.underlay.network":"pub_net","io.underlay.ip":"10.0.0.5","nerdctl/name":"web1"}}`
 	if err := run(nil, strings.NewReader(fmt.Sprintf(st, "creating"))); err != nil {
 		t.Fatalf("attach: %v", err)
 	}
 	var attach api.AttachRequest
 	want := api.AttachRequest{Namespace: "default", ContainerID: "web", Pid: 4242,
-		Networks: []api.NetworkAttach{{Name: "pub_net", IP: "10.0.0.5"}}}
+		Networks: []api.NetworkAttach{{Name: "pub_net", IP: "10.0.0.5"}},
+		Name:     "web1", Bundle: "/run/containerd/io.containerd.runtime.v2.task/default/web"}
 	if err := json.Unmarshal(bodies["/v1/attach"], &attach); err != nil || !reflect.DeepEqual(attach, want) {
 		t.Fatalf("attach body %s: %+v %v", bodies["/v1/attach"], attach, err)
 	}

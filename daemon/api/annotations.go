@@ -14,7 +14,10 @@ const (
 	AnnotationIP      = "io.underlay.ip"
 	AnnotationIP6     = "io.underlay.ip6"
 	AnnotationMAC     = "io.underlay.mac"
-	annotationPrefix  = "io.underlay."
+	// AnnotationName is the container's name, with aliases after commas:
+	// what DHCP's identity derives from where the runtime names none.
+	AnnotationName   = "io.underlay.name"
+	annotationPrefix = "io.underlay."
 )
 
 // ErrNoNetwork means the container asked for no underlay network.
@@ -46,7 +49,7 @@ func ParseAnnotations(ann map[string]string) ([]NetworkAttach, error) {
 	// Sorted keys make the error for several bad annotations deterministic.
 	keys := make([]string, 0, len(ann))
 	for k := range ann {
-		if strings.HasPrefix(k, annotationPrefix) && k != AnnotationNetwork {
+		if strings.HasPrefix(k, annotationPrefix) && k != AnnotationNetwork && k != AnnotationName {
 			keys = append(keys, k)
 		}
 	}
@@ -56,7 +59,42 @@ func ParseAnnotations(ann map[string]string) ([]NetworkAttach, error) {
 			return nil, err
 		}
 	}
+	if raw, ok := ann[AnnotationName]; ok {
+		if _, err := ContainerNames(raw); err != nil {
+			return nil, err
+		}
+	}
 	return nets, nil
+}
+
+// ContainerName is the container's name as the runtime gives it:
+// io.underlay.name (its first entry), else nerdctl's, else none.
+func ContainerName(ann map[string]string) string {
+	if raw, ok := ann[AnnotationName]; ok {
+		if names, err := ContainerNames(raw); err == nil && len(names) > 0 {
+			return names[0]
+		}
+	}
+	return ann["nerdctl/name"]
+}
+
+// ContainerNames splits io.underlay.name: names of letters, digits, '-',
+// '_' and '.', at most 253 characters each, as DNS and hostnames allow.
+func ContainerNames(raw string) ([]string, error) {
+	var out []string
+	for _, n := range strings.Split(raw, ",") {
+		n = strings.TrimSpace(n)
+		ok := n != "" && len(n) <= 253
+		for i := 0; ok && i < len(n); i++ {
+			c := n[i]
+			ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
+		}
+		if !ok {
+			return nil, fmt.Errorf("annotation %s=%q: %q is not a name (letters, digits, '-', '_', '.', at most 253)", AnnotationName, raw, n)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func splitNetworks(raw string) ([]string, error) {
@@ -92,8 +130,8 @@ func applyAnnotation(nets []NetworkAttach, index map[string]int, first, key, val
 		}
 	}
 	if base == key && key != AnnotationIP && key != AnnotationIP6 && key != AnnotationMAC {
-		return fmt.Errorf("unknown annotation %s (known: %s, %s[.NET], %s[.NET], %s[.NET])",
-			key, AnnotationNetwork, AnnotationIP, AnnotationIP6, AnnotationMAC)
+		return fmt.Errorf("unknown annotation %s (known: %s, %s[.NET], %s[.NET], %s[.NET], %s)",
+			key, AnnotationNetwork, AnnotationIP, AnnotationIP6, AnnotationMAC, AnnotationName)
 	}
 	i, ok := index[netName]
 	if !ok {

@@ -94,6 +94,14 @@ type AttachRequest struct {
 	ContainerID string          `json:"container_id"`
 	Pid         int             `json:"pid"`
 	Networks    []NetworkAttach `json:"networks"`
+	// Name is the container's name where the runtime gives one
+	// (io.underlay.name, nerdctl/name): a DHCP client's identity and MAC
+	// derive from it, so a container made again under its name is the
+	// same client.
+	Name string `json:"name,omitempty"`
+	// Bundle is the container's OCI bundle, where underlayd reads its
+	// hostname (config.json) when a network needs it.
+	Bundle string `json:"bundle,omitempty"`
 }
 
 // NetworkAttach is one requested network, in interface order.
@@ -131,6 +139,34 @@ type Endpoint struct {
 	// State is "attached" for every stored endpoint.
 	State   string `json:"state"`
 	Created string `json:"created"`
+	// DHCP is the lease of an endpoint on a --ipam-driver dhcp network.
+	DHCP *DHCPLease `json:"dhcp,omitempty"`
+}
+
+// DHCPLease is what the LAN's DHCP server granted an endpoint, with the
+// identity underlay gave the container and the times it acts on.
+type DHCPLease struct {
+	// Name is the container's name the identity derives from.
+	Name     string `json:"name"`
+	Hostname string `json:"hostname,omitempty"`
+	// ClientID is option 61 in hex: 0xff, the IAID, the DUID (RFC 4361).
+	ClientID string   `json:"client_id"`
+	Server   string   `json:"server"`
+	Router   string   `json:"router,omitempty"`
+	DNS      []string `json:"dns,omitempty"`
+	Domain   string   `json:"domain,omitempty"`
+	// Routed says the lease's router is the container's default route.
+	Routed bool `json:"default_route,omitempty"`
+	// Times are RFC 3339: the renewal (T1), rebinding (T2) and expiry.
+	Obtained string `json:"obtained"`
+	Renew    string `json:"renew_at"`
+	Rebind   string `json:"rebind_at"`
+	Expires  string `json:"expires"`
+	// State is "bound", or "lost" once the server refused the lease or
+	// it expired: the address is then off the interface, and Reason says
+	// why, until a new lease comes.
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // AttachResponse lists the endpoints made, in interface order.

@@ -16,10 +16,18 @@ func EncodeAttachRequest(r AttachRequest) []byte {
 	b = strconv.AppendInt(append(b, `,"pid":`...), int64(r.Pid), 10)
 	b = append(b, `,"networks":`...)
 	if r.Networks == nil {
-		return append(b, "null}"...)
+		b = append(b, "null"...)
+	} else {
+		b = appendNetworks(b, r.Networks)
 	}
+	b = appendOmitEmpty(b, "name", r.Name)
+	b = appendOmitEmpty(b, "bundle", r.Bundle)
+	return append(b, '}')
+}
+
+func appendNetworks(b []byte, nets []NetworkAttach) []byte {
 	b = append(b, '[')
-	for i, n := range r.Networks {
+	for i, n := range nets {
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -29,7 +37,7 @@ func EncodeAttachRequest(r AttachRequest) []byte {
 		b = appendOmitEmpty(b, "mac", n.MAC)
 		b = append(b, '}')
 	}
-	return append(b, "]}"...)
+	return append(b, ']')
 }
 
 // EncodeDetachRequest returns r as JSON.

@@ -65,7 +65,7 @@ func FuzzWireEncode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, ns, id string, pid int, name, ip, ip6, mac string) {
 		reqs := []any{
 			AttachRequest{Namespace: ns, ContainerID: id, Pid: pid,
-				Networks: []NetworkAttach{{Name: name, IP: ip, IP6: ip6, MAC: mac}, {Name: mac}}},
+				Networks: []NetworkAttach{{Name: name, IP: ip, IP6: ip6, MAC: mac}, {Name: mac}}, Name: ip6, Bundle: ip},
 			AttachRequest{Namespace: ns, ContainerID: id, Pid: pid},
 			DetachRequest{Namespace: ns, ContainerID: id, Pid: pid},
 		}

@@ -85,7 +85,7 @@ func networkCommand() *cli.Command {
 					&cli.StringSliceFlag{Name: "gateway", Usage: "gateway of the subnet that contains it (repeatable)"},
 					&cli.StringSliceFlag{Name: "ip-range", Usage: "allocate from this range of the subnet that contains it (repeatable)"},
 					&cli.StringSliceFlag{Name: "aux-address", Usage: "NAME=IP never handed out (repeatable)"},
-					&cli.StringFlag{Name: "ipam-driver", Value: "default", Usage: "where addresses come from: default (this host's allocator)"},
+					&cli.StringFlag{Name: "ipam-driver", Value: "default", Usage: "where addresses come from: default (this host's allocator) or dhcp (the LAN's DHCP server; --subnet optional)"},
 					&cli.StringFlag{Name: "scope", Value: "local", Usage: "local (this host) or global (every host of underlayd's --store shares it and its addresses)"},
 					&cli.StringSliceFlag{Name: "label", Usage: "KEY[=VALUE] metadata on the network (repeatable)"},
 					&cli.BoolFlag{Name: "ipv6", Usage: "the network has IPv6 (needs an IPv6 --subnet)"},
@@ -284,14 +284,27 @@ func endpointList(c *cli.Context) error {
 	default:
 		return fmt.Errorf("--format %q: want table or json", f)
 	}
+	// Endpoints on DHCP networks add what their leases say.
+	leased := false
+	for _, ep := range eps {
+		leased = leased || ep.DHCP != nil
+	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
-	fmt.Fprintln(w, "NETWORK\tCONTAINER\tIFNAME\tADDRESSES\tMAC\tSTATE")
+	head := "NETWORK\tCONTAINER\tIFNAME\tADDRESSES\tMAC\tSTATE"
+	if leased {
+		head += "\tLEASE\tDNS\tDOMAIN"
+	}
+	fmt.Fprintln(w, head)
 	for _, ep := range eps {
 		id := ep.ContainerID
 		if ep.Namespace != "" {
 			id = ep.Namespace + "/" + id
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", ep.Network, id, ep.IfName, strings.Join(ep.Addresses, ","), ep.MAC, ep.State)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s", ep.Network, id, ep.IfName, strings.Join(ep.Addresses, ","), ep.MAC, ep.State)
+		if leased {
+			fmt.Fprintf(w, "\t%s\t%s\t%s", leaseColumn(ep.DHCP), dnsColumn(ep.DHCP), domainColumn(ep.DHCP))
+		}
+		fmt.Fprintln(w)
 	}
 	return w.Flush()
 }
@@ -303,4 +316,30 @@ func endpointPrune(c *cli.Context) error {
 	}
 	fmt.Printf("released %d endpoint(s)\n", r.Released)
 	return nil
+}
+
+// leaseColumn tells a DHCP lease's state: until when it is held, or why
+// it was lost.
+func leaseColumn(d *api.DHCPLease) string {
+	switch {
+	case d == nil:
+		return "-"
+	case d.State == "bound":
+		return "until " + d.Expires
+	}
+	return d.State + ": " + d.Reason
+}
+
+func dnsColumn(d *api.DHCPLease) string {
+	if d == nil || len(d.DNS) == 0 {
+		return "-"
+	}
+	return strings.Join(d.DNS, ",")
+}
+
+func domainColumn(d *api.DHCPLease) string {
+	if d == nil || d.Domain == "" {
+		return "-"
+	}
+	return d.Domain
 }

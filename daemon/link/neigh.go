@@ -22,6 +22,22 @@ func Answering(parent string, addrs []netip.Addr, wait time.Duration) (map[netip
 	if err != nil {
 		return nil, err
 	}
+	seen, err := probe(in, addrs, wait, false)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[netip.Addr]bool, len(seen))
+	for a, mac := range seen {
+		out[a] = mac != nil
+	}
+	return out, nil
+}
+
+// probe sends the probes out of in and returns, for each address, the MAC
+// of whoever answered for it, nil for none. With early it returns as soon
+// as every address has an answer.
+func probe(in Info, addrs []netip.Addr, wait time.Duration, early bool) (map[netip.Addr]net.HardwareAddr, error) {
+	parent := in.Name
 	if len(in.MAC) != 6 {
 		return nil, fmt.Errorf("probe on %s: not an Ethernet link", parent)
 	}
@@ -33,9 +49,9 @@ func Answering(parent string, addrs []netip.Addr, wait time.Duration) (map[netip
 	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: in.Index}); err != nil {
 		return nil, fmt.Errorf("probe on %s: bind: %w", parent, err)
 	}
-	want := map[netip.Addr]bool{}
+	want := map[netip.Addr]net.HardwareAddr{}
 	for _, a := range addrs {
-		want[a.Unmap()] = false
+		want[a.Unmap()] = nil
 		var proto uint16
 		var dst net.HardwareAddr
 		var pkt []byte
@@ -52,9 +68,10 @@ func Answering(parent string, addrs []netip.Addr, wait time.Duration) (map[netip
 	}
 	deadline := time.Now().Add(wait)
 	buf := make([]byte, 1500)
+	answered := 0
 	for {
 		left := time.Until(deadline)
-		if left <= 0 {
+		if left <= 0 || early && answered == len(want) {
 			return want, nil
 		}
 		tv := unix.NsecToTimeval(left.Nanoseconds())
@@ -68,8 +85,9 @@ func Answering(parent string, addrs []netip.Addr, wait time.Duration) (map[netip
 			continue
 		}
 		if a, ok := answer(ntohs(ll.Protocol), buf[:n]); ok {
-			if _, asked := want[a]; asked {
-				want[a] = true
+			if mac, asked := want[a]; asked && mac == nil {
+				want[a] = append(net.HardwareAddr(nil), ll.Addr[:6]...)
+				answered++
 			}
 		}
 	}

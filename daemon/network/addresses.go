@@ -51,7 +51,7 @@ func concurrent(d AddressDriver) bool {
 }
 
 // ipamDrivers are the --ipam-driver values underlay has.
-var ipamDrivers = []string{"default"}
+var ipamDrivers = []string{"default", "dhcp"}
 
 // defaultIPAM is the driver of a network whose record names none.
 const defaultIPAM = "default"
@@ -66,6 +66,8 @@ func newAddresses(n api.Network, pools []ipam.Pool) (AddressDriver, error) {
 	switch n.IPAMDriver {
 	case defaultIPAM:
 		return localAddresses{ipam.NewAllocator(pools)}, nil
+	case dhcpIPAM:
+		return dhcpAddresses{pools}, nil
 	}
 	return nil, fmt.Errorf("network %s: unknown address driver %q", n.Name, n.IPAMDriver)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/underlay/underlay/daemon/api"
 	"github.com/underlay/underlay/daemon/link"
 	"github.com/underlay/underlay/ipam"
+	"github.com/underlay/underlay/ipam/dhcp"
 )
 
 // stateAttached is the state of every stored endpoint: an attach commits
@@ -139,13 +140,47 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	if err != nil {
 		return ep, err
 	}
+	var configure func() error
+	fixedMAC := na.MAC != ""
+	if n.IPAMDriver == dhcpIPAM {
+		// The address comes once the interface is up: planSlave plans
+		// none, and configure leases it.
+		hostname := bundleHostname(req.Bundle)
+		name := dhcpName(req, hostname)
+		if na.MAC == "" && n.Driver == "macvlan" {
+			na.MAC = dhcp.StableMAC(n.Name, name).String()
+		}
+		fixedMAC = n.Driver == "macvlan"
+		configure = func() error {
+			mac, err := net.ParseMAC(ep.MAC)
+			if err != nil {
+				return err
+			}
+			st.mu.Lock()
+			var want netip.Addr
+			for _, a := range st.recent[keyOf(ep)] {
+				if a.Is4() {
+					want = a
+				}
+			}
+			st.mu.Unlock()
+			id := dhcp.NewIdentity(n.Name, name, dhcpHostname(name, hostname), mac)
+			return m.leaseInterface(st, ns, &ep, id, name, want, routed, &undo)
+		}
+	}
 	slave, err := planSlave(st, &ep, na, parent, mtu, addrs, routed)
 	if err != nil {
 		return ep, err
 	}
+	if n.IPAMDriver == dhcpIPAM {
+		slave.DisableIPv6 = !n.IPv6
+	}
 	slave.Steps = m.Steps
-	if err := m.createAndCommit(st, ns, &ep, slave, na.MAC != "", &undo); err != nil {
+	if err := m.createAndCommit(st, ns, &ep, slave, fixedMAC, configure, &undo); err != nil {
 		return ep, err
+	}
+	if ep.DHCP != nil {
+		m.scheduleLease(ep, nextStep(ep, time.Now()))
 	}
 	m.log.Info("attached", "network", n.Name, "container", containerName(ep), "ifname", ep.IfName,
 		"addresses", strings.Join(ep.Addresses, ","), "mac", ep.MAC, "took", time.Since(start).Round(time.Microsecond))
@@ -188,6 +223,9 @@ func (m *Manager) reserve(st *netState, ns *link.Netns, req api.AttachRequest, i
 	// concurrent last detach removes an owned parent under this attach.
 	m.addRef(n.Parent, 1)
 	undo.add(func() { m.addRef(n.Parent, -1); m.releaseParent(n.Parent) })
+	if n.IPAMDriver == dhcpIPAM {
+		return ep, nil, false, nil // the server gives the address later
+	}
 	if concurrent(st.addrs) {
 		// A shared driver waits on a round trip per address and keeps
 		// its own state safe: the network's other attaches need not
@@ -259,10 +297,12 @@ func planSlave(st *netState, ep *api.Endpoint, na api.NetworkAttach, parent link
 }
 
 // createAndCommit records the attach's intent, creates the interface
-// (unlocked; fixedMAC says the user chose its MAC) and commits the endpoint under the network's lock: once, when
-// the interface is ready. A restart after a crash undoes an intent whose
-// endpoint never came.
-func (m *Manager) createAndCommit(st *netState, ns *link.Netns, ep *api.Endpoint, slave link.Slave, fixedMAC bool, undo *undoList) error {
+// (unlocked; fixedMAC says its MAC is not the kernel's or a random one),
+// runs configure if set (a DHCP lease, once the interface is up), and
+// commits the endpoint under the network's lock: once, when the interface
+// is ready. A restart after a crash undoes an intent whose endpoint never
+// came.
+func (m *Manager) createAndCommit(st *netState, ns *link.Netns, ep *api.Endpoint, slave link.Slave, fixedMAC bool, configure func() error, undo *undoList) error {
 	t := m.timer()
 	var err error
 	if slave.TempName, err = link.NewTempName(); err != nil {
@@ -287,6 +327,13 @@ func (m *Manager) createAndCommit(st *netState, ns *link.Netns, ep *api.Endpoint
 		return err
 	}
 	undo.add(func() { _ = m.kernel.DeleteSlave(ns, ep.IfName) })
+	if configure != nil {
+		t.Reset()
+		if err := configure(); err != nil {
+			return err
+		}
+		t.Step("lease")
+	}
 	t.Reset()
 	ep.State = stateAttached
 	st.mu.Lock()
@@ -304,6 +351,9 @@ func (m *Manager) createAndCommit(st *netState, ns *link.Netns, ep *api.Endpoint
 // checkAttach applies the per-network rules that need no kernel call.
 func checkAttach(st *netState, na api.NetworkAttach) error {
 	n := st.net
+	if n.IPAMDriver == dhcpIPAM && (na.IP != "" || na.IP6 != "") {
+		return invalid("io.underlay.ip=%s: network %s is --ipam-driver dhcp: %w", na.IP+na.IP6, n.Name, errDHCPStatic)
+	}
 	if n.Driver == "ipvlan" && na.MAC != "" {
 		return invalid("ipvlan containers share the parent's MAC address, so io.underlay.mac cannot be set")
 	}

@@ -19,8 +19,8 @@ import (
 
 // knownOptions are the -o keys each driver accepts.
 var knownOptions = map[string][]string{
-	"macvlan": {"parent", "macvlan_mode", "mtu"},
-	"ipvlan":  {"parent", "ipvlan_mode", "ipvlan_flag", "mtu"},
+	"macvlan": {"parent", "macvlan_mode", "mtu", "dhcp_timeout"},
+	"ipvlan":  {"parent", "ipvlan_mode", "ipvlan_flag", "mtu", "dhcp_timeout"},
 }
 
 // Create validates a network request against the kernel and the other
@@ -135,28 +135,19 @@ func (m *Manager) validate(req api.NetworkCreate) (api.Network, []ipam.Pool, err
 		// No parent is the same as --internal: an isolated network.
 		n.Internal = true
 	}
-	if len(req.Subnets) == 0 {
-		if !n.Internal {
-			return n, nil, invalid("at least one --subnet is required: underlay puts containers on an existing network, so give its subnet")
-		}
-		// An isolated network reaches nothing outside, so any private
-		// subnet will do: like Docker, take the first free 172.x.0.0/16.
-		sub, err := m.defaultSubnet()
-		if err != nil {
+	if n.IPAMDriver == dhcpIPAM {
+		if err := checkDHCP(n, req); err != nil {
 			return n, nil, err
 		}
-		req.Subnets = []string{sub}
+	} else if _, ok := n.Options["dhcp_timeout"]; ok {
+		return n, nil, invalid("-o dhcp_timeout is for networks with --ipam-driver dhcp")
 	}
-	pools, err := ipam.BuildPools(ipam.Spec{Subnets: req.Subnets, Gateways: req.Gateways,
-		Ranges: req.IPRanges, Aux: req.Aux, NoGateway: noGW})
-	if err != nil {
-		return n, nil, invalid("%w", err)
-	}
-	for _, p := range pools {
-		n.Subnets = append(n.Subnets, subnetOf(p))
-		if p.Subnet.Addr().Is6() {
-			n.IPv6 = true
-		}
+	var pools []ipam.Pool
+	var err error
+	if len(req.Subnets) == 0 && n.IPAMDriver == dhcpIPAM {
+		// The lease says the subnet.
+	} else if pools, err = m.buildPools(&n, &req, noGW); err != nil {
+		return n, nil, err
 	}
 	if req.IPv6 && !n.IPv6 {
 		return n, nil, invalid("--ipv6 needs an IPv6 --subnet (underlay does not invent IPv6 prefixes)")
@@ -170,6 +161,61 @@ func (m *Manager) validate(req api.NetworkCreate) (api.Network, []ipam.Pool, err
 		return n, nil, err
 	}
 	return n, pools, nil
+}
+
+// checkDHCP applies the rules of --ipam-driver dhcp: the server decides
+// the addresses, gateway and ranges, and it is reached on the LAN.
+func checkDHCP(n api.Network, req api.NetworkCreate) error {
+	switch {
+	case n.Internal:
+		return invalid("--ipam-driver dhcp needs -o parent=IF and no --internal: the DHCP server is on the parent's LAN")
+	case n.Scope == scopeGlobal:
+		return invalid("--ipam-driver dhcp networks are --scope local: the LAN's DHCP server already shares the addresses between hosts")
+	case n.Driver == "ipvlan" && n.Mode != "l2":
+		return invalid("--ipam-driver dhcp needs ipvlan_mode=l2: DHCP is broadcast, which ipvlan %s does not carry", n.Mode)
+	case len(req.Gateways) > 0 || len(req.IPRanges) > 0 || len(req.Aux) > 0:
+		return invalid("--gateway, --ip-range and --aux-address do not apply to --ipam-driver dhcp: the DHCP server decides them")
+	case req.IPv6:
+		return invalid("--ipv6 with --ipam-driver dhcp: underlay leases IPv4 only so far (DHCPv6 is not built yet)")
+	}
+	for _, sub := range req.Subnets {
+		if p, err := netip.ParsePrefix(sub); err == nil && p.Addr().Is6() {
+			return invalid("--subnet %s with --ipam-driver dhcp: underlay leases IPv4 only so far (DHCPv6 is not built yet)", sub)
+		}
+	}
+	if _, err := parseDHCPTimeout(n.Options["dhcp_timeout"]); err != nil {
+		return invalid("%w", err)
+	}
+	return nil
+}
+
+// buildPools builds the pools of req's subnets into n, choosing a subnet
+// for an internal network that names none.
+func (m *Manager) buildPools(n *api.Network, req *api.NetworkCreate, noGW bool) ([]ipam.Pool, error) {
+	if len(req.Subnets) == 0 {
+		if !n.Internal {
+			return nil, invalid("at least one --subnet is required: underlay puts containers on an existing network, so give its subnet (or use --ipam-driver dhcp)")
+		}
+		// An isolated network reaches nothing outside, so any private
+		// subnet will do: like Docker, take the first free 172.x.0.0/16.
+		sub, err := m.defaultSubnet()
+		if err != nil {
+			return nil, err
+		}
+		req.Subnets = []string{sub}
+	}
+	pools, err := ipam.BuildPools(ipam.Spec{Subnets: req.Subnets, Gateways: req.Gateways,
+		Ranges: req.IPRanges, Aux: req.Aux, NoGateway: noGW || n.IPAMDriver == dhcpIPAM})
+	if err != nil {
+		return nil, invalid("%w", err)
+	}
+	for _, p := range pools {
+		n.Subnets = append(n.Subnets, subnetOf(p))
+		if p.Subnet.Addr().Is6() {
+			n.IPv6 = true
+		}
+	}
+	return pools, nil
 }
 
 func (m *Manager) applyOptions(n *api.Network, opts map[string]string, known []string) error {

@@ -252,6 +252,14 @@ func (m *Manager) forgetLocked(st *netState, ep api.Endpoint) {
 	}
 	st.remember(keyOf(ep), addrsOf(ep))
 	st.remove(keyOf(ep))
+	if ep.DHCP != nil {
+		m.unscheduleLease(ep)
+		if l, ok := leaseOf(ep); ok && ep.DHCP.State == leaseBound {
+			if id, err := identityOf(ep); err == nil {
+				m.releaseLease(ep.Parent, id, l)
+			}
+		}
+	}
 	m.addRef(ep.Parent, -1)
 	m.log.Info("detached", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName)
 }

@@ -54,6 +54,9 @@ const (
 // and a MAC that is not 6 bytes (IPoIB parents of ipvlan).
 type epRare struct {
 	ifname, mac string
+	// dhcp is a DHCP endpoint's lease; its gateway comes from the lease,
+	// not from a pool.
+	dhcp *api.DHCPLease
 }
 
 // ifNames are the names attach gives, shared by every endpoint.
@@ -88,6 +91,11 @@ func (st *netState) record(k epKey, ep api.Endpoint) epRecord {
 		gws[g] = true
 	}
 	pools := st.addrs.Pools()
+	if ep.DHCP != nil {
+		d := *ep.DHCP
+		odd.dhcp = &d
+		pools = nil // the lease's router is the gateway
+	}
 	for _, a := range ep.Addresses {
 		p, err := netip.ParsePrefix(a)
 		if err != nil {
@@ -149,6 +157,14 @@ func expand(n api.Network, pools []ipam.Pool, rares map[epKey]epRare, k epKey, r
 		}
 		if odd.mac != "" {
 			ep.MAC = odd.mac
+		}
+		if odd.dhcp != nil {
+			d := *odd.dhcp
+			ep.DHCP = &d
+			pools = nil
+			if d.Routed && d.Router != "" && d.State == leaseBound {
+				ep.Gateways = []string{d.Router}
+			}
 		}
 	}
 	add := func(a netip.Addr, bits uint8, routed bool) {

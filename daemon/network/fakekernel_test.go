@@ -500,6 +500,8 @@ type fakeHost struct {
 	k   *fakeKernel
 	s   *store.Store
 	m   *Manager
+	// opts are given to every manager started (restart).
+	opts []Option
 }
 
 func newFakeHost(t *testing.T) *fakeHost {
@@ -523,7 +525,7 @@ func (h *fakeHost) restart() {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	m, err := New(faultyStore{s, h.k}, h.k, slog.New(slog.DiscardHandler))
+	m, err := New(faultyStore{s, h.k}, h.k, slog.New(slog.DiscardHandler), h.opts...)
 	if err != nil {
 		s.Close()
 		h.t.Fatal(err)

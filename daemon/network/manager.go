@@ -37,6 +37,8 @@ var (
 	ErrExhausted    = ipam.ErrPoolExhausted
 	ErrParentBusy   = errors.New("parent busy")
 	ErrInUse        = errors.New("network in use")
+	// ErrNoLease means the LAN's DHCP server gave no lease in time.
+	ErrNoLease = errors.New("no DHCP lease")
 )
 
 // invalid marks an error as the caller's mistake (ErrInvalid) and keeps
@@ -128,6 +130,11 @@ type Manager struct {
 	background sync.WaitGroup // interfaces being deleted after a detach
 	deletions  deletions
 
+	// leaser does the DHCP of --ipam-driver dhcp networks; leases keeps
+	// their renewals.
+	leaser Leaser
+	leases leaseKeeper
+
 	internMu sync.Mutex
 	interned map[string]string // containerd namespaces, shared by endpoints
 }
@@ -181,7 +188,8 @@ func (st *netState) remember(key epKey, addrs []netip.Addr) {
 // cut short. k is the kernel to work on: link.Host{} in underlayd.
 func New(s Store, k Kernel, log *slog.Logger, opts ...Option) (*Manager, error) {
 	m := &Manager{store: s, kernel: k, log: log, nets: map[string]*netState{},
-		refs: parentRefs{}, owned: map[string]store.OwnedLink{}, interned: map[string]string{}}
+		refs: parentRefs{}, owned: map[string]store.OwnedLink{}, interned: map[string]string{},
+		leaser: hostLeaser{}}
 	for _, o := range opts {
 		o(m)
 	}
@@ -244,6 +252,7 @@ func New(s Store, k Kernel, log *slog.Logger, opts ...Option) (*Manager, error) 
 	if err := m.undoInterrupted(); err != nil {
 		return nil, err
 	}
+	m.scheduleStored()
 	return m, nil
 }
 

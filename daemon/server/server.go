@@ -236,6 +236,8 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, network.ErrExhausted):
 		return http.StatusInsufficientStorage
+	case errors.Is(err, network.ErrNoLease):
+		return http.StatusGatewayTimeout
 	}
 	return http.StatusInternalServerError
 }

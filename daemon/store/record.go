@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -23,7 +24,12 @@ import (
 // an address (below) and a prefix length byte; then a uvarint count of
 // gateways, each an address. An address is a family byte (4 or 6) and 16
 // bytes, IPv4 mapped, so an IPv4-mapped IPv6 address stays what it was.
+// Optional sections may follow, each a tag byte, a uvarint length and that
+// many bytes: tagDHCP holds the DHCP lease as JSON (leases are few, change
+// rarely and carry strings). A record without them is what it always was.
 const recordV1 = 0x01
+
+const tagDHCP = 'D'
 
 // encodeEndpoint encodes ep. Its Created must be RFC 3339 (underlayd writes
 // UTC with nanoseconds, which comes back byte for byte); an address or
@@ -62,6 +68,15 @@ func encodeEndpoint(ep api.Endpoint) ([]byte, error) {
 			return nil, fmt.Errorf("endpoint gateway %q: %w", g, err)
 		}
 		b = appendAddr(b, a)
+	}
+	if ep.DHCP != nil {
+		j, err := json.Marshal(ep.DHCP)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, tagDHCP)
+		b = binary.AppendUvarint(b, uint64(len(j)))
+		b = append(b, j...)
 	}
 	return b, nil
 }
@@ -102,8 +117,19 @@ func decodeEndpoint(b []byte) (api.Endpoint, error) {
 	for n := r.count(17); n > 0 && r.err == nil; n-- {
 		ep.Gateways = append(ep.Gateways, r.addr().String())
 	}
-	if r.err == nil && len(r.b) != 0 {
-		r.err = errRecord
+	for r.err == nil && len(r.b) != 0 {
+		tag := r.byte()
+		body := r.str()
+		if r.err != nil || tag != tagDHCP {
+			r.fail()
+			break
+		}
+		var d api.DHCPLease
+		if json.Unmarshal([]byte(body), &d) != nil {
+			r.fail()
+			break
+		}
+		ep.DHCP = &d
 	}
 	return ep, r.err
 }

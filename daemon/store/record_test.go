@@ -17,6 +17,12 @@ var recordCases = []api.Endpoint{
 	{Network: "odd", ContainerID: "c", IfName: "eth0", Addresses: []string{"::ffff:10.0.0.1/120"}, TempName: "ul0a1b2c3d4e",
 		State: "attached", MAC: "80:00:00:48:fe:80:00:00:00:00:00:00:00:02:c9:03:00:0f:8b:11"},
 	{Network: "bare", ContainerID: "c"},
+	{Network: "lan", ContainerID: "c", IfName: "eth0", MAC: "02:11:22:33:44:55", Addresses: []string{"10.81.0.102/24"},
+		Gateways: []string{"10.81.0.1"}, State: "attached", Created: "2026-12-04T03:08:49Z",
+		DHCP: &api.DHCPLease{Name: "web1", Hostname: "web1", ClientID: "ff0102030400041122", Server: "10.81.0.1",
+			Router: "10.81.0.1", DNS: []string{"10.81.0.1"}, Domain: "lan.test", Routed: true,
+			Obtained: "2026-12-04T03:08:49.1Z", Renew: "2026-12-04T03:09:49.1Z", Rebind: "2026-12-04T03:10:34.1Z",
+			Expires: "2026-12-04T03:10:49.1Z", State: "bound"}},
 }
 
 // What is stored comes back as it was, every field of the layout included,

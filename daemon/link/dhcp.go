@@ -1,0 +1,186 @@
+package link
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// DHCPConn is a DHCP client's UDP socket on port 68 of one interface in a
+// container's namespace. It is a plain UDP socket, not a packet socket:
+// the kernel sends from 0.0.0.0 while the interface has no address, takes
+// the server's broadcast replies, and closing it costs no RCU wait.
+type DHCPConn struct{ pc net.PacketConn }
+
+// OpenDHCP opens the socket on ifname inside ns.
+func OpenDHCP(ns *Netns, ifname string) (*DHCPConn, error) {
+	var fd int
+	err := ns.Do(func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+		if err != nil {
+			return err
+		}
+		for _, o := range []int{unix.SO_REUSEADDR, unix.SO_BROADCAST} {
+			if err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, o, 1); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = unix.BindToDevice(fd, ifname)
+		}
+		if err == nil {
+			err = unix.Bind(fd, &unix.SockaddrInet4{Port: 68})
+		}
+		if err != nil {
+			unix.Close(fd)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("DHCP socket on %s: %w", ifname, err)
+	}
+	f := os.NewFile(uintptr(fd), "dhcp")
+	defer f.Close()
+	pc, err := net.FilePacketConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("DHCP socket on %s: %w", ifname, err)
+	}
+	return &DHCPConn{pc}, nil
+}
+
+// Send sends msg to port 67 of dst.
+func (c *DHCPConn) Send(msg []byte, dst netip.Addr) error {
+	_, err := c.pc.WriteTo(msg, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 67)))
+	return err
+}
+
+// Recv reads the next datagram before deadline.
+func (c *DHCPConn) Recv(buf []byte, deadline time.Time) (int, error) {
+	if err := c.pc.SetReadDeadline(deadline); err != nil {
+		return 0, err
+	}
+	n, _, err := c.pc.ReadFrom(buf)
+	return n, err
+}
+
+// Close closes the socket.
+func (c *DHCPConn) Close() error { return c.pc.Close() }
+
+// Leased puts a leased address on ifname in ns, with the lease's remaining
+// time as its lifetime, so that the kernel itself removes an address whose
+// lease runs out, even while underlayd is down. gw, if valid, becomes the
+// default route. Both replace what is there: a renewal calls it again.
+func Leased(ns *Netns, ifname string, addr netip.Prefix, gw netip.Addr, left time.Duration) error {
+	h, err := handleAt(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	l, err := h.LinkByName(ifname)
+	if err != nil {
+		return fmt.Errorf("find %s in container: %w", ifname, err)
+	}
+	secs := int(left / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	a := &netlink.Addr{IPNet: prefixNet(addr), ValidLft: secs, PreferedLft: secs}
+	if err := h.AddrReplace(l, a); err != nil {
+		return fmt.Errorf("add leased address %s to %s: %w", addr, ifname, err)
+	}
+	if !gw.IsValid() {
+		return nil
+	}
+	r := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: defaultDst(4), Gw: gw.AsSlice()}
+	if err := h.RouteReplace(r); err != nil {
+		return fmt.Errorf("add default route via %s dev %s: %w", gw, ifname, err)
+	}
+	return nil
+}
+
+// Unlease removes a lost lease's address from ifname in ns (its routes go
+// with it). A missing interface or address is success.
+func Unlease(ns *Netns, ifname string, addr netip.Prefix) error {
+	h, err := handleAt(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	l, err := h.LinkByName(ifname)
+	if err != nil {
+		return nil
+	}
+	if err := h.AddrDel(l, &netlink.Addr{IPNet: prefixNet(addr)}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+		return fmt.Errorf("remove address %s from %s: %w", addr, ifname, err)
+	}
+	return nil
+}
+
+// SendUDPFrom sends one UDP datagram out of parent as if from a host at
+// src with MAC mac: how a container whose namespace is gone still tells
+// its DHCP server that it is done. The next hop (the destination itself,
+// or the router towards it) is found by an ARP probe from the parent; if
+// nobody answers within wait, the frame is broadcast.
+func SendUDPFrom(parent string, mac net.HardwareAddr, src, dst netip.AddrPort, nextHop netip.Addr, payload []byte, wait time.Duration) error {
+	in, err := Lookup(parent)
+	if err != nil {
+		return err
+	}
+	if len(in.MAC) != 6 || len(mac) != 6 {
+		return fmt.Errorf("send from %s: not an Ethernet link", parent)
+	}
+	dstMAC := broadcast
+	if seen, err := probe(in, []netip.Addr{nextHop}, wait, true); err == nil && seen[nextHop] != nil {
+		dstMAC = seen[nextHop]
+	}
+	// SOCK_RAW with protocol 0: the frame carries the container's MAC as
+	// its source, and the socket receives nothing.
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("send from %s: packet socket: %w", parent, err)
+	}
+	defer unix.Close(fd) // waits for RCU: callers run this in the background
+	frame := make([]byte, 14, 14+28+len(payload))
+	copy(frame[0:6], dstMAC)
+	copy(frame[6:12], mac)
+	binary.BigEndian.PutUint16(frame[12:], unix.ETH_P_IP)
+	frame = append(frame, udp4(src, dst, payload)...)
+	sa := &unix.SockaddrLinklayer{Ifindex: in.Index, Halen: 6}
+	copy(sa.Addr[:], dstMAC)
+	if err := unix.Sendto(fd, frame, 0, sa); err != nil {
+		return fmt.Errorf("send from %s: %w", parent, err)
+	}
+	return nil
+}
+
+// udp4 is an IPv4 header and a UDP header before payload. The UDP
+// checksum is left 0 (none), which IPv4 allows.
+func udp4(src, dst netip.AddrPort, payload []byte) []byte {
+	p := make([]byte, 28, 28+len(payload))
+	p[0] = 0x45
+	binary.BigEndian.PutUint16(p[2:], uint16(28+len(payload)))
+	p[8], p[9] = 64, unix.IPPROTO_UDP
+	s, d := src.Addr().As4(), dst.Addr().As4()
+	copy(p[12:16], s[:])
+	copy(p[16:20], d[:])
+	var sum uint32
+	for i := 0; i < 20; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(p[i:]))
+	}
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(p[10:], ^uint16(sum))
+	binary.BigEndian.PutUint16(p[20:], src.Port())
+	binary.BigEndian.PutUint16(p[22:], dst.Port())
+	binary.BigEndian.PutUint16(p[24:], uint16(8+len(payload)))
+	return append(p, payload...)
+}

@@ -1,0 +1,192 @@
+package network
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/daemon/link"
+	"github.com/underlay/underlay/ipam/dhcp"
+)
+
+// fakeLeaser is a DHCP server and the interfaces' addresses in memory:
+// leases of length life by client id, renewals counted, NAKs on demand.
+type fakeLeaser struct {
+	mu       sync.Mutex
+	life     time.Duration
+	next     int
+	byClient map[string]netip.Addr
+	on       map[string]netip.Prefix // "inode/ifname" -> address on the interface
+	renewals int
+	released []netip.Addr
+	nak      bool
+	silent   bool
+}
+
+func newFakeLeaser(life time.Duration) *fakeLeaser {
+	return &fakeLeaser{life: life, byClient: map[string]netip.Addr{}, on: map[string]netip.Prefix{}}
+}
+
+func (f *fakeLeaser) lease(a netip.Addr) dhcp.Lease {
+	now := time.Now()
+	return dhcp.Lease{Address: netip.PrefixFrom(a, 24), Router: netip.MustParseAddr("10.9.0.1"),
+		Server: netip.MustParseAddr("10.9.0.1"), Domain: "lan.test", Obtained: now,
+		Renew: now.Add(f.life / 2), Rebind: now.Add(f.life * 7 / 8), Expires: now.Add(f.life)}
+}
+
+func (f *fakeLeaser) Acquire(_ *link.Netns, _ string, id dhcp.Identity, _ netip.Addr, _ time.Duration) (dhcp.Lease, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.silent {
+		return dhcp.Lease{}, dhcp.ErrNoAnswer
+	}
+	cid := string(id.ClientID())
+	a, ok := f.byClient[cid]
+	if !ok {
+		f.next++
+		a = netip.AddrFrom4([4]byte{10, 9, 0, byte(99 + f.next)})
+		f.byClient[cid] = a
+	}
+	return f.lease(a), nil
+}
+
+func (f *fakeLeaser) Renew(_ *link.Netns, _ string, _ dhcp.Identity, l dhcp.Lease, _ bool, _ time.Duration) (dhcp.Lease, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case f.nak:
+		return dhcp.Lease{}, dhcp.ErrNak
+	case f.silent:
+		return dhcp.Lease{}, dhcp.ErrNoAnswer
+	}
+	f.renewals++
+	return f.lease(l.Address.Addr()), nil
+}
+
+func (f *fakeLeaser) Release(_ string, id dhcp.Identity, l dhcp.Lease) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.released = append(f.released, l.Address.Addr())
+	return nil
+}
+
+func (f *fakeLeaser) Leased(ns *link.Netns, ifname string, l dhcp.Lease, _ netip.Addr) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.on[fmt.Sprint(ns.Inode, "/", ifname)] = l.Address
+	return nil
+}
+
+func (f *fakeLeaser) Unlease(ns *link.Netns, ifname string, _ netip.Prefix) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.on, fmt.Sprint(ns.Inode, "/", ifname))
+	return nil
+}
+
+func (f *fakeLeaser) state() (renewals int, released []netip.Addr, on int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.renewals, append([]netip.Addr(nil), f.released...), len(f.on)
+}
+
+func dhcpHost(t *testing.T, life time.Duration) (*fakeHost, *fakeLeaser) {
+	h := newFakeHost(t)
+	f := newFakeLeaser(life)
+	h.opts = []Option{WithLeaser(f)}
+	h.restart()
+	t.Cleanup(h.m.StopLeases)
+	h.create(api.NetworkCreate{Name: "lan", IPAMDriver: "dhcp", Options: map[string]string{"parent": "eth1"}})
+	return h, f
+}
+
+// eventually waits up to 5 s for ok: for timers to fire, not a deadline.
+func eventually(t *testing.T, ok func() bool) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end) && !ok(); time.Sleep(10 * time.Millisecond) {
+	}
+}
+
+func onlyEndpoint(t *testing.T, m *Manager) api.Endpoint {
+	t.Helper()
+	eps := m.Endpoints()
+	if len(eps) != 1 {
+		t.Fatalf("%d endpoints, want 1: %+v", len(eps), eps)
+	}
+	return eps[0]
+}
+
+// An attach records the lease in the endpoint, renewals keep it there,
+// and a detach releases it on the server.
+func TestFakeDHCPLeaseKept(t *testing.T) {
+	h, f := dhcpHost(t, 400*time.Millisecond)
+	req := on("web", 100, "lan")
+	req.Name = "web1"
+	h.start(req)
+	ep := onlyEndpoint(t, h.m)
+	if ep.DHCP == nil || ep.DHCP.State != leaseBound || ep.DHCP.Name != "web1" || len(ep.Addresses) != 1 {
+		t.Fatalf("endpoint after attach: %+v (lease %+v)", ep, ep.DHCP)
+	}
+	same(t, "gateways", ep.Gateways, []string{"10.9.0.1"})
+	eventually(t, func() bool { n, _, _ := f.state(); return n >= 2 }) // past two T1s
+	ep = onlyEndpoint(t, h.m)
+	if n, _, _ := f.state(); n < 2 || ep.DHCP == nil || ep.DHCP.State != leaseBound {
+		t.Fatalf("after %d renewals: endpoint %+v, lease %+v", n, ep, ep.DHCP)
+	}
+	// A restart keeps the lease and goes on renewing it.
+	before, _, _ := f.state()
+	h.m.StopLeases()
+	h.restart()
+	eventually(t, func() bool { n, _, _ := f.state(); return n > before })
+	if n, _, _ := f.state(); n <= before {
+		t.Errorf("no renewal after a restart (%d before, %d after)", before, n)
+	}
+	h.stop("", "web")
+	h.m.Wait()
+	_, released, _ := f.state()
+	same(t, "released", fmt.Sprint(released), fmt.Sprint([]netip.Addr{netip.MustParseAddr("10.9.0.100")}))
+}
+
+// A NAK takes the address off the interface and records the lease as
+// lost; a new lease comes once the server grants one again.
+func TestFakeDHCPNak(t *testing.T) {
+	h, f := dhcpHost(t, 200*time.Millisecond)
+	lostRetry = 50 * time.Millisecond
+	t.Cleanup(func() { lostRetry = 10 * time.Second })
+	h.start(on("web", 100, "lan"))
+	f.mu.Lock()
+	f.nak, f.silent = true, true
+	f.mu.Unlock()
+	eventually(t, func() bool { ep := onlyEndpoint(t, h.m); return ep.DHCP.State == leaseLost })
+	ep := onlyEndpoint(t, h.m)
+	if ep.DHCP == nil || ep.DHCP.State != leaseLost || len(ep.Addresses) != 0 || len(ep.Gateways) != 0 {
+		t.Fatalf("after a NAK: %+v (lease %+v)", ep, ep.DHCP)
+	}
+	if _, _, on := f.state(); on != 0 {
+		t.Fatalf("the address is still on the interface after a NAK")
+	}
+	f.mu.Lock()
+	f.nak, f.silent = false, false
+	f.mu.Unlock()
+	eventually(t, func() bool { ep := onlyEndpoint(t, h.m); return ep.DHCP.State == leaseBound })
+	ep = onlyEndpoint(t, h.m)
+	if ep.DHCP == nil || ep.DHCP.State != leaseBound || len(ep.Addresses) != 1 {
+		t.Fatalf("no new lease once the server answers: %+v (lease %+v)", ep, ep.DHCP)
+	}
+}
+
+// No answer fails the attach, naming the parent, and leaves nothing.
+func TestFakeDHCPNoServer(t *testing.T) {
+	h, f := dhcpHost(t, time.Minute)
+	f.silent = true
+	_, err := h.attach(on("web", 100, "lan"))
+	wantErr(t, err, ErrNoLease, "no DHCP server answered on parent eth1")
+	same(t, "interfaces", h.k.ifs(100), none)
+	same(t, "endpoints", h.eps(), none)
+	same(t, "intents", h.intents(), none)
+	_, err = h.attach(api.AttachRequest{ContainerID: "s", Pid: 101, Networks: []api.NetworkAttach{{Name: "lan", IP: "10.9.0.5"}}})
+	wantErr(t, err, ErrInvalid, "come from the LAN's DHCP server")
+}
