@@ -167,6 +167,26 @@ type DHCPLease struct {
 	// why, until a new lease comes.
 	State  string `json:"state"`
 	Reason string `json:"reason,omitempty"`
+	// V6 is the IPv6 side on a network with --ipv6.
+	V6 *DHCP6Lease `json:"v6,omitempty"`
+}
+
+// DHCP6Lease is an endpoint's IPv6 address on a DHCP network: a DHCPv6
+// IA_NA lease, or (Mode "slaac") the address the LAN's router
+// advertisements gave, which underlay reports but does not keep.
+type DHCP6Lease struct {
+	Mode string `json:"mode"`
+	// Server is the DHCPv6 server's DUID in hex.
+	Server   string   `json:"server_duid,omitempty"`
+	DNS      []string `json:"dns,omitempty"`
+	Domains  []string `json:"domains,omitempty"`
+	Obtained string   `json:"obtained,omitempty"`
+	Renew    string   `json:"renew_at,omitempty"`
+	Rebind   string   `json:"rebind_at,omitempty"`
+	Expires  string   `json:"expires,omitempty"`
+	// State is "bound", or "lost" with Reason.
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // AttachResponse lists the endpoints made, in interface order.

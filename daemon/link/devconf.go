@@ -31,7 +31,19 @@ func devConfFor(s Slave) []devConf {
 	if s.DisableIPv6 {
 		return append(conf, devConf{"ipv6", "disable_ipv6", "1"})
 	}
-	return append(conf, devConf{"ipv6", "ndisc_notify", "1"})
+	conf = append(conf, devConf{"ipv6", "ndisc_notify", "1"})
+	switch s.IPv6Mode {
+	case "dhcpv6":
+		// The address comes from DHCPv6, the default route from the
+		// router's advertisements; the link-local address is usable at
+		// once, so the first SOLICIT need not wait for DAD.
+		conf = append(conf, devConf{"ipv6", "accept_dad", "0"}, devConf{"ipv6", "accept_ra", "1"},
+			devConf{"ipv6", "autoconf", "0"})
+	case "slaac":
+		conf = append(conf, devConf{"ipv6", "accept_dad", "0"}, devConf{"ipv6", "accept_ra", "1"},
+			devConf{"ipv6", "autoconf", "1"})
+	}
+	return conf
 }
 
 // setDevConf writes the sysctls of interface name inside ns, in one visit.

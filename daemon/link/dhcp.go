@@ -7,28 +7,52 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// DHCPConn is a DHCP client's UDP socket on port 68 of one interface in a
-// container's namespace. It is a plain UDP socket, not a packet socket:
-// the kernel sends from 0.0.0.0 while the interface has no address, takes
-// the server's broadcast replies, and closing it costs no RCU wait.
-type DHCPConn struct{ pc net.PacketConn }
+// DHCPConn is a DHCP client's UDP socket on one interface in a
+// container's namespace: port 68 for DHCPv4, 546 for DHCPv6. It is a plain
+// UDP socket, not a packet socket: the kernel sends from 0.0.0.0 (or the
+// link-local address) while the interface has no address, takes the
+// server's broadcast replies, and closing it costs no RCU wait.
+type DHCPConn struct {
+	pc    net.PacketConn
+	port  int    // the servers' port
+	zone  string // the interface's index, for link-local destinations
+	index int
+}
 
-// OpenDHCP opens the socket on ifname inside ns.
-func OpenDHCP(ns *Netns, ifname string) (*DHCPConn, error) {
-	var fd int
+// OpenDHCP opens the DHCPv4 socket on ifname inside ns.
+func OpenDHCP(ns *Netns, ifname string) (*DHCPConn, error) { return openDHCP(ns, ifname, 4) }
+
+// OpenDHCP6 opens the DHCPv6 socket on ifname inside ns.
+func OpenDHCP6(ns *Netns, ifname string) (*DHCPConn, error) { return openDHCP(ns, ifname, 6) }
+
+func openDHCP(ns *Netns, ifname string, family int) (*DHCPConn, error) {
+	var fd, index int
 	err := ns.Do(func() error {
-		var err error
-		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+		ifi, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return err
 		}
-		for _, o := range []int{unix.SO_REUSEADDR, unix.SO_BROADCAST} {
+		index = ifi.Index
+		domain, sa := unix.AF_INET, unix.Sockaddr(&unix.SockaddrInet4{Port: 68})
+		if family == 6 {
+			domain, sa = unix.AF_INET6, &unix.SockaddrInet6{Port: 546}
+		}
+		fd, err = unix.Socket(domain, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+		if err != nil {
+			return err
+		}
+		opts := []int{unix.SO_REUSEADDR, unix.SO_BROADCAST}
+		if family == 6 {
+			opts = opts[:1]
+		}
+		for _, o := range opts {
 			if err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, o, 1); err != nil {
 				break
 			}
@@ -37,28 +61,42 @@ func OpenDHCP(ns *Netns, ifname string) (*DHCPConn, error) {
 			err = unix.BindToDevice(fd, ifname)
 		}
 		if err == nil {
-			err = unix.Bind(fd, &unix.SockaddrInet4{Port: 68})
+			err = unix.Bind(fd, sa)
 		}
 		if err != nil {
 			unix.Close(fd)
 		}
 		return err
 	})
+	what := "DHCP"
+	if family == 6 {
+		what = "DHCPv6"
+	}
 	if err != nil {
-		return nil, fmt.Errorf("DHCP socket on %s: %w", ifname, err)
+		return nil, fmt.Errorf("%s socket on %s: %w", what, ifname, err)
 	}
 	f := os.NewFile(uintptr(fd), "dhcp")
 	defer f.Close()
 	pc, err := net.FilePacketConn(f)
 	if err != nil {
-		return nil, fmt.Errorf("DHCP socket on %s: %w", ifname, err)
+		return nil, fmt.Errorf("%s socket on %s: %w", what, ifname, err)
 	}
-	return &DHCPConn{pc}, nil
+	c := &DHCPConn{pc: pc, port: 67, index: index}
+	if family == 6 {
+		c.port, c.zone = 547, strconv.Itoa(index)
+	}
+	return c, nil
 }
 
-// Send sends msg to port 67 of dst.
+// Send sends msg to the servers' port of dst.
 func (c *DHCPConn) Send(msg []byte, dst netip.Addr) error {
-	_, err := c.pc.WriteTo(msg, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 67)))
+	ua := net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, uint16(c.port)))
+	if dst.Is6() && (dst.IsLinkLocalUnicast() || dst.IsLinkLocalMulticast()) {
+		// A numeric zone: a name would be looked up in underlayd's
+		// namespace, not the container's.
+		ua.Zone = c.zone
+	}
+	_, err := c.pc.WriteTo(msg, ua)
 	return err
 }
 
@@ -93,11 +131,14 @@ func Leased(ns *Netns, ifname string, addr netip.Prefix, gw netip.Addr, left tim
 		secs = 1
 	}
 	a := &netlink.Addr{IPNet: prefixNet(addr), ValidLft: secs, PreferedLft: secs}
+	if addr.Addr().Is6() {
+		a.Flags = unix.IFA_F_NODAD // as for static addresses: the server vouches for it
+	}
 	if err := h.AddrReplace(l, a); err != nil {
 		return fmt.Errorf("add leased address %s to %s: %w", addr, ifname, err)
 	}
-	if !gw.IsValid() {
-		return nil
+	if !gw.IsValid() || addr.Addr().Is6() {
+		return nil // IPv6's default route comes from router advertisements
 	}
 	r := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: defaultDst(4), Gw: gw.AsSlice()}
 	if err := h.RouteReplace(r); err != nil {
@@ -138,7 +179,10 @@ func SendUDPFrom(parent string, mac net.HardwareAddr, src, dst netip.AddrPort, n
 		return fmt.Errorf("send from %s: not an Ethernet link", parent)
 	}
 	dstMAC := broadcast
-	if seen, err := probe(in, []netip.Addr{nextHop}, wait, true); err == nil && seen[nextHop] != nil {
+	if a := dst.Addr(); a.IsMulticast() && a.Is6() {
+		b := a.As16()
+		dstMAC = net.HardwareAddr{0x33, 0x33, b[12], b[13], b[14], b[15]}
+	} else if seen, err := probe(in, []netip.Addr{nextHop}, wait, true); err == nil && seen[nextHop] != nil {
 		dstMAC = seen[nextHop]
 	}
 	// SOCK_RAW with protocol 0: the frame carries the container's MAC as
@@ -148,11 +192,16 @@ func SendUDPFrom(parent string, mac net.HardwareAddr, src, dst netip.AddrPort, n
 		return fmt.Errorf("send from %s: packet socket: %w", parent, err)
 	}
 	defer unix.Close(fd) // waits for RCU: callers run this in the background
-	frame := make([]byte, 14, 14+28+len(payload))
+	frame := make([]byte, 14, 14+48+len(payload))
 	copy(frame[0:6], dstMAC)
 	copy(frame[6:12], mac)
-	binary.BigEndian.PutUint16(frame[12:], unix.ETH_P_IP)
-	frame = append(frame, udp4(src, dst, payload)...)
+	if src.Addr().Is6() {
+		binary.BigEndian.PutUint16(frame[12:], unix.ETH_P_IPV6)
+		frame = append(frame, udp6(src, dst, payload)...)
+	} else {
+		binary.BigEndian.PutUint16(frame[12:], unix.ETH_P_IP)
+		frame = append(frame, udp4(src, dst, payload)...)
+	}
 	sa := &unix.SockaddrLinklayer{Ifindex: in.Index, Halen: 6}
 	copy(sa.Addr[:], dstMAC)
 	if err := unix.Sendto(fd, frame, 0, sa); err != nil {
@@ -183,4 +232,77 @@ func udp4(src, dst netip.AddrPort, payload []byte) []byte {
 	binary.BigEndian.PutUint16(p[22:], dst.Port())
 	binary.BigEndian.PutUint16(p[24:], uint16(8+len(payload)))
 	return append(p, payload...)
+}
+
+// udp6 is an IPv6 header and a UDP header, with its checksum (which IPv6
+// requires), before payload.
+func udp6(src, dst netip.AddrPort, payload []byte) []byte {
+	p := make([]byte, 48, 48+len(payload))
+	p[0] = 0x60
+	binary.BigEndian.PutUint16(p[4:], uint16(8+len(payload)))
+	p[6], p[7] = unix.IPPROTO_UDP, 255
+	s, d := src.Addr().As16(), dst.Addr().As16()
+	copy(p[8:24], s[:])
+	copy(p[24:40], d[:])
+	u := p[40:48]
+	binary.BigEndian.PutUint16(u[0:], src.Port())
+	binary.BigEndian.PutUint16(u[2:], dst.Port())
+	binary.BigEndian.PutUint16(u[4:], uint16(8+len(payload)))
+	p = append(p, payload...)
+	var sum uint32
+	add := func(b []byte) {
+		for i := 0; i+1 < len(b); i += 2 {
+			sum += uint32(binary.BigEndian.Uint16(b[i:]))
+		}
+		if len(b)%2 == 1 {
+			sum += uint32(b[len(b)-1]) << 8
+		}
+	}
+	add(s[:])
+	add(d[:])
+	var l [8]byte
+	binary.BigEndian.PutUint32(l[:4], uint32(8+len(payload)))
+	l[7] = unix.IPPROTO_UDP
+	add(l[:])
+	add(p[40:])
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	c := ^uint16(sum)
+	if c == 0 {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(p[46:], c)
+	return p
+}
+
+// WaitAddress waits until ifname in ns has a global IPv6 address that is
+// not tentative (SLAAC from a router advertisement), for up to wait.
+func WaitAddress(ns *Netns, ifname string, wait time.Duration) (netip.Prefix, error) {
+	h, err := handleAt(ns)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	defer h.Close()
+	l, err := h.LinkByName(ifname)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("find %s in container: %w", ifname, err)
+	}
+	for end := time.Now().Add(wait); ; time.Sleep(20 * time.Millisecond) {
+		addrs, err := retryDump(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_V6) })
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		for _, a := range addrs {
+			p, ok := netip.AddrFromSlice(a.IP)
+			if !ok || !p.IsGlobalUnicast() || a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) != 0 {
+				continue
+			}
+			bits, _ := a.Mask.Size()
+			return netip.PrefixFrom(p, bits), nil
+		}
+		if time.Now().After(end) {
+			return netip.Prefix{}, fmt.Errorf("no router advertisement gave %s an IPv6 address within %s", ifname, wait)
+		}
+	}
 }

@@ -34,6 +34,10 @@ type Slave struct {
 	// DisableIPv6 turns IPv6 off on the interface (a network without an
 	// IPv6 subnet), so that the LAN's router advertisements give it none.
 	DisableIPv6 bool
+	// IPv6Mode is "dhcpv6" or "slaac" on a DHCP network with IPv6: the
+	// interface takes router advertisements (and, for slaac, an address
+	// from them).
+	IPv6Mode string
 	// Steps, if set, is told the wall time of each kernel step.
 	Steps func(step string, d time.Duration)
 }

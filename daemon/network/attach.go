@@ -173,15 +173,13 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 		return ep, err
 	}
 	if n.IPAMDriver == dhcpIPAM {
-		slave.DisableIPv6 = !n.IPv6
+		slave.DisableIPv6, slave.IPv6Mode = !n.IPv6, ipv6Mode(n)
 	}
 	slave.Steps = m.Steps
 	if err := m.createAndCommit(st, ns, &ep, slave, fixedMAC, configure, &undo); err != nil {
 		return ep, err
 	}
-	if ep.DHCP != nil {
-		m.scheduleLease(ep, nextStep(ep, time.Now()))
-	}
+	m.scheduleLeases(ep)
 	m.log.Info("attached", "network", n.Name, "container", containerName(ep), "ifname", ep.IfName,
 		"addresses", strings.Join(ep.Addresses, ","), "mac", ep.MAC, "took", time.Since(start).Round(time.Microsecond))
 	return ep, nil

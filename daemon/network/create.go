@@ -19,8 +19,8 @@ import (
 
 // knownOptions are the -o keys each driver accepts.
 var knownOptions = map[string][]string{
-	"macvlan": {"parent", "macvlan_mode", "mtu", "dhcp_timeout"},
-	"ipvlan":  {"parent", "ipvlan_mode", "ipvlan_flag", "mtu", "dhcp_timeout"},
+	"macvlan": {"parent", "macvlan_mode", "mtu", "dhcp_timeout", "ipv6_mode"},
+	"ipvlan":  {"parent", "ipvlan_mode", "ipvlan_flag", "mtu", "dhcp_timeout", "ipv6_mode"},
 }
 
 // Create validates a network request against the kernel and the other
@@ -139,8 +139,12 @@ func (m *Manager) validate(req api.NetworkCreate) (api.Network, []ipam.Pool, err
 		if err := checkDHCP(n, req); err != nil {
 			return n, nil, err
 		}
-	} else if _, ok := n.Options["dhcp_timeout"]; ok {
-		return n, nil, invalid("-o dhcp_timeout is for networks with --ipam-driver dhcp")
+	} else {
+		for _, o := range []string{"dhcp_timeout", "ipv6_mode"} {
+			if _, ok := n.Options[o]; ok {
+				return n, nil, invalid("-o %s is for networks with --ipam-driver dhcp", o)
+			}
+		}
 	}
 	var pools []ipam.Pool
 	var err error
@@ -149,8 +153,15 @@ func (m *Manager) validate(req api.NetworkCreate) (api.Network, []ipam.Pool, err
 	} else if pools, err = m.buildPools(&n, &req, noGW); err != nil {
 		return n, nil, err
 	}
+	if n.IPAMDriver == dhcpIPAM {
+		// The addresses come from DHCPv6 or the router's advertisements.
+		n.IPv6 = n.IPv6 || req.IPv6
+	}
 	if req.IPv6 && !n.IPv6 {
 		return n, nil, invalid("--ipv6 needs an IPv6 --subnet (underlay does not invent IPv6 prefixes)")
+	}
+	if _, ok := n.Options["ipv6_mode"]; ok && !n.IPv6 {
+		return n, nil, invalid("-o ipv6_mode is for networks with --ipv6")
 	}
 	id, err := newID()
 	if err != nil {
@@ -175,13 +186,11 @@ func checkDHCP(n api.Network, req api.NetworkCreate) error {
 		return invalid("--ipam-driver dhcp needs ipvlan_mode=l2: DHCP is broadcast, which ipvlan %s does not carry", n.Mode)
 	case len(req.Gateways) > 0 || len(req.IPRanges) > 0 || len(req.Aux) > 0:
 		return invalid("--gateway, --ip-range and --aux-address do not apply to --ipam-driver dhcp: the DHCP server decides them")
-	case req.IPv6:
-		return invalid("--ipv6 with --ipam-driver dhcp: underlay leases IPv4 only so far (DHCPv6 is not built yet)")
 	}
-	for _, sub := range req.Subnets {
-		if p, err := netip.ParsePrefix(sub); err == nil && p.Addr().Is6() {
-			return invalid("--subnet %s with --ipam-driver dhcp: underlay leases IPv4 only so far (DHCPv6 is not built yet)", sub)
-		}
+	switch m := n.Options["ipv6_mode"]; m {
+	case "", "dhcpv6", "slaac":
+	default:
+		return invalid("-o ipv6_mode=%s: want dhcpv6 (an address from the LAN's DHCPv6 server) or slaac (from its router advertisements)", m)
 	}
 	if _, err := parseDHCPTimeout(n.Options["dhcp_timeout"]); err != nil {
 		return invalid("%w", err)

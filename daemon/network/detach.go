@@ -254,9 +254,12 @@ func (m *Manager) forgetLocked(st *netState, ep api.Endpoint) {
 	st.remove(keyOf(ep))
 	if ep.DHCP != nil {
 		m.unscheduleLease(ep)
-		if l, ok := leaseOf(ep); ok && ep.DHCP.State == leaseBound {
-			if id, err := identityOf(ep); err == nil {
+		if id, err := identityOf(ep); err == nil {
+			if l, ok := leaseOf(ep); ok && ep.DHCP.State == leaseBound {
 				m.releaseLease(ep.Parent, id, l)
+			}
+			if l, _, ok := lease6Of(ep); ok && ep.DHCP.V6.State == leaseBound {
+				m.releaseLease6(ep.Parent, id, l)
 			}
 		}
 	}

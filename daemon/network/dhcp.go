@@ -42,6 +42,13 @@ type Leaser interface {
 	// on the interface, with the lease's time as its lifetime.
 	Leased(ns *link.Netns, ifname string, l dhcp.Lease, gw netip.Addr) error
 	Unlease(ns *link.Netns, ifname string, addr netip.Prefix) error
+
+	// IPv6: DHCPv6 IA_NA, or the address a router advertisement gave.
+	Acquire6(ns *link.Netns, ifname string, id dhcp.Identity, timeout time.Duration) (dhcp.Lease6, error)
+	Renew6(ns *link.Netns, ifname string, id dhcp.Identity, l dhcp.Lease6, rebind bool, timeout time.Duration) (dhcp.Lease6, error)
+	Release6(parent string, id dhcp.Identity, l dhcp.Lease6) error
+	Leased6(ns *link.Netns, ifname string, addr netip.Prefix, l dhcp.Lease6) error
+	WaitSLAAC(ns *link.Netns, ifname string, timeout time.Duration) (netip.Prefix, error)
 }
 
 // WithLeaser replaces the DHCP side (tests).
@@ -94,6 +101,45 @@ func (hostLeaser) Leased(ns *link.Netns, ifname string, l dhcp.Lease, gw netip.A
 
 func (hostLeaser) Unlease(ns *link.Netns, ifname string, addr netip.Prefix) error {
 	return link.Unlease(ns, ifname, addr)
+}
+
+func (hostLeaser) Acquire6(ns *link.Netns, ifname string, id dhcp.Identity, timeout time.Duration) (dhcp.Lease6, error) {
+	c, err := link.OpenDHCP6(ns, ifname)
+	if err != nil {
+		return dhcp.Lease6{}, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return dhcp.Acquire6(ctx, c, id)
+}
+
+func (hostLeaser) Renew6(ns *link.Netns, ifname string, id dhcp.Identity, l dhcp.Lease6, rebind bool, timeout time.Duration) (dhcp.Lease6, error) {
+	c, err := link.OpenDHCP6(ns, ifname)
+	if err != nil {
+		return dhcp.Lease6{}, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return dhcp.Renew6(ctx, c, id, l, rebind)
+}
+
+func (hostLeaser) Release6(parent string, id dhcp.Identity, l dhcp.Lease6) error {
+	msg, err := dhcp.Release6Message(id, l)
+	if err != nil {
+		return err
+	}
+	return link.SendUDPFrom(parent, id.MAC, netip.AddrPortFrom(dhcp.EUI64LinkLocal(id.MAC), 546),
+		netip.AddrPortFrom(dhcp.AllServers, 547), netip.Addr{}, msg, 0)
+}
+
+func (hostLeaser) Leased6(ns *link.Netns, ifname string, addr netip.Prefix, l dhcp.Lease6) error {
+	return link.Leased(ns, ifname, addr, netip.Addr{}, time.Until(l.Expires))
+}
+
+func (hostLeaser) WaitSLAAC(ns *link.Netns, ifname string, timeout time.Duration) (netip.Prefix, error) {
+	return link.WaitAddress(ns, ifname, timeout)
 }
 
 // dhcpAddresses is the network's AddressDriver: the server holds the
@@ -188,8 +234,12 @@ func leaseOf(ep api.Endpoint) (dhcp.Lease, bool) {
 		return dhcp.Lease{}, false
 	}
 	var l dhcp.Lease
-	var err error
-	if l.Address, err = netip.ParsePrefix(ep.Addresses[0]); err != nil {
+	for _, a := range ep.Addresses {
+		if p, err := netip.ParsePrefix(a); err == nil && p.Addr().Is4() {
+			l.Address = p
+		}
+	}
+	if !l.Address.IsValid() {
 		return l, false
 	}
 	l.Server, _ = netip.ParseAddr(d.Server)
@@ -221,12 +271,102 @@ func setLease(ep *api.Endpoint, id dhcp.Identity, name string, l dhcp.Lease, gw 
 		d.DNS = append(d.DNS, a.String())
 	}
 	d.Routed = gw.IsValid()
+	if ep.DHCP != nil {
+		d.V6 = ep.DHCP.V6
+	}
 	ep.DHCP = d
-	ep.Addresses = []string{l.Address.String()}
+	ep.Addresses = append([]string{l.Address.String()}, v6Of(ep.Addresses)...)
 	ep.Gateways = nil
 	if gw.IsValid() {
 		ep.Gateways = []string{gw.String()}
 	}
+}
+
+// v6Of keeps the IPv6 addresses of addrs.
+func v6Of(addrs []string) []string {
+	var out []string
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a); err == nil && p.Addr().Is6() {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// ipv6Mode is a DHCP network's -o ipv6_mode: "dhcpv6" (the default) or
+// "slaac"; "" for a network without IPv6.
+func ipv6Mode(n api.Network) string {
+	if !n.IPv6 {
+		return ""
+	}
+	return valueOr(n.Options["ipv6_mode"], "dhcpv6")
+}
+
+// setLease6 records IPv6 lease l (or, for slaac, just addr) in ep.
+func setLease6(ep *api.Endpoint, mode string, addr netip.Prefix, l dhcp.Lease6) {
+	d := &api.DHCP6Lease{Mode: mode, State: leaseBound}
+	if mode == "dhcpv6" {
+		d.Server = hex.EncodeToString(l.Server)
+		d.Domains = l.Domains
+		d.Obtained = l.Obtained.UTC().Format(time.RFC3339Nano)
+		d.Renew = l.Renew.UTC().Format(time.RFC3339Nano)
+		d.Rebind = l.Rebind.UTC().Format(time.RFC3339Nano)
+		d.Expires = l.Expires.UTC().Format(time.RFC3339Nano)
+		for _, a := range l.DNS {
+			d.DNS = append(d.DNS, a.String())
+		}
+	}
+	ep.DHCP.V6 = d
+	var v4 []string
+	for _, a := range ep.Addresses {
+		if p, err := netip.ParsePrefix(a); err == nil && p.Addr().Is4() {
+			v4 = append(v4, a)
+		}
+	}
+	ep.Addresses = v4
+	if addr.IsValid() {
+		ep.Addresses = append(ep.Addresses, addr.String())
+	}
+}
+
+// lease6Of reads the stored DHCPv6 lease of ep back, with its address.
+func lease6Of(ep api.Endpoint) (dhcp.Lease6, netip.Prefix, bool) {
+	if ep.DHCP == nil || ep.DHCP.V6 == nil || ep.DHCP.V6.Mode != "dhcpv6" {
+		return dhcp.Lease6{}, netip.Prefix{}, false
+	}
+	d := ep.DHCP.V6
+	var l dhcp.Lease6
+	var addr netip.Prefix
+	for _, a := range ep.Addresses {
+		if p, err := netip.ParsePrefix(a); err == nil && p.Addr().Is6() {
+			addr = p
+		}
+	}
+	l.Address = addr.Addr()
+	l.Server, _ = hex.DecodeString(d.Server)
+	l.Domains = d.Domains
+	for _, s := range d.DNS {
+		if a, err := netip.ParseAddr(s); err == nil {
+			l.DNS = append(l.DNS, a)
+		}
+	}
+	l.Obtained, _ = time.Parse(time.RFC3339Nano, d.Obtained)
+	l.Renew, _ = time.Parse(time.RFC3339Nano, d.Renew)
+	l.Rebind, _ = time.Parse(time.RFC3339Nano, d.Rebind)
+	l.Expires, _ = time.Parse(time.RFC3339Nano, d.Expires)
+	return l, addr, addr.IsValid() && len(l.Server) > 0 && !l.Expires.IsZero()
+}
+
+// v6Prefix is how a leased IPv6 address goes on the interface: with the
+// length of the network's --subnet that holds it, else as a /128 (the
+// on-link prefix then comes from the router advertisements).
+func v6Prefix(pools []ipam.Pool, a netip.Addr) netip.Prefix {
+	for _, p := range pools {
+		if p.Subnet.Contains(a) {
+			return netip.PrefixFrom(a, p.Subnet.Bits())
+		}
+	}
+	return netip.PrefixFrom(a, 128)
 }
 
 // leaseInterface runs the first exchange for ep once its interface is up
@@ -257,7 +397,45 @@ func (m *Manager) leaseInterface(st *netState, ns *link.Netns, ep *api.Endpoint,
 		return err
 	}
 	setLease(ep, id, name, l, gw)
+	switch mode := ipv6Mode(n); mode {
+	case "dhcpv6":
+		l6, err := m.leaser.Acquire6(ns, ep.IfName, id, timeout)
+		if err != nil {
+			if errors.Is(err, dhcp.ErrNoAnswer) {
+				return fmt.Errorf("no DHCPv6 server answered on parent %s within %s (-o dhcp_timeout; -o ipv6_mode=slaac for a LAN without one): %w", n.Parent, timeout, ErrNoLease)
+			}
+			return fmt.Errorf("DHCPv6 on parent %s: %w", n.Parent, err)
+		}
+		undo.add(func() { m.releaseLease6(n.Parent, id, l6) })
+		addr := v6Prefix(st.addrs.Pools(), l6.Address)
+		if err := m.leaser.Leased6(ns, ep.IfName, addr, l6); err != nil {
+			return err
+		}
+		setLease6(ep, mode, addr, l6)
+	case "slaac":
+		addr, err := m.leaser.WaitSLAAC(ns, ep.IfName, timeout)
+		if err != nil {
+			return fmt.Errorf("on parent %s: %w (-o dhcp_timeout): %w", n.Parent, err, ErrNoLease)
+		}
+		setLease6(ep, mode, addr, dhcp.Lease6{})
+	}
 	return nil
+}
+
+// releaseLease6 sends l's DHCPv6 RELEASE in the background, as
+// releaseLease does for DHCPv4.
+func (m *Manager) releaseLease6(parent string, id dhcp.Identity, l dhcp.Lease6) {
+	m.addRef(parent, 1)
+	m.background.Add(1)
+	go func() {
+		defer m.background.Done()
+		if err := m.leaser.Release6(parent, id, l); err != nil {
+			m.log.Warn("DHCPv6 release not sent: the lease stays on the server until it expires",
+				"parent", parent, "address", l.Address, "err", err)
+		}
+		m.addRef(parent, -1)
+		m.releaseParent(parent)
+	}()
 }
 
 // releaseLease sends l's DHCPRELEASE in the background, holding parent

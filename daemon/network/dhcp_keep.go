@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/daemon/link"
 	"github.com/underlay/underlay/ipam/dhcp"
 )
 
@@ -27,6 +28,7 @@ var lostRetry = 10 * time.Second
 type leaseKey struct {
 	network string
 	k       epKey
+	fam     int // 4: the DHCPv4 lease; 6: the DHCPv6 one
 }
 
 type leaseKeeper struct {
@@ -35,9 +37,14 @@ type leaseKeeper struct {
 	stopped bool
 }
 
-// scheduleLease sets the next step of ep's lease for at.
-func (m *Manager) scheduleLease(ep api.Endpoint, at time.Time) {
-	lk := leaseKey{ep.Network, keyOf(ep)}
+// scheduleLease sets the next step of ep's DHCPv4 lease for at.
+func (m *Manager) scheduleLease(ep api.Endpoint, at time.Time) { m.schedule(ep, 4, at) }
+
+// scheduleLease6 sets the next step of ep's DHCPv6 lease for at.
+func (m *Manager) scheduleLease6(ep api.Endpoint, at time.Time) { m.schedule(ep, 6, at) }
+
+func (m *Manager) schedule(ep api.Endpoint, fam int, at time.Time) {
+	lk := leaseKey{ep.Network, keyOf(ep), fam}
 	kp := &m.leases
 	kp.mu.Lock()
 	defer kp.mu.Unlock()
@@ -50,18 +57,24 @@ func (m *Manager) scheduleLease(ep api.Endpoint, at time.Time) {
 	if t := kp.timers[lk]; t != nil {
 		t.Stop()
 	}
-	kp.timers[lk] = time.AfterFunc(max(time.Until(at), 0), func() { m.tendLease(lk) })
+	tend := m.tendLease
+	if fam == 6 {
+		tend = m.tendLease6
+	}
+	kp.timers[lk] = time.AfterFunc(max(time.Until(at), 0), func() { tend(lk) })
 }
 
-// unscheduleLease forgets ep's lease: it is released.
+// unscheduleLease forgets ep's leases: they are released.
 func (m *Manager) unscheduleLease(ep api.Endpoint) {
-	lk := leaseKey{ep.Network, keyOf(ep)}
 	kp := &m.leases
 	kp.mu.Lock()
 	defer kp.mu.Unlock()
-	if t := kp.timers[lk]; t != nil {
-		t.Stop()
-		delete(kp.timers, lk)
+	for _, fam := range []int{4, 6} {
+		lk := leaseKey{ep.Network, keyOf(ep), fam}
+		if t := kp.timers[lk]; t != nil {
+			t.Stop()
+			delete(kp.timers, lk)
+		}
 	}
 }
 
@@ -89,8 +102,23 @@ func (m *Manager) scheduleStored() {
 		eps := st.all()
 		st.mu.Unlock()
 		for _, ep := range eps {
-			m.scheduleLease(ep, nextStep(ep, time.Now()))
+			m.scheduleLeases(ep)
 		}
+	}
+}
+
+// scheduleLeases sets the timers of a new or loaded DHCP endpoint.
+func (m *Manager) scheduleLeases(ep api.Endpoint) {
+	if ep.DHCP == nil {
+		return
+	}
+	m.scheduleLease(ep, nextStep(ep, time.Now()))
+	if d := ep.DHCP.V6; d != nil && d.Mode == "dhcpv6" {
+		at := time.Now()
+		if l, _, ok := lease6Of(ep); ok && d.State == leaseBound {
+			at = l.Renew
+		}
+		m.scheduleLease6(ep, at)
 	}
 }
 
@@ -103,30 +131,50 @@ func nextStep(ep api.Endpoint, now time.Time) time.Time {
 	return l.Renew
 }
 
-// tendLease takes the due step of one endpoint's lease.
-func (m *Manager) tendLease(lk leaseKey) {
+// tending finds what tending a lease needs: the network, the endpoint,
+// its namespace (the caller closes it) and identity. ok is false when
+// there is nothing to tend: the endpoint was released, or its container
+// is gone, whose release comes with the event or the next reconciliation.
+func (m *Manager) tending(lk leaseKey) (st *netState, ep api.Endpoint, ns *link.Netns, id dhcp.Identity, ok bool) {
 	st, err := m.network(lk.network)
 	if err != nil {
 		return
 	}
 	st.mu.Lock()
-	ep, ok := st.get(lk.k)
+	ep, found := st.get(lk.k)
 	st.mu.Unlock()
-	if !ok || ep.DHCP == nil {
+	if !found || ep.DHCP == nil {
 		return
 	}
-	ns := m.kernel.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0)
-	if ns == nil {
-		// The container is gone; its release comes with the event or
-		// the next reconciliation.
+	if ns = m.kernel.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0); ns == nil {
 		return
 	}
-	defer ns.Close()
-	id, err := identityOf(ep)
-	if err != nil {
+	if id, err = identityOf(ep); err != nil {
+		ns.Close()
 		m.log.Error("DHCP lease not kept", "network", ep.Network, "container", containerName(ep), "err", err)
 		return
 	}
+	return st, ep, ns, id, true
+}
+
+// retryAt is when to try a renewal again that went unanswered: after half
+// the time left in its phase (RFC 2131 4.4.5, RFC 8415 18.2.4), at least
+// a second later, and no later than the phase's end.
+func retryAt(phaseEnd time.Time) time.Time {
+	next := time.Now().Add(max(time.Until(phaseEnd)/2, time.Second))
+	if next.After(phaseEnd) {
+		return phaseEnd
+	}
+	return next
+}
+
+// tendLease takes the due step of one endpoint's DHCPv4 lease.
+func (m *Manager) tendLease(lk leaseKey) {
+	st, ep, ns, id, ok := m.tending(lk)
+	if !ok {
+		return
+	}
+	defer ns.Close()
 	timeout := dhcpTimeout(st.net)
 	now := time.Now()
 	l, bound := leaseOf(ep)
@@ -160,15 +208,9 @@ func (m *Manager) tendLease(lk leaseKey) {
 	case errors.Is(err, dhcp.ErrNak):
 		m.loseLease(st, ep, l, err.Error())
 	default:
-		// RFC 2131 4.4.5: try again after half the time left in this
-		// phase, and take the address off when the lease runs out.
-		next := time.Now().Add(max(time.Until(phaseEnd)/2, time.Second))
-		if rebind && next.After(l.Expires) || !rebind && next.After(l.Rebind) {
-			next = phaseEnd
-		}
 		m.log.Warn("DHCP renewal unanswered", "network", ep.Network, "container", containerName(ep),
 			"address", l.Address, "rebinding", rebind, "expires", l.Expires.UTC().Format(time.RFC3339), "err", err)
-		m.scheduleLease(ep, next)
+		m.scheduleLease(ep, retryAt(phaseEnd))
 	}
 }
 
@@ -230,11 +272,118 @@ func (m *Manager) loseLease(st *netState, ep api.Endpoint, l dhcp.Lease, why str
 	if ok && cur.NetnsInode == ep.NetnsInode && cur.DHCP != nil {
 		d := *cur.DHCP
 		d.State, d.Reason = leaseLost, why
-		cur.DHCP, cur.Addresses, cur.Gateways = &d, nil, nil
+		cur.DHCP, cur.Addresses, cur.Gateways = &d, v6Of(cur.Addresses), nil
 		if err := m.store.PutEndpoint(cur); err == nil {
 			st.put(cur, m.intern)
 		}
 	}
 	st.mu.Unlock()
 	m.scheduleLease(ep, time.Now().Add(lostRetry))
+}
+
+// tendLease6 takes the due step of one endpoint's DHCPv6 lease, as
+// tendLease does for DHCPv4.
+func (m *Manager) tendLease6(lk leaseKey) {
+	st, ep, ns, id, ok := m.tending(lk)
+	if !ok || ep.DHCP.V6 == nil {
+		if ok {
+			ns.Close()
+		}
+		return
+	}
+	defer ns.Close()
+	timeout := dhcpTimeout(st.net)
+	l, addr, bound := lease6Of(ep)
+	if !bound || ep.DHCP.V6.State == leaseLost {
+		nl, err := m.leaser.Acquire6(ns, ep.IfName, id, timeout)
+		if err == nil {
+			err = m.keepLease6(st, ns, ep, nl)
+		}
+		if err != nil {
+			m.scheduleLease6(ep, time.Now().Add(lostRetry))
+		}
+		return
+	}
+	if !time.Now().Before(l.Expires) {
+		m.loseLease6(st, ns, ep, addr, "the DHCPv6 lease expired and no server renewed it")
+		return
+	}
+	rebind := !time.Now().Before(l.Rebind)
+	phaseEnd := l.Rebind
+	if rebind {
+		phaseEnd = l.Expires
+	}
+	wait := min(max(time.Until(phaseEnd), 100*time.Millisecond), timeout)
+	nl, err := m.leaser.Renew6(ns, ep.IfName, id, l, rebind, wait)
+	switch {
+	case err == nil:
+		if err := m.keepLease6(st, ns, ep, nl); err != nil {
+			m.scheduleLease6(ep, time.Now().Add(time.Second))
+		}
+	case errors.Is(err, dhcp.ErrNak):
+		m.loseLease6(st, ns, ep, addr, err.Error())
+	default:
+		m.log.Warn("DHCPv6 renewal unanswered", "network", ep.Network, "container", containerName(ep),
+			"address", l.Address, "rebinding", rebind, "expires", l.Expires.UTC().Format(time.RFC3339), "err", err)
+		m.scheduleLease6(ep, retryAt(phaseEnd))
+	}
+}
+
+// keepLease6 puts a DHCPv6 lease on ep's interface, stores it and sets
+// its next renewal.
+func (m *Manager) keepLease6(st *netState, ns *link.Netns, ep api.Endpoint, l dhcp.Lease6) error {
+	addr := v6Prefix(st.addrs.Pools(), l.Address)
+	if err := m.leaser.Leased6(ns, ep.IfName, addr, l); err != nil {
+		m.log.Error("DHCPv6 lease not put on the interface", "network", ep.Network, "container", containerName(ep), "err", err)
+		return err
+	}
+	st.mu.Lock()
+	cur, ok := st.get(keyOf(ep))
+	if !ok || cur.NetnsInode != ep.NetnsInode || cur.DHCP == nil {
+		st.mu.Unlock()
+		return nil
+	}
+	setLease6(&cur, "dhcpv6", addr, l)
+	err := m.store.PutEndpoint(cur)
+	if err == nil {
+		st.put(cur, m.intern)
+	}
+	st.mu.Unlock()
+	if err != nil {
+		m.log.Error("DHCPv6 lease not stored", "network", ep.Network, "container", containerName(ep), "err", err)
+		return err
+	}
+	m.scheduleLease6(cur, l.Renew)
+	return nil
+}
+
+// loseLease6 takes a DHCPv6 address the server no longer grants off ep's
+// interface and records why.
+func (m *Manager) loseLease6(st *netState, ns *link.Netns, ep api.Endpoint, addr netip.Prefix, why string) {
+	if err := m.leaser.Unlease(ns, ep.IfName, addr); err != nil {
+		m.log.Error("lost DHCPv6 address not removed", "network", ep.Network, "container", containerName(ep), "err", err)
+	}
+	m.log.Warn("DHCPv6 lease lost: address removed from the container", "network", ep.Network,
+		"container", containerName(ep), "address", addr, "reason", why)
+	st.mu.Lock()
+	cur, ok := st.get(keyOf(ep))
+	if ok && cur.NetnsInode == ep.NetnsInode && cur.DHCP != nil && cur.DHCP.V6 != nil {
+		d := *cur.DHCP
+		v6 := *d.V6
+		v6.State, v6.Reason = leaseLost, why
+		d.V6 = &v6
+		cur.DHCP = &d
+		var v4 []string
+		for _, a := range cur.Addresses {
+			if p, err := netip.ParsePrefix(a); err == nil && p.Addr().Is4() {
+				v4 = append(v4, a)
+			}
+		}
+		cur.Addresses = v4
+		if err := m.store.PutEndpoint(cur); err == nil {
+			st.put(cur, m.intern)
+		}
+	}
+	st.mu.Unlock()
+	m.scheduleLease6(ep, time.Now().Add(lostRetry))
 }

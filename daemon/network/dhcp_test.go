@@ -15,15 +15,16 @@ import (
 // fakeLeaser is a DHCP server and the interfaces' addresses in memory:
 // leases of length life by client id, renewals counted, NAKs on demand.
 type fakeLeaser struct {
-	mu       sync.Mutex
-	life     time.Duration
-	next     int
-	byClient map[string]netip.Addr
-	on       map[string]netip.Prefix // "inode/ifname" -> address on the interface
-	renewals int
-	released []netip.Addr
-	nak      bool
-	silent   bool
+	mu        sync.Mutex
+	life      time.Duration
+	next      int
+	byClient  map[string]netip.Addr
+	on        map[string]netip.Prefix // "inode/ifname" -> address on the interface
+	renewals  int
+	renewals6 int
+	released  []netip.Addr
+	nak       bool
+	silent    bool
 }
 
 func newFakeLeaser(life time.Duration) *fakeLeaser {
@@ -189,4 +190,67 @@ func TestFakeDHCPNoServer(t *testing.T) {
 	same(t, "intents", h.intents(), none)
 	_, err = h.attach(api.AttachRequest{ContainerID: "s", Pid: 101, Networks: []api.NetworkAttach{{Name: "lan", IP: "10.9.0.5"}}})
 	wantErr(t, err, ErrInvalid, "come from the LAN's DHCP server")
+}
+
+func (f *fakeLeaser) Acquire6(_ *link.Netns, _ string, id dhcp.Identity, _ time.Duration) (dhcp.Lease6, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.silent {
+		return dhcp.Lease6{}, dhcp.ErrNoAnswer
+	}
+	now := time.Now()
+	return dhcp.Lease6{Address: netip.MustParseAddr("2001:db8::100"), Server: []byte{0, 3, 0, 1, 1, 2, 3, 4, 5, 6},
+		Obtained: now, Renew: now.Add(f.life / 2), Rebind: now.Add(f.life * 4 / 5), Expires: now.Add(f.life)}, nil
+}
+
+func (f *fakeLeaser) Renew6(ns *link.Netns, ifname string, id dhcp.Identity, l dhcp.Lease6, _ bool, t time.Duration) (dhcp.Lease6, error) {
+	f.mu.Lock()
+	f.renewals6++
+	f.mu.Unlock()
+	return f.Acquire6(ns, ifname, id, t)
+}
+
+func (f *fakeLeaser) Release6(_ string, _ dhcp.Identity, l dhcp.Lease6) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.released = append(f.released, l.Address)
+	return nil
+}
+
+func (f *fakeLeaser) Leased6(ns *link.Netns, ifname string, addr netip.Prefix, _ dhcp.Lease6) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.on[fmt.Sprint(ns.Inode, "/", ifname, "/6")] = addr
+	return nil
+}
+
+func (f *fakeLeaser) WaitSLAAC(*link.Netns, string, time.Duration) (netip.Prefix, error) {
+	return netip.MustParsePrefix("2001:db8:5ac::7/64"), nil
+}
+
+// A dual-stack DHCP network keeps both leases and releases both.
+func TestFakeDHCPDualStack(t *testing.T) {
+	h := newFakeHost(t)
+	f := newFakeLeaser(400 * time.Millisecond)
+	h.opts = []Option{WithLeaser(f)}
+	h.restart()
+	t.Cleanup(h.m.StopLeases)
+	h.create(api.NetworkCreate{Name: "lan", IPAMDriver: "dhcp", IPv6: true, Options: map[string]string{"parent": "eth1"}},
+		api.NetworkCreate{Name: "ra", IPAMDriver: "dhcp", IPv6: true, Options: map[string]string{"parent": "eth1", "ipv6_mode": "slaac"}})
+	h.start(on("web", 100, "lan"))
+	ep := onlyEndpoint(t, h.m)
+	same(t, "addresses", ep.Addresses, []string{"10.9.0.100/24", "2001:db8::100/128"})
+	eventually(t, func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.renewals6 >= 1 && f.renewals >= 1 })
+	ep = onlyEndpoint(t, h.m)
+	same(t, "addresses after renewals", ep.Addresses, []string{"10.9.0.100/24", "2001:db8::100/128"})
+	h.stop("", "web")
+	h.m.Wait()
+	_, released, _ := f.state()
+	same(t, "released", fmt.Sprint(released), "[10.9.0.100 2001:db8::100]")
+
+	h.start(on("slaac", 101, "ra"))
+	ep = onlyEndpoint(t, h.m)
+	if len(ep.Addresses) != 2 || ep.Addresses[1] != "2001:db8:5ac::7/64" || ep.DHCP.V6.Mode != "slaac" {
+		t.Fatalf("slaac endpoint %+v (v6 %+v)", ep, ep.DHCP.V6)
+	}
 }

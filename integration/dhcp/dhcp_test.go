@@ -265,3 +265,83 @@ func TestPrivilegedDHCPRenewAndExpire(t *testing.T) {
 		t.Errorf("no log line for the lost lease:\n%s", d.Log())
 	}
 }
+
+// waitOut polls a command in c until its output holds want, for up to
+// 5 s (router advertisements come a moment after the interface is up).
+func waitOut(t *testing.T, c *tl.Container, want string, args ...string) string {
+	t.Helper()
+	var out string
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if out, _ = c.Exec(args...); strings.Contains(out, want) {
+			break
+		}
+	}
+	return out
+}
+
+// On a network with --ipv6, a container leases an IPv6 address from the
+// LAN's DHCPv6 server (dnsmasq) beside its IPv4 one, takes its IPv6
+// default route from the router's advertisements, reaches the router, and
+// gives the lease back at detach.
+func TestPrivilegedDHCPv6(t *testing.T) {
+	tl.Require(t)
+	lan := tl.NewLAN(t, "uld5", "10.85.0.1/24", "2001:db8:85::1/64")
+	srv := tl.StartDnsmasq(t, lan, 100, 150, "2m", "--enable-ra", "--ra-param=lan0,10,600",
+		"--dhcp-range=2001:db8:85::100,2001:db8:85::1ff,64,2m")
+	d := tl.StartDaemon(t)
+	d.MustCLI(t, "network", "create", "--ipam-driver", "dhcp", "--ipv6", "-o", "parent="+lan.Uplink, "dual")
+	c := tl.NewContainer(t, "uld5-c")
+	attach(t, d, c, "dual", "web6")
+	lan.CheckEth0(t, c.ID, c.Exec, "")
+	addrs, _ := c.Exec("ip", "-6", "addr", "show", "dev", "eth0")
+	var v6 string
+	for _, f := range strings.Fields(addrs) {
+		if p, err := netip.ParsePrefix(f); err == nil && strings.HasPrefix(f, "2001:db8:85::") && p.Bits() == 128 {
+			v6 = p.Addr().String()
+		}
+	}
+	if v6 == "" {
+		t.Fatalf("no DHCPv6 address (2001:db8:85::x/128) on eth0:\n%s\n%s", addrs, srv.Log())
+	}
+	if got := waitOut(t, c, "default via fe80::", "ip", "-6", "route"); !strings.Contains(got, "default via fe80::") {
+		t.Errorf("no IPv6 default route from the router's advertisements:\n%s", got)
+	}
+	if out, err := c.Exec("ping", "-6", "-c", "1", "-W", "2", "2001:db8:85::1"); err != nil {
+		t.Errorf("the container cannot reach the router over IPv6: %v\n%s", err, out)
+	}
+	if l := srv.WaitLive(func(m map[string]tl.Lease) bool { return m[v6].Address != "" })[v6]; l.Address == "" || l.Hostname != "web6" {
+		t.Errorf("dnsmasq's DHCPv6 lease of %s: %+v, want one with hostname web6\n%s", v6, l, srv.Log())
+	}
+	detach(t, d, c, "dual")
+	if live := srv.WaitLive(func(m map[string]tl.Lease) bool { return len(m) == 0 }); len(live) != 0 {
+		t.Errorf("leases left on the server after detach: %v\n%s", live, srv.Log())
+	}
+}
+
+// With -o ipv6_mode=slaac the IPv6 address comes from the router's
+// advertisements, and underlay reports it.
+func TestPrivilegedDHCPSLAAC(t *testing.T) {
+	tl.Require(t)
+	lan := tl.NewLAN(t, "uld6", "10.86.0.1/24", "2001:db8:86::1/64")
+	tl.StartDnsmasq(t, lan, 100, 150, "2m", "--enable-ra", "--ra-param=lan0,10,600", "--dhcp-range=2001:db8:86::,ra-only,64")
+	d := tl.StartDaemon(t)
+	d.MustCLI(t, "network", "create", "--ipam-driver", "dhcp", "--ipv6", "-o", "ipv6_mode=slaac", "-o", "parent="+lan.Uplink, "ra")
+	c := tl.NewContainer(t, "uld6-c")
+	attach(t, d, c, "ra", "")
+	addrs, _ := c.Exec("ip", "-6", "addr", "show", "dev", "eth0")
+	var v6 string
+	for _, f := range strings.Fields(addrs) {
+		if strings.HasPrefix(f, "2001:db8:86::") || strings.HasPrefix(f, "2001:db8:86:0:") {
+			v6 = f
+		}
+	}
+	if v6 == "" {
+		t.Fatalf("no SLAAC address on eth0:\n%s", addrs)
+	}
+	if rows := d.MustCLI(t, "endpoint", "ls"); !strings.Contains(rows, v6) {
+		t.Errorf("endpoint ls does not report the SLAAC address %s:\n%s", v6, rows)
+	}
+	if out, err := c.Exec("ping", "-6", "-c", "1", "-W", "2", "2001:db8:86::1"); err != nil {
+		t.Errorf("the container cannot reach the router over IPv6: %v\n%s", err, out)
+	}
+}
