@@ -345,3 +345,37 @@ func TestPrivilegedDHCPSLAAC(t *testing.T) {
 		t.Errorf("the container cannot reach the router over IPv6: %v\n%s", err, out)
 	}
 }
+
+// ipvlan slaves all have their parent's MAC, so only the client id tells
+// their leases apart: two containers on an ipvlan l2 DHCP network get two
+// addresses, reach the router, and release both (VM only: the hosts'
+// kernel has no ipvlan).
+func TestPrivilegedDHCPIpvlan(t *testing.T) {
+	tl.RequireVM(t)
+	lan := tl.NewLAN(t, "uld7", "10.87.0.1/24")
+	srv := tl.StartDnsmasq(t, lan, 100, 150, "2m", "--no-ping")
+	d := tl.StartDaemon(t)
+	d.MustCLI(t, "network", "create", "-d", "ipvlan", "-o", "ipvlan_mode=l2", "--ipam-driver", "dhcp",
+		"-o", "parent="+lan.Uplink, "ipv")
+	c1 := tl.NewContainer(t, "uld7-a")
+	c2 := tl.NewContainer(t, "uld7-b")
+	attach(t, d, c1, "ipv", "ipv1")
+	attach(t, d, c2, "ipv", "ipv2")
+	a1 := lan.CheckEth0(t, c1.ID, c1.Exec, "")
+	a2 := lan.CheckEth0(t, c2.ID, c2.Exec, "")
+	if a1 == a2 {
+		t.Fatalf("both ipvlan containers leased %s", a1)
+	}
+	if err := lan.RouterPing(a2); err != nil {
+		t.Errorf("the router cannot reach %s: %v", a2, err)
+	}
+	live := srv.WaitLive(func(m map[string]tl.Lease) bool { return len(m) == 2 })
+	if len(live) != 2 || live[a1].MAC != live[a2].MAC {
+		t.Errorf("server leases %v: want two, of one MAC", live)
+	}
+	detach(t, d, c1, "ipv")
+	detach(t, d, c2, "ipv")
+	if live := srv.WaitLive(func(m map[string]tl.Lease) bool { return len(m) == 0 }); len(live) != 0 {
+		t.Errorf("leases left after detach: %v", live)
+	}
+}

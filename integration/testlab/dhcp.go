@@ -79,7 +79,11 @@ func StartKea(t testing.TB, lan *LAN, first, last, valid, t1, t2 int) *DHCPServe
 func waitListening(t testing.TB, ns string, port int) {
 	t.Helper()
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		out, _ := Run("ip", "netns", "exec", ns, "ss", "-uln")
+		// ss on the hosts; busybox's netstat in the test VM.
+		out, err := Run("ip", "netns", "exec", ns, "ss", "-uln")
+		if err != nil {
+			out, _ = Run("ip", "netns", "exec", ns, "netstat", "-uln")
+		}
 		if strings.Contains(out, fmt.Sprintf(":%d ", port)) {
 			return
 		}

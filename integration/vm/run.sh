@@ -53,7 +53,7 @@ QUIET=${UNDERLAY_VM_QUIET:-0}
 # Modules wanted in the guest; their dependencies are added automatically.
 MODULES="dummy veth llc stp garp mrp 8021q ipvlan macvlan bridge ${UNDERLAY_VM_MODULES:-}"
 # Host binaries copied into the guest (with their shared libraries).
-HOST_BINS="ip bridge"
+HOST_BINS="ip bridge dnsmasq"
 # Bump when the layout of the cached base initramfs changes.
 BASE_FORMAT=1
 
@@ -139,6 +139,7 @@ ensure_host_tools() {
 	if [[ ! -x $BUSYBOX ]] || is_dynamic "$BUSYBOX"; then need+=(busybox-static); fi
 	command -v xz >/dev/null || need+=(xz-utils)
 	command -v ip >/dev/null || need+=(iproute2)
+	command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 	command -v dpkg-deb >/dev/null || need+=(dpkg)
 	command -v flock >/dev/null || need+=(util-linux)
 	((${#need[@]} == 0)) || apt_install "${need[@]}"
