@@ -14,7 +14,7 @@ repo=$(cd "$here/../.." && pwd -P)
 ((EUID == 0)) || { echo "run.sh: needs root (network namespaces, macvlan)" >&2; exit 1; }
 command -v go >/dev/null || { echo "run.sh: go not found on PATH (the module needs the Go of go.mod)" >&2; exit 1; }
 
-pkgs=(containernetworking-plugins netavark containerd iproute2 util-linux etcd-server)
+pkgs=(containernetworking-plugins netavark containerd iproute2 util-linux etcd-server dnsmasq-base)
 missing=()
 for p in "${pkgs[@]}"; do
 	[[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == *"install ok installed"* ]] || missing+=("$p")
@@ -29,7 +29,7 @@ fi
 build=$(mktemp -d /var/tmp/ulbench-build.XXXXXX)
 sweep() {
 	local p
-	for p in ulbpa ulbpb ulbpc ulbpd; do ip link del "$p" 2>/dev/null || true; done
+	for p in ulbpa ulbpb ulbpc ulbpd ulbpe ulbpf; do ip link del "$p" 2>/dev/null || true; done
 	ip netns del ulb-lan 2>/dev/null || true
 	rm -rf "$build"
 }

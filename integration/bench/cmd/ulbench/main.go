@@ -56,7 +56,7 @@ func main() {
 	flag.BoolVar(&c.noContainerd, "no-containerd", false, "skip the containerd event benchmark")
 	flag.BoolVar(&c.noVM, "no-vm", false, "skip the VM stage (1,000 VLAN parents in make test-vm's qemu guest)")
 	flag.StringVar(&c.repo, "repo", ".", "the repository, for the VM stage")
-	flag.StringVar(&c.only, "only", "", "run only one part: latency (exec'd attach/detach, hook start-up, events), scale (IPAM, RSS, restart) or global (etcd: local vs global attach, compare-and-swap floor, 3-host contention)")
+	flag.StringVar(&c.only, "only", "", "run only one part: latency (exec'd attach/detach, hook start-up, events), scale (IPAM, RSS, restart) or global (etcd: local vs global attach, compare-and-swap floor, 3-host contention) or dhcp (--ipam-driver dhcp beside CNI's dhcp plugin on one dnsmasq)")
 	flag.Parse()
 	if err := main1(&c); err != nil {
 		fmt.Fprintln(os.Stderr, "ulbench:", err)
@@ -122,8 +122,8 @@ func main1(c *config) (err error) {
 	if err := setupLab(); err != nil {
 		return err
 	}
-	if c.only != "" && c.only != "latency" && c.only != "scale" && c.only != "global" {
-		return fmt.Errorf("-only %q: want latency, scale or global", c.only)
+	if c.only != "" && c.only != "latency" && c.only != "scale" && c.only != "global" && c.only != "dhcp" {
+		return fmt.Errorf("-only %q: want latency, scale, global or dhcp", c.only)
 	}
 	if c.only == "" || c.only == "latency" {
 		if err := latency(c, rep); err != nil {
@@ -137,6 +137,11 @@ func main1(c *config) (err error) {
 	}
 	if c.only == "" || c.only == "global" {
 		if err := global(c, rep); err != nil {
+			return err
+		}
+	}
+	if c.only == "" || c.only == "dhcp" {
+		if err := dhcpStage(c, rep); err != nil {
 			return err
 		}
 	}

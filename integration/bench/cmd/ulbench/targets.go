@@ -39,6 +39,7 @@ func targets(rep *Report) {
 			fmt.Sprintf("%s p99 vs 5 x %s", fmtVal(a.P99, "ms"), fmtVal(f.Median, "ms")))
 	}
 	ratio("attach median <= 1/3 of CNI ADD (sequential)", "underlay hook createRuntime, sequential", 1.0/3)
+	ratio("DHCP attach median <= 1/2 of CNI macvlan + dhcp ADD", "underlay hook createRuntime, DHCP network (dnsmasq)", 1.0/2)
 	if u, n := row("underlay hook createRuntime, sequential"), row("netavark setup (static IP), sequential"); u != nil && n != nil {
 		add("attach median below netavark setup (sequential)", u, u.Median, n.Median,
 			fmt.Sprintf("%s vs %s", fmtVal(u.Median, "ms"), fmtVal(n.Median, "ms")))
