@@ -249,28 +249,9 @@ func udp6(src, dst netip.AddrPort, payload []byte) []byte {
 	binary.BigEndian.PutUint16(u[2:], dst.Port())
 	binary.BigEndian.PutUint16(u[4:], uint16(8+len(payload)))
 	p = append(p, payload...)
-	var sum uint32
-	add := func(b []byte) {
-		for i := 0; i+1 < len(b); i += 2 {
-			sum += uint32(binary.BigEndian.Uint16(b[i:]))
-		}
-		if len(b)%2 == 1 {
-			sum += uint32(b[len(b)-1]) << 8
-		}
-	}
-	add(s[:])
-	add(d[:])
-	var l [8]byte
-	binary.BigEndian.PutUint32(l[:4], uint32(8+len(payload)))
-	l[7] = unix.IPPROTO_UDP
-	add(l[:])
-	add(p[40:])
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	c := ^uint16(sum)
+	c := pseudoChecksum(s, d, unix.IPPROTO_UDP, p[40:])
 	if c == 0 {
-		c = 0xffff
+		c = 0xffff // 0 means none, which IPv6 does not allow
 	}
 	binary.BigEndian.PutUint16(p[46:], c)
 	return p

@@ -131,6 +131,13 @@ func ndProbe(mac net.HardwareAddr, a netip.Addr) (uint16, net.HardwareAddr, []by
 }
 
 func icmpv6Checksum(src, dst [16]byte, body []byte) uint16 {
+	return pseudoChecksum(src, dst, 58, body)
+}
+
+// pseudoChecksum is the Internet checksum of an IPv6 upper-layer packet
+// (RFC 8200 8.1): the pseudo-header of src, dst, length and next header
+// proto, then body.
+func pseudoChecksum(src, dst [16]byte, proto byte, body []byte) uint16 {
 	var sum uint32
 	add := func(b []byte) {
 		for i := 0; i+1 < len(b); i += 2 {
@@ -144,7 +151,7 @@ func icmpv6Checksum(src, dst [16]byte, body []byte) uint16 {
 	add(dst[:])
 	var l [8]byte
 	binary.BigEndian.PutUint32(l[:4], uint32(len(body)))
-	l[7] = 58
+	l[7] = proto
 	add(l[:])
 	add(body)
 	for sum>>16 != 0 {

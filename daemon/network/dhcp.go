@@ -59,25 +59,30 @@ type hostLeaser struct{}
 var _ Leaser = hostLeaser{}
 
 func (hostLeaser) Acquire(ns *link.Netns, ifname string, id dhcp.Identity, want netip.Addr, timeout time.Duration) (dhcp.Lease, error) {
-	c, err := link.OpenDHCP(ns, ifname)
-	if err != nil {
-		return dhcp.Lease{}, err
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return dhcp.Acquire(ctx, c, id, want)
+	return exchangeOn(link.OpenDHCP, ns, ifname, timeout, func(ctx context.Context, c *link.DHCPConn) (dhcp.Lease, error) {
+		return dhcp.Acquire(ctx, c, id, want)
+	})
 }
 
 func (hostLeaser) Renew(ns *link.Netns, ifname string, id dhcp.Identity, l dhcp.Lease, rebind bool, timeout time.Duration) (dhcp.Lease, error) {
-	c, err := link.OpenDHCP(ns, ifname)
+	return exchangeOn(link.OpenDHCP, ns, ifname, timeout, func(ctx context.Context, c *link.DHCPConn) (dhcp.Lease, error) {
+		return dhcp.Renew(ctx, c, id, l, rebind)
+	})
+}
+
+// exchangeOn runs one exchange on a DHCP socket of ifname in ns, opened
+// by open and closed after, bounded by timeout.
+func exchangeOn[L any](open func(*link.Netns, string) (*link.DHCPConn, error), ns *link.Netns, ifname string,
+	timeout time.Duration, fn func(context.Context, *link.DHCPConn) (L, error)) (L, error) {
+	c, err := open(ns, ifname)
 	if err != nil {
-		return dhcp.Lease{}, err
+		var zero L
+		return zero, err
 	}
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return dhcp.Renew(ctx, c, id, l, rebind)
+	return fn(ctx, c)
 }
 
 func (hostLeaser) Release(parent string, id dhcp.Identity, l dhcp.Lease) error {
@@ -104,25 +109,15 @@ func (hostLeaser) Unlease(ns *link.Netns, ifname string, addr netip.Prefix) erro
 }
 
 func (hostLeaser) Acquire6(ns *link.Netns, ifname string, id dhcp.Identity, timeout time.Duration) (dhcp.Lease6, error) {
-	c, err := link.OpenDHCP6(ns, ifname)
-	if err != nil {
-		return dhcp.Lease6{}, err
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return dhcp.Acquire6(ctx, c, id)
+	return exchangeOn(link.OpenDHCP6, ns, ifname, timeout, func(ctx context.Context, c *link.DHCPConn) (dhcp.Lease6, error) {
+		return dhcp.Acquire6(ctx, c, id)
+	})
 }
 
 func (hostLeaser) Renew6(ns *link.Netns, ifname string, id dhcp.Identity, l dhcp.Lease6, rebind bool, timeout time.Duration) (dhcp.Lease6, error) {
-	c, err := link.OpenDHCP6(ns, ifname)
-	if err != nil {
-		return dhcp.Lease6{}, err
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return dhcp.Renew6(ctx, c, id, l, rebind)
+	return exchangeOn(link.OpenDHCP6, ns, ifname, timeout, func(ctx context.Context, c *link.DHCPConn) (dhcp.Lease6, error) {
+		return dhcp.Renew6(ctx, c, id, l, rebind)
+	})
 }
 
 func (hostLeaser) Release6(parent string, id dhcp.Identity, l dhcp.Lease6) error {

@@ -108,16 +108,21 @@ func cniContender(tmp, dataDir string) *contender {
 		"ipam": map[string]any{"type": "host-local", "subnet": "10.201.0.0/16", "gateway": "10.201.0.1",
 			"dataDir": dataDir, "routes": []map[string]string{{"dst": "0.0.0.0/0"}}},
 	})
-	do := func(cmd string, c *container) (time.Duration, error) {
-		env := []string{basePath, "CNI_COMMAND=" + cmd, "CNI_CONTAINERID=" + c.ID, "CNI_NETNS=" + c.NetnsPath(),
-			"CNI_IFNAME=eth0", "CNI_PATH=" + cniBin}
-		d, _, err := timedExec(tmp, filepath.Join(cniBin, "macvlan"), nil, env, conf)
-		return d, err
-	}
+	do := cniMacvlan(tmp, conf)
 	return &contender{
 		Name: "CNI", Subnet: "10.201.",
 		Attach: func(c *container, _ int) (time.Duration, error) { return do("ADD", c) },
 		Detach: func(c *container, _ int) (time.Duration, error) { return do("DEL", c) },
+	}
+}
+
+// cniMacvlan execs the CNI macvlan plugin with conf, timed.
+func cniMacvlan(tmp string, conf []byte) func(cmd string, c *container) (time.Duration, error) {
+	return func(cmd string, c *container) (time.Duration, error) {
+		env := []string{basePath, "CNI_COMMAND=" + cmd, "CNI_CONTAINERID=" + c.ID, "CNI_NETNS=" + c.NetnsPath(),
+			"CNI_IFNAME=eth0", "CNI_PATH=" + cniBin}
+		d, _, err := timedExec(tmp, filepath.Join(cniBin, "macvlan"), nil, env, conf)
+		return d, err
 	}
 }
 

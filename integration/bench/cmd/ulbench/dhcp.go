@@ -127,12 +127,7 @@ func cniDHCPContender(tmp, sock string) *contender {
 		"cniVersion": "1.0.0", "name": "ulbcnidhcp", "type": "macvlan", "master": parentDHCPCNI, "mode": "bridge",
 		"ipam": map[string]any{"type": "dhcp", "daemonSocketPath": sock},
 	})
-	do := func(cmd string, c *container) (time.Duration, error) {
-		env := []string{basePath, "CNI_COMMAND=" + cmd, "CNI_CONTAINERID=" + c.ID, "CNI_NETNS=" + c.NetnsPath(),
-			"CNI_IFNAME=eth0", "CNI_PATH=" + cniBin}
-		d, _, err := timedExec(tmp, filepath.Join(cniBin, "macvlan"), nil, env, conf)
-		return d, err
-	}
+	do := cniMacvlan(tmp, conf)
 	return &contender{
 		Name: "CNI-dhcp", Subnet: "10.206.",
 		Attach: func(c *container, _ int) (time.Duration, error) { return do("ADD", c) },
