@@ -138,6 +138,21 @@ func run(c *cli.Context) error {
 			reconcileLoop(ctx, mgr, st, log)
 		}
 	}()
+	loops.Add(1)
+	go func() {
+		defer loops.Done()
+		// Host shims: restored now, and after every link event that
+		// touches one or its parent. A lost subscription is retried.
+		for ctx.Err() == nil {
+			if err := mgr.WatchShims(ctx); err != nil {
+				log.Warn("link events lost; host shims resync in 1 s", "err", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+		}
+	}()
 	if addr := c.String("containerd-address"); addr != "" {
 		loops.Add(1)
 		go func() {

@@ -36,6 +36,10 @@ type NetworkCreate struct {
 	Scope string `json:"scope,omitempty"`
 	// Labels are the user's own metadata (--label k=v), as in Docker.
 	Labels map[string]string `json:"labels,omitempty"`
+	// HostAddresses give the host a shim on the parent with these
+	// addresses (--host-address, one per family), so that it reaches its
+	// containers.
+	HostAddresses []string `json:"host_addresses,omitempty"`
 }
 
 // Network is a stored network as `network inspect` shows it.
@@ -59,11 +63,24 @@ type Network struct {
 	Scope   string            `json:"scope"`
 	Labels  map[string]string `json:"labels,omitempty"`
 	Created string            `json:"created"`
+	// HostAddresses are the host shim's addresses (--host-address).
+	HostAddresses []string `json:"host_addresses,omitempty"`
+
+	// Shim is filled in by inspect for a network with host addresses.
+	Shim *ShimInfo `json:"shim,omitempty"`
 
 	// ParentInfo is filled in by inspect: what the kernel says now.
 	ParentInfo *ParentInfo `json:"parent_info,omitempty"`
 	// Endpoints is filled in by inspect.
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
+}
+
+// ShimInfo is the state of a network's host shim.
+type ShimInfo struct {
+	Name      string   `json:"name"`
+	Exists    bool     `json:"exists"`
+	Up        bool     `json:"up"`
+	Addresses []string `json:"addresses,omitempty"`
 }
 
 // Subnet is one pool of a network.

@@ -88,6 +88,7 @@ func networkCommand() *cli.Command {
 					&cli.StringFlag{Name: "ipam-driver", Value: "default", Usage: "where addresses come from: default (this host's allocator) or dhcp (the LAN's DHCP server; --subnet optional)"},
 					&cli.StringFlag{Name: "scope", Value: "local", Usage: "local (this host) or global (every host of underlayd's --store shares it and its addresses)"},
 					&cli.StringSliceFlag{Name: "label", Usage: "KEY[=VALUE] metadata on the network (repeatable)"},
+					&cli.StringSliceFlag{Name: "host-address", Usage: "give the host a shim on the parent with this address, so it reaches its containers (one per family)"},
 					&cli.BoolFlag{Name: "ipv6", Usage: "the network has IPv6 (needs an IPv6 --subnet)"},
 					&cli.BoolFlag{Name: "internal", Usage: "no way out: a dummy parent, no default route"},
 					&cli.StringSliceFlag{Name: "opt", Aliases: []string{"o"}, Usage: "driver option KEY=VALUE: parent, macvlan_mode, ipvlan_mode, ipvlan_flag, mtu"},
@@ -121,6 +122,7 @@ func networkCreate(c *cli.Context) error {
 		IPRanges: c.StringSlice("ip-range"), Aux: c.StringSlice("aux-address"),
 		IPv6: c.Bool("ipv6"), Internal: c.Bool("internal"), Options: map[string]string{},
 		IPAMDriver: c.String("ipam-driver"), Scope: c.String("scope"),
+		HostAddresses: c.StringSlice("host-address"),
 	}
 	for _, l := range c.StringSlice("label") {
 		k, v, _ := strings.Cut(l, "=")

@@ -57,7 +57,25 @@ func (m *Manager) Create(req api.NetworkCreate) (api.Network, error) {
 		}
 		return api.Network{}, err
 	}
+	undoShim := func() {}
+	if len(n.HostAddresses) > 0 {
+		// The shim comes before the record: a network stored without
+		// the shim it promises would be a lie until the next event.
+		st, err := newStateWith(n, pools)
+		if err == nil {
+			err = m.syncShim(st)
+		}
+		undoShim = func() { _ = m.shims.DeleteShim(shimName(n)) }
+		if err != nil {
+			undoShim()
+			if created {
+				m.releaseParent(n.Parent)
+			}
+			return api.Network{}, err
+		}
+	}
 	if err := m.storeNetwork(shared, pools); err != nil {
+		undoShim()
 		if created {
 			m.releaseParent(n.Parent)
 		}
@@ -162,6 +180,19 @@ func (m *Manager) validate(req api.NetworkCreate) (api.Network, []ipam.Pool, err
 	}
 	if _, ok := n.Options["ipv6_mode"]; ok && !n.IPv6 {
 		return n, nil, invalid("-o ipv6_mode is for networks with --ipv6")
+	}
+	if len(req.HostAddresses) > 0 && len(pools) == 0 {
+		return n, nil, invalid("--host-address needs a --subnet that holds it (with --ipam-driver dhcp too; keep the address out of the server's pool)")
+	}
+	if err := checkHostAddresses(&n, req.HostAddresses, pools); err != nil {
+		return n, nil, err
+	}
+	if len(n.HostAddresses) > 0 {
+		// The reservation is stored with the pools, as an aux address.
+		n.Subnets = nil
+		for _, p := range pools {
+			n.Subnets = append(n.Subnets, subnetOf(p))
+		}
 	}
 	id, err := newID()
 	if err != nil {
@@ -403,6 +434,11 @@ func (m *Manager) Remove(name string) error {
 	m.mu.Lock()
 	delete(m.nets, name)
 	m.mu.Unlock()
+	if len(st.net.HostAddresses) > 0 {
+		if err := m.shims.DeleteShim(shimName(st.net)); err != nil {
+			m.log.Warn("host shim not removed", "network", name, "shim", shimName(st.net), "err", err)
+		}
+	}
 	m.releaseParent(st.net.Parent)
 	m.log.Info("network removed", "network", name)
 	return nil

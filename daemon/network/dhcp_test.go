@@ -3,6 +3,7 @@ package network
 import (
 	"fmt"
 	"net/netip"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -97,7 +98,7 @@ func (f *fakeLeaser) state() (renewals int, released []netip.Addr, on int) {
 func dhcpHost(t *testing.T, life time.Duration) (*fakeHost, *fakeLeaser) {
 	h := newFakeHost(t)
 	f := newFakeLeaser(life)
-	h.opts = []Option{WithLeaser(f)}
+	h.opts = append(h.opts, WithLeaser(f))
 	h.restart()
 	t.Cleanup(h.m.StopLeases)
 	h.create(api.NetworkCreate{Name: "lan", IPAMDriver: "dhcp", Options: map[string]string{"parent": "eth1"}})
@@ -232,7 +233,7 @@ func (f *fakeLeaser) WaitSLAAC(*link.Netns, string, time.Duration) (netip.Prefix
 func TestFakeDHCPDualStack(t *testing.T) {
 	h := newFakeHost(t)
 	f := newFakeLeaser(400 * time.Millisecond)
-	h.opts = []Option{WithLeaser(f)}
+	h.opts = append(h.opts, WithLeaser(f))
 	h.restart()
 	t.Cleanup(h.m.StopLeases)
 	h.create(api.NetworkCreate{Name: "lan", IPAMDriver: "dhcp", IPv6: true, Options: map[string]string{"parent": "eth1"}},
@@ -246,6 +247,7 @@ func TestFakeDHCPDualStack(t *testing.T) {
 	h.stop("", "web")
 	h.m.Wait()
 	_, released, _ := f.state()
+	sort.Slice(released, func(i, j int) bool { return released[i].Less(released[j]) })
 	same(t, "released", fmt.Sprint(released), "[10.9.0.100 2001:db8::100]")
 
 	h.start(on("slaac", 101, "ra"))

@@ -502,11 +502,14 @@ type fakeHost struct {
 	m   *Manager
 	// opts are given to every manager started (restart).
 	opts []Option
+	// shims are the host shims and their routes, in memory.
+	shims *fakeShims
 }
 
 func newFakeHost(t *testing.T) *fakeHost {
 	t.Helper()
-	h := &fakeHost{t: t, dir: t.TempDir(), k: newFakeKernel()}
+	h := &fakeHost{t: t, dir: t.TempDir(), k: newFakeKernel(), shims: newFakeShims()}
+	h.opts = []Option{WithShimKernel(h.shims)}
 	h.k.addLink("eth1", "device", 1500)
 	h.restart()
 	t.Cleanup(func() { h.m.Wait(); h.s.Close() })

@@ -134,6 +134,8 @@ type Manager struct {
 	// their renewals.
 	leaser Leaser
 	leases leaseKeeper
+	// shims does the kernel work of --host-address shims.
+	shims ShimKernel
 
 	internMu sync.Mutex
 	interned map[string]string // containerd namespaces, shared by endpoints
@@ -189,7 +191,7 @@ func (st *netState) remember(key epKey, addrs []netip.Addr) {
 func New(s Store, k Kernel, log *slog.Logger, opts ...Option) (*Manager, error) {
 	m := &Manager{store: s, kernel: k, log: log, nets: map[string]*netState{},
 		refs: parentRefs{}, owned: map[string]store.OwnedLink{}, interned: map[string]string{},
-		leaser: hostLeaser{}}
+		leaser: hostLeaser{}, shims: hostShims{}}
 	for _, o := range opts {
 		o(m)
 	}
@@ -465,6 +467,7 @@ func (m *Manager) Inspect(name string) (api.Network, error) {
 	n.Endpoints = st.all()
 	st.mu.Unlock()
 	n.ParentInfo = m.parentInfo(n)
+	n.Shim = m.shimInfo(n)
 	return n, nil
 }
 
