@@ -54,6 +54,7 @@ func doctor(c *cli.Context) error {
 		bad++
 	} else {
 		fmt.Fprintf(w, "daemon %s\tanswers\n", c.String("socket"))
+		bad += doctorShims(c, w)
 	}
 	w.Flush()
 	if bad > 0 {
@@ -62,5 +63,41 @@ func doctor(c *cli.Context) error {
 	return nil
 }
 
+// doctorShims reports the host shim of every network that has one, as the
+// daemon sees it (in its own namespace), and returns how many are not up.
+func doctorShims(c *cli.Context, w *tabwriter.Writer) int {
+	var nets []api.Network
+	if err := apiclient.Do(client(c), "GET", "/networks", nil, &nets); err != nil {
+		fmt.Fprintf(w, "networks\tNOT LISTED: %v\n", err)
+		return 1
+	}
+	bad := 0
+	for _, n := range nets {
+		if len(n.HostAddresses) == 0 {
+			continue
+		}
+		var full api.Network
+		if err := apiclient.Do(client(c), "GET", "/networks/"+n.Name, nil, &full); err != nil || full.Shim == nil {
+			fmt.Fprintf(w, "shim of %s\tUNKNOWN: %v\n", n.Name, err)
+			bad++
+			continue
+		}
+		s := full.Shim
+		switch {
+		case !s.Exists && full.ParentInfo != nil && !full.ParentInfo.Exists:
+			// An owned parent that comes with the first endpoint.
+			fmt.Fprintf(w, "shim %s (%s)\tnone yet: parent %s is not there\n", s.Name, n.Name, full.Parent)
+		case !s.Exists:
+			fmt.Fprintf(w, "shim %s (%s)\tMISSING (underlayd restores it on the next link event or start)\n", s.Name, n.Name)
+			bad++
+		case !s.Up:
+			fmt.Fprintf(w, "shim %s (%s)\tDOWN (is parent %s up?)\n", s.Name, n.Name, full.Parent)
+			bad++
+		default:
+			fmt.Fprintf(w, "shim %s (%s)\tup, %v\n", s.Name, n.Name, s.Addresses)
+		}
+	}
+	return bad
+}
+
 var _ = errors.New
-var _ = api.Version

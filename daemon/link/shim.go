@@ -105,7 +105,8 @@ func ShimStatus(name string) ShimState {
 	if err != nil {
 		return ShimState{}
 	}
-	st := ShimState{Exists: true, Up: l.Attrs().Flags&net.FlagUp != 0 && l.Attrs().OperState != netlink.OperDown}
+	op := l.Attrs().OperState
+	st := ShimState{Exists: true, Up: l.Attrs().Flags&net.FlagUp != 0 && (op == netlink.OperUp || op == netlink.OperUnknown)}
 	if addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL); err == nil {
 		for _, a := range addrs {
 			if a.IP.IsGlobalUnicast() {

@@ -180,7 +180,7 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 		return ep, err
 	}
 	m.scheduleLeases(ep)
-	m.shimRoutes(n, ep, false)
+	m.shimRoutes(st, ep, false)
 	m.log.Info("attached", "network", n.Name, "container", containerName(ep), "ifname", ep.IfName,
 		"addresses", strings.Join(ep.Addresses, ","), "mac", ep.MAC, "took", time.Since(start).Round(time.Microsecond))
 	return ep, nil

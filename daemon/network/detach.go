@@ -252,7 +252,7 @@ func (m *Manager) forgetLocked(st *netState, ep api.Endpoint) {
 	}
 	st.remember(keyOf(ep), addrsOf(ep))
 	st.remove(keyOf(ep))
-	m.shimRoutes(st.net, ep, true)
+	m.shimRoutes(st, ep, true)
 	if ep.DHCP != nil {
 		m.unscheduleLease(ep)
 		if id, err := identityOf(ep); err == nil {

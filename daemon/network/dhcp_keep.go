@@ -253,6 +253,9 @@ func (m *Manager) keepLease(st *netState, ep api.Endpoint, id dhcp.Identity, l d
 			"expires", l.Expires.UTC().Format(time.RFC3339))
 	}
 	m.scheduleLease(cur, l.Renew)
+	if fresh {
+		m.shimRoutes(st, cur, false)
+	}
 	return nil
 }
 
@@ -278,6 +281,7 @@ func (m *Manager) loseLease(st *netState, ep api.Endpoint, l dhcp.Lease, why str
 		}
 	}
 	st.mu.Unlock()
+	m.shimRoutes(st, ep, true)
 	m.scheduleLease(ep, time.Now().Add(lostRetry))
 }
 

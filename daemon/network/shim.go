@@ -234,9 +234,12 @@ func (m *Manager) WatchShims(ctx context.Context) error {
 }
 
 // shimRoutes adds (or, with del, removes) the host routes of ep's
-// addresses through its network's shim. A failure is logged and repaired
-// by the next sync.
-func (m *Manager) shimRoutes(n api.Network, ep api.Endpoint, del bool) {
+// addresses through the shim of st's network. A shim that is not there
+// (an owned parent made again for this endpoint, whose link event has not
+// been handled yet) is made at once; other failures are logged and
+// repaired by the next sync.
+func (m *Manager) shimRoutes(st *netState, ep api.Endpoint, del bool) {
+	n := st.net
 	if len(n.HostAddresses) == 0 {
 		return
 	}
@@ -247,8 +250,8 @@ func (m *Manager) shimRoutes(n api.Network, ep api.Endpoint, del bool) {
 	var err error
 	if del {
 		err = m.shims.DelHostRoutes(shimName(n), addrs)
-	} else {
-		err = m.shims.AddHostRoutes(shimName(n), addrs, hostAddrsOf(n))
+	} else if err = m.shims.AddHostRoutes(shimName(n), addrs, hostAddrsOf(n)); err != nil {
+		err = m.syncShim(st)
 	}
 	if err != nil {
 		m.log.Warn("host route through the shim not updated", "network", n.Name, "container", containerName(ep), "err", err)

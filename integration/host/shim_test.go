@@ -159,7 +159,14 @@ func TestPrivilegedShim(t *testing.T) {
 		t.Fatalf("after 200 cycles the host routes are %v, the endpoints' addresses %v", got, want)
 	}
 
+	// (doctor also fails here for the kernel's missing ipvlan, 802.1q
+	// and dummy: only its shim line is read.)
+	doc, _ := d.CLI("doctor")
+	mustContain(t, "doctor", doc, shim+" (shimmed)", "up, [10.88.0.254/32")
 	tl.MustRun(t, "ip", "-n", l.host, "link", "set", l.lan.Uplink, "down")
+	if out, err := d.CLI("doctor"); err == nil || !strings.Contains(out, shim+" (shimmed)") || !strings.Contains(out, "DOWN") {
+		t.Errorf("doctor with the parent down: err %v\n%s", err, out)
+	}
 	tl.MustRun(t, "ip", "-n", l.host, "link", "set", l.lan.Uplink, "up")
 	l.waitRoutes(t, "parent down and up", want)
 
