@@ -90,6 +90,6 @@ include integration/vm/vm.mk
 # on a kernel that has ipvlan, 802.1q and dummy. The rest of the privileged
 # tests run on the host (make test-privileged), where they are faster.
 VM_TEST_PKGS += ./integration/host/ ./daemon/network/ ./integration/dhcp/
-VM_TEST_RUN = TestVM|TestPrivileged(MacvlanModes|PassthruOneEndpoint|MissingKernelFeature|SeedPubNet|SeedDualStack|IPv4OnlyHasNoIPv6|AnnounceUpdatesRouter|DHCPIpvlan|DHCPLeaseAndRelease)
+VM_TEST_RUN = TestVM|TestPrivileged(MacvlanModes|PassthruOneEndpoint|MissingKernelFeature|SeedPubNet|SeedDualStack|IPv4OnlyHasNoIPv6|AnnounceUpdatesRouter|DHCPIpvlan|DHCPLeaseAndRelease|Shim)
 test-vm: build
 test-vm: export UNDERLAY_VM_BIN := $(BIN)

@@ -226,3 +226,58 @@ func detach(t *testing.T, d *tl.Daemon, c *tl.Container, kv ...string) {
 		t.Fatalf("detach %s: %v: %s", c.ID, err, out)
 	}
 }
+
+// An ipvlan l2 network's shim is an ipvlan slave of the parent: the host
+// and a container reach each other through it (VM only: no ipvlan here).
+func TestPrivilegedShimIpvlan(t *testing.T) {
+	tl.RequireVM(t)
+	l := newShimLab(t, "ulsh3", "10.91.0.1/24")
+	d := l.d
+	d.MustCLI(t, "network", "create", "-d", "ipvlan", "-o", "ipvlan_mode=l2", "--subnet", "10.91.0.0/24",
+		"--host-address", "10.91.0.254", "-o", "parent="+l.lan.Uplink, "ipshim")
+	if out, _ := l.inHost("ip", "-d", "link", "show"); !strings.Contains(out, "ipvlan") {
+		t.Fatalf("no ipvlan shim in the host namespace:\n%s", out)
+	}
+	c := tl.NewContainer(t, "ulsh3-c")
+	attach(t, d, c, "io.underlay.network", "ipshim")
+	addr := strings.Split(d.Endpoints(t)[0][3], "/")[0]
+	l.hostPing(t, addr)
+	ping(t, c, "10.91.0.254")
+	detach(t, d, c, "io.underlay.network", "ipshim")
+	l.waitRoutes(t, "detached", nil)
+	d.MustCLI(t, "network", "rm", "ipshim")
+}
+
+// A shim on an owned VLAN parent (eth0.NN made on demand) goes with the
+// parent when the last container leaves, and comes back with it and its
+// routes at the next attach (VM only: no 802.1q here).
+func TestPrivilegedShimVLAN(t *testing.T) {
+	tl.RequireVM(t)
+	l := newShimLab(t, "ulsh4", "10.92.0.1/24")
+	tl.MustRun(t, "ip", "-n", l.lan.NS, "link", "add", "link", "lan0", "name", "lan0.40", "type", "vlan", "id", "40")
+	tl.MustRun(t, "ip", "-n", l.lan.NS, "addr", "add", "10.93.0.1/24", "dev", "lan0.40")
+	tl.MustRun(t, "ip", "-n", l.lan.NS, "link", "set", "lan0.40", "up")
+	d := l.d
+	parent := l.lan.Uplink + ".40"
+	d.MustCLI(t, "network", "create", "--subnet", "10.93.0.0/24", "--host-address", "10.93.0.254", "-o", "parent="+parent, "vshim")
+	for round := range 2 {
+		c := tl.NewContainer(t, fmt.Sprintf("ulsh4-c%d", round))
+		attach(t, d, c, "io.underlay.network", "vshim")
+		addr := strings.Split(d.Endpoints(t)[0][3], "/")[0]
+		l.waitRoutes(t, fmt.Sprintf("round %d attached", round), []string{addr})
+		l.hostPing(t, addr)
+		ping(t, c, "10.93.0.254")
+		ping(t, c, "10.93.0.1")
+		detach(t, d, c, "io.underlay.network", "vshim")
+		// The last endpoint took the owned parent, and the shim with it.
+		for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			if out, _ := l.inHost("ip", "-o", "link", "show"); !strings.Contains(out, parent+"@") {
+				break
+			}
+		}
+		if out, _ := l.inHost("ip", "-o", "link", "show"); strings.Contains(out, parent+"@") || strings.Contains(out, "ul-") {
+			t.Fatalf("round %d: the owned parent or its shim outlived the last container:\n%s", round, out)
+		}
+	}
+	d.MustCLI(t, "network", "rm", "vshim")
+}
