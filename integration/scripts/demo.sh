@@ -23,6 +23,7 @@ NET=demo-net
 SUBNET=10.77.0.0/24
 ROUTER=10.77.0.1
 STATIC_IP=10.77.0.50
+HOST_IP=10.77.0.253
 IMG=localhost/underlay/busybox:latest
 A=$P-a
 B=$P-b
@@ -99,7 +100,9 @@ import_image_containerd "$WORK/busybox.tar"
 uctr images ls -q
 
 step "create the macvlan network"
-say ul network create -d macvlan --subnet "$SUBNET" --gateway "$ROUTER" -o parent="${P}up" "$NET"
+# --host-address gives this host a shim on the parent, so that it reaches
+# its own containers (the kernel keeps a parent from talking to its slaves).
+say ul network create -d macvlan --subnet "$SUBNET" --gateway "$ROUTER" --host-address "$HOST_IP" -o parent="${P}up" "$NET"
 say ul network ls
 
 step "run two containers through underlay-runc"
@@ -136,6 +139,13 @@ if ip netns exec "$P-lan" busybox ping -c 1 -W 2 "$IP_A" >/dev/null; then
 else
 	ul_die "the router cannot ping $A ($IP_A)"
 fi
+# The host itself, through its shim, and back.
+if busybox ping -c 1 -W 2 "$IP_A" >/dev/null; then
+	printf '  %-10s -> %-12s ok\n' "this host" "$IP_A"
+else
+	ul_die "this host cannot ping $A ($IP_A) through its shim"
+fi
+ping_from "$A" "$HOST_IP"
 
 step "underlay endpoint ls"
 say ul endpoint ls
