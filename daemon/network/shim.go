@@ -84,6 +84,9 @@ func checkHostAddresses(n *api.Network, raw []string, pools []ipam.Pool) error {
 	if len(raw) == 0 {
 		return nil
 	}
+	if n.Scope == scopeGlobal {
+		return invalid("--host-address with --scope global: every host would claim the same address; give each host's shim its own address on a local network instead")
+	}
 	if n.Driver == "ipvlan" && n.Mode != "l2" {
 		return invalid("--host-address: ipvlan %s containers are routed, not bridged, so a shim cannot reach them; route their subnet to this host's parent from the upstream router instead (README: ipvlan L3)", n.Mode)
 	}
