@@ -4,6 +4,8 @@
 export PATH := /usr/local/go/bin:$(PATH)
 GO      ?= go
 PREFIX  ?= /usr/local
+# CNI plugins live here; underlay-cni is installed as "underlay".
+CNI_BIN_DIR ?= /opt/cni/bin
 BIN     := $(CURDIR)/bin
 export CGO_ENABLED ?= 0
 LDFLAGS := -s -w
@@ -23,10 +25,13 @@ build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/underlay ./daemon/cli
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/underlay-hook ./hook
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/underlay-runc ./hook/runc
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/underlay-cni ./cni
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BIN)/underlayd $(BIN)/underlay $(BIN)/underlay-hook $(BIN)/underlay-runc $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(CNI_BIN_DIR)
+	install -m 0755 $(BIN)/underlay-cni $(DESTDIR)$(CNI_BIN_DIR)/underlay
 
 demo: build
 	BIN=$(BIN) bash integration/scripts/demo.sh

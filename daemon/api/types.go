@@ -127,6 +127,34 @@ type NetworkAttach struct {
 	IP   string `json:"ip,omitempty"`
 	IP6  string `json:"ip6,omitempty"`
 	MAC  string `json:"mac,omitempty"`
+	// IfName and CNI are set by underlayd for a CNI ADD, never sent: the
+	// interface name CNI chose, and that CNI made the endpoint.
+	IfName string `json:"-"`
+	CNI    bool   `json:"-"`
+}
+
+// CNIRequest is one CNI call of underlay-cni (ADD, DEL or CHECK) for one
+// network: the runtime's container id, netns and interface name.
+type CNIRequest struct {
+	ContainerID string `json:"container_id"`
+	Netns       string `json:"netns,omitempty"`
+	IfName      string `json:"ifname"`
+	Network     string `json:"network"`
+	IP          string `json:"ip,omitempty"`
+	IP6         string `json:"ip6,omitempty"`
+	MAC         string `json:"mac,omitempty"`
+}
+
+// CNIGC is a CNI GC: every CNI attachment of Network not in Valid goes.
+type CNIGC struct {
+	Network string          `json:"network"`
+	Valid   []CNIAttachment `json:"valid"`
+}
+
+// CNIAttachment names one attachment as CNI does.
+type CNIAttachment struct {
+	ContainerID string `json:"container_id"`
+	IfName      string `json:"ifname"`
 }
 
 // DetachRequest is what the hook sends at poststop, and what the event
@@ -158,6 +186,9 @@ type Endpoint struct {
 	Created string `json:"created"`
 	// DHCP is the lease of an endpoint on a --ipam-driver dhcp network.
 	DHCP *DHCPLease `json:"dhcp,omitempty"`
+	// CNI says a CNI ADD made the endpoint (underlay-cni), so CNI's GC
+	// may release it; the hook's are the runtime's own.
+	CNI bool `json:"cni,omitempty"`
 }
 
 // DHCPLease is what the LAN's DHCP server granted an endpoint, with the

@@ -25,6 +25,7 @@ func (Host) Delete(name string) error                           { return Delete(
 func (Host) CreateSlave(ns *Netns, s Slave) error               { return CreateSlave(ns, s) }
 func (Host) Strip(ns *Netns, name string) (bool, error)         { return Strip(ns, name) }
 func (Host) DeleteSlave(ns *Netns, names ...string) error       { return DeleteSlave(ns, names...) }
+func (Host) HasSlave(ns *Netns, name string, addrs []string) error { return HasSlave(ns, name, addrs) }
 func (Host) DeleteSlaveMatching(ns *Netns, name, mac string, addrs []string) error {
 	return DeleteSlaveMatching(ns, name, mac, addrs)
 }

@@ -323,3 +323,34 @@ func Strip(ns *Netns, name string) (bool, error) {
 	}
 	return true, nil
 }
+
+// HasSlave fails, saying what is wrong, unless ns has an interface name
+// that is up and holds every one of addrs (CIDR strings): a CNI CHECK.
+func HasSlave(ns *Netns, name string, addrs []string) error {
+	h, err := handleAt(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("interface %s is missing from the container: %w", name, err)
+	}
+	if l.Attrs().Flags&net.FlagUp == 0 {
+		return fmt.Errorf("interface %s is down", name)
+	}
+	have, err := retryDump(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_ALL) })
+	if err != nil {
+		return err
+	}
+	for _, want := range addrs {
+		found := false
+		for _, a := range have {
+			found = found || a.IPNet.String() == want
+		}
+		if !found {
+			return fmt.Errorf("interface %s lacks its address %s", name, want)
+		}
+	}
+	return nil
+}

@@ -199,7 +199,10 @@ func (m *Manager) reserve(st *netState, ns *link.Netns, req api.AttachRequest, i
 	n := st.net
 	ep = api.Endpoint{Network: n.Name, Namespace: req.Namespace, ContainerID: req.ContainerID,
 		IfName: "eth" + strconv.Itoa(idx), NetnsInode: ns.Inode, NetnsCookie: ns.Cookie, Parent: n.Parent,
-		Created: time.Now().UTC().Format(time.RFC3339Nano)}
+		Created: time.Now().UTC().Format(time.RFC3339Nano), CNI: na.CNI}
+	if na.IfName != "" {
+		ep.IfName = na.IfName
+	}
 	prefer := st.recent[keyOf(ep)]
 	if old, ok := st.get(keyOf(ep)); ok {
 		if ns.Same(old.NetnsInode, old.NetnsCookie) {

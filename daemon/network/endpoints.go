@@ -48,6 +48,7 @@ const (
 	gwV4  // the IPv4 address routes through its pool's gateway
 	gwV6  // likewise for IPv6
 	rare  // the network's rare table has more of this endpoint
+	byCNI // a CNI ADD made it
 )
 
 // epRare holds what does not fit a record: a name other than eth0-eth15,
@@ -116,6 +117,9 @@ func (st *netState) record(k epKey, ep api.Endpoint) epRecord {
 			}
 		}
 	}
+	if ep.CNI {
+		r.flags |= byCNI
+	}
 	delete(st.rare, k)
 	if odd != (epRare{}) {
 		st.rare[k] = odd
@@ -146,7 +150,8 @@ func (st *netState) endpoint(k epKey, r *epRecord) api.Endpoint {
 func expand(n api.Network, pools []ipam.Pool, rares map[epKey]epRare, k epKey, r *epRecord) api.Endpoint {
 	ep := api.Endpoint{Network: n.Name, Namespace: k.ns, ContainerID: k.id, IfName: ifNames[r.ifIdx],
 		NetnsInode: r.inode, NetnsCookie: r.cookie,
-		Parent: n.Parent, State: stateAttached, Created: time.Unix(0, r.created).UTC().Format(time.RFC3339Nano)}
+		Parent: n.Parent, State: stateAttached, Created: time.Unix(0, r.created).UTC().Format(time.RFC3339Nano),
+		CNI: r.flags&byCNI != 0}
 	if r.mac != [6]byte{} {
 		ep.MAC = net.HardwareAddr(r.mac[:]).String()
 	}

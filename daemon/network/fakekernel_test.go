@@ -535,3 +535,26 @@ func (h *fakeHost) restart() {
 	}
 	h.s, h.m = s, m
 }
+
+func (k *fakeKernel) HasSlave(h *link.Netns, name string, addrs []string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	ns, ok := k.netns[h.Inode]
+	if !ok {
+		return errors.New("container namespace is gone")
+	}
+	i, ok := ns.ifs[name]
+	if !ok {
+		return fmt.Errorf("interface %s is missing from the container", name)
+	}
+	for _, want := range addrs {
+		found := false
+		for _, a := range i.addrs {
+			found = found || a.String() == want
+		}
+		if !found {
+			return fmt.Errorf("interface %s lacks its address %s", name, want)
+		}
+	}
+	return nil
+}

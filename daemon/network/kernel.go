@@ -31,6 +31,8 @@ type Kernel interface {
 	Strip(ns *link.Netns, name string) (bool, error)
 	DeleteSlave(ns *link.Netns, names ...string) error
 	DeleteSlaveMatching(ns *link.Netns, name, mac string, addrs []string) error
+	// HasSlave fails unless ns has interface name, up, with addrs.
+	HasSlave(ns *link.Netns, name string, addrs []string) error
 
 	// Answering asks the wire, out of parent, whether anybody holds each
 	// of addrs (ARP and ND probes, replies collected for wait).

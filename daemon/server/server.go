@@ -30,6 +30,10 @@ type Manager interface {
 	Reconcile() (int, error)
 	Hosts() ([]api.Host, error)
 	ReclaimHost(name string) (api.ReclaimResponse, error)
+	AttachCNI(api.CNIRequest) (api.Endpoint, error)
+	DetachCNI(api.CNIRequest) error
+	CheckCNI(api.CNIRequest) (api.Endpoint, error)
+	GCCNI(api.CNIGC) (int, error)
 }
 
 var _ Manager = (*network.Manager)(nil)
@@ -54,6 +58,10 @@ func Handler(m Manager, log *slog.Logger, authz Authorizer) http.Handler {
 	mux.HandleFunc("POST "+p+"/attach", s.guard(s.attach))
 	mux.HandleFunc("POST "+p+"/detach", s.guard(s.detach))
 	mux.HandleFunc("POST "+p+"/prune", s.guard(s.prune))
+	mux.HandleFunc("POST "+p+"/cni/add", s.guard(s.cniAdd))
+	mux.HandleFunc("POST "+p+"/cni/del", s.guard(s.cniDel))
+	mux.HandleFunc("POST "+p+"/cni/check", s.guard(s.cniCheck))
+	mux.HandleFunc("POST "+p+"/cni/gc", s.guard(s.cniGC))
 	mux.HandleFunc("GET "+p+"/hosts", s.hosts)
 	mux.HandleFunc("POST "+p+"/hosts/{name}/reclaim", s.guard(s.reclaim))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -184,6 +192,57 @@ func (s *server) detach(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reply(w, http.StatusOK, resp)
+}
+
+func (s *server) cniAdd(w http.ResponseWriter, r *http.Request) {
+	var req api.CNIRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	ep, err := s.m.AttachCNI(req)
+	if err != nil {
+		s.error(w, "CNI ADD", err)
+		return
+	}
+	reply(w, http.StatusOK, ep)
+}
+
+func (s *server) cniDel(w http.ResponseWriter, r *http.Request) {
+	var req api.CNIRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if err := s.m.DetachCNI(req); err != nil {
+		s.error(w, "CNI DEL", err)
+		return
+	}
+	reply(w, http.StatusOK, struct{}{})
+}
+
+func (s *server) cniCheck(w http.ResponseWriter, r *http.Request) {
+	var req api.CNIRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	ep, err := s.m.CheckCNI(req)
+	if err != nil {
+		s.error(w, "CNI CHECK", err)
+		return
+	}
+	reply(w, http.StatusOK, ep)
+}
+
+func (s *server) cniGC(w http.ResponseWriter, r *http.Request) {
+	var req api.CNIGC
+	if !decode(w, r, &req) {
+		return
+	}
+	n, err := s.m.GCCNI(req)
+	if err != nil {
+		s.error(w, "CNI GC", err)
+		return
+	}
+	reply(w, http.StatusOK, api.PruneResponse{Released: n})
 }
 
 func (s *server) prune(w http.ResponseWriter, r *http.Request) {

@@ -50,6 +50,12 @@ func (f *fakeManager) Detach(api.DetachRequest) (api.DetachResponse, error) {
 }
 
 func (f *fakeManager) Reconcile() (int, error) { return 0, f.err }
+func (f *fakeManager) AttachCNI(api.CNIRequest) (api.Endpoint, error) {
+	return api.Endpoint{}, f.err
+}
+func (f *fakeManager) DetachCNI(api.CNIRequest) error                { return f.err }
+func (f *fakeManager) CheckCNI(api.CNIRequest) (api.Endpoint, error) { return api.Endpoint{}, f.err }
+func (f *fakeManager) GCCNI(api.CNIGC) (int, error)                  { return 0, f.err }
 
 func (f *fakeManager) Hosts() ([]api.Host, error) { return nil, f.err }
 

@@ -29,7 +29,10 @@ import (
 // rarely and carry strings). A record without them is what it always was.
 const recordV1 = 0x01
 
-const tagDHCP = 'D'
+const (
+	tagDHCP = 'D'
+	tagCNI  = 'C' // no body: a CNI ADD made the endpoint
+)
 
 // encodeEndpoint encodes ep. Its Created must be RFC 3339 (underlayd writes
 // UTC with nanoseconds, which comes back byte for byte); an address or
@@ -78,6 +81,9 @@ func encodeEndpoint(ep api.Endpoint) ([]byte, error) {
 		b = binary.AppendUvarint(b, uint64(len(j)))
 		b = append(b, j...)
 	}
+	if ep.CNI {
+		b = append(b, tagCNI, 0)
+	}
 	return b, nil
 }
 
@@ -120,6 +126,10 @@ func decodeEndpoint(b []byte) (api.Endpoint, error) {
 	for r.err == nil && len(r.b) != 0 {
 		tag := r.byte()
 		body := r.str()
+		if r.err == nil && tag == tagCNI && body == "" {
+			ep.CNI = true
+			continue
+		}
 		if r.err != nil || tag != tagDHCP {
 			r.fail()
 			break
