@@ -16,15 +16,15 @@ func (Host) OpenPath(path string) (*Netns, error) { return OpenPath(path) }
 func (Host) FindNetns(inode, cookie uint64, hintPid int) *Netns {
 	return FindNetns(inode, cookie, hintPid)
 }
-func (Host) LiveNetns() map[uint64]string                       { return LiveNetns() }
-func (Host) Lookup(name string) (Info, error)                   { return Lookup(name) }
-func (Host) Probe(kind string) error                            { return Probe(kind) }
-func (Host) CreateVLAN(base string, vid int, name string) error { return CreateVLAN(base, vid, name) }
-func (Host) CreateDummy(name string) error                      { return CreateDummy(name) }
-func (Host) Delete(name string) error                           { return Delete(name) }
-func (Host) CreateSlave(ns *Netns, s Slave) error               { return CreateSlave(ns, s) }
-func (Host) Strip(ns *Netns, name string) (bool, error)         { return Strip(ns, name) }
-func (Host) DeleteSlave(ns *Netns, names ...string) error       { return DeleteSlave(ns, names...) }
+func (Host) LiveNetns() map[uint64]string                          { return LiveNetns() }
+func (Host) Lookup(name string) (Info, error)                      { return Lookup(name) }
+func (Host) Probe(kind string) error                               { return Probe(kind) }
+func (Host) CreateVLAN(base string, vid int, name string) error    { return CreateVLAN(base, vid, name) }
+func (Host) CreateDummy(name string) error                         { return CreateDummy(name) }
+func (Host) Delete(name string) error                              { return Delete(name) }
+func (Host) CreateSlave(ns *Netns, s Slave) error                  { return CreateSlave(ns, s) }
+func (Host) Strip(ns *Netns, name string) (bool, error)            { return Strip(ns, name) }
+func (Host) DeleteSlave(ns *Netns, names ...string) error          { return DeleteSlave(ns, names...) }
 func (Host) HasSlave(ns *Netns, name string, addrs []string) error { return HasSlave(ns, name, addrs) }
 func (Host) DeleteSlaveMatching(ns *Netns, name, mac string, addrs []string) error {
 	return DeleteSlaveMatching(ns, name, mac, addrs)
