@@ -115,6 +115,13 @@ func (c config) request(env func(string) string, needNetns bool) (api.CNIRequest
 		}
 		*slot = a.Unmap().String()
 	}
+	req.Hostname = args["NERDCTL_CNI_DHCP_HOSTNAME"]
+	if pod := args["K8S_POD_NAME"]; pod != "" {
+		req.Name = pod
+		if ns := args["K8S_POD_NAMESPACE"]; ns != "" {
+			req.Name = ns + "." + pod
+		}
+	}
 	req.MAC = args["MAC"]
 	if c.RuntimeConfig.MAC != "" {
 		req.MAC = c.RuntimeConfig.MAC

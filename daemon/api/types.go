@@ -40,6 +40,10 @@ type NetworkCreate struct {
 	// addresses (--host-address, one per family), so that it reaches its
 	// containers.
 	HostAddresses []string `json:"host_addresses,omitempty"`
+	// CNIConfDir, if set, is where underlayd writes the network's CNI
+	// conflist (--cni-conf-dir), for underlay-cni at CNISocket.
+	CNIConfDir string `json:"cni_conf_dir,omitempty"`
+	CNISocket  string `json:"cni_socket,omitempty"`
 }
 
 // Network is a stored network as `network inspect` shows it.
@@ -65,6 +69,9 @@ type Network struct {
 	Created string            `json:"created"`
 	// HostAddresses are the host shim's addresses (--host-address).
 	HostAddresses []string `json:"host_addresses,omitempty"`
+	// CNIConf is the conflist underlayd wrote for the network, removed
+	// with it.
+	CNIConf string `json:"cni_conf,omitempty"`
 
 	// Shim is filled in by inspect for a network with host addresses.
 	Shim *ShimInfo `json:"shim,omitempty"`
@@ -119,6 +126,9 @@ type AttachRequest struct {
 	// Bundle is the container's OCI bundle, where underlayd reads its
 	// hostname (config.json) when a network needs it.
 	Bundle string `json:"bundle,omitempty"`
+	// Hostname is set by underlayd for a CNI ADD, never sent: the
+	// hostname the runtime passed in CNI_ARGS.
+	Hostname string `json:"-"`
 }
 
 // NetworkAttach is one requested network, in interface order.
@@ -143,6 +153,11 @@ type CNIRequest struct {
 	IP          string `json:"ip,omitempty"`
 	IP6         string `json:"ip6,omitempty"`
 	MAC         string `json:"mac,omitempty"`
+	// Name and Hostname are the container's, where the runtime passes
+	// them (Kubernetes' K8S_POD_NAMESPACE/K8S_POD_NAME, nerdctl's
+	// NERDCTL_CNI_DHCP_HOSTNAME): a DHCP network's identity uses them.
+	Name     string `json:"name,omitempty"`
+	Hostname string `json:"hostname,omitempty"`
 }
 
 // CNIGC is a CNI GC: every CNI attachment of Network not in Valid goes.

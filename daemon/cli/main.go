@@ -10,12 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/underlay/underlay/cni/conflist"
 	"github.com/underlay/underlay/daemon/api"
 	"github.com/underlay/underlay/daemon/api/apiclient"
 )
@@ -88,6 +90,7 @@ func networkCommand() *cli.Command {
 					&cli.StringFlag{Name: "ipam-driver", Value: "default", Usage: "where addresses come from: default (this host's allocator) or dhcp (the LAN's DHCP server; --subnet optional)"},
 					&cli.StringFlag{Name: "scope", Value: "local", Usage: "local (this host) or global (every host of underlayd's --store shares it and its addresses)"},
 					&cli.StringSliceFlag{Name: "label", Usage: "KEY[=VALUE] metadata on the network (repeatable)"},
+					&cli.StringFlag{Name: "cni-conf-dir", Usage: "also write the network's CNI conflist there, for nerdctl and CRI (e.g. /etc/cni/net.d); removed with the network"},
 					&cli.StringSliceFlag{Name: "host-address", Usage: "give the host a shim on the parent with this address, so it reaches its containers (one per family)"},
 					&cli.BoolFlag{Name: "ipv6", Usage: "the network has IPv6 (needs an IPv6 --subnet)"},
 					&cli.BoolFlag{Name: "internal", Usage: "no way out: a dummy parent, no default route"},
@@ -107,6 +110,7 @@ func networkCommand() *cli.Command {
 					&cli.StringSliceFlag{Name: "filter", Usage: filterUsage},
 				}},
 			{Name: "inspect", Usage: "show networks as JSON", ArgsUsage: "NAME...", Action: networkInspect},
+			{Name: "cni-config", Usage: "print the network's CNI conflist (for nerdctl, CRI, Multus)", ArgsUsage: "NAME", Action: networkCNIConfig},
 			{Name: "rm", Aliases: []string{"remove"}, Usage: "remove networks", ArgsUsage: "NAME...", Action: networkRemove},
 		},
 	}
@@ -123,6 +127,13 @@ func networkCreate(c *cli.Context) error {
 		IPv6: c.Bool("ipv6"), Internal: c.Bool("internal"), Options: map[string]string{},
 		IPAMDriver: c.String("ipam-driver"), Scope: c.String("scope"),
 		HostAddresses: c.StringSlice("host-address"),
+	}
+	if dir := c.String("cni-conf-dir"); dir != "" {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return fmt.Errorf("--cni-conf-dir %s: %w", dir, err)
+		}
+		req.CNIConfDir, req.CNISocket = abs, cniSocket(c)
 	}
 	for _, l := range c.StringSlice("label") {
 		k, v, _ := strings.Cut(l, "=")
@@ -201,6 +212,31 @@ func networkInspect(c *cli.Context) error {
 		return errors.New(strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// cniSocket is the socket underlay-cni should use: this command's, made
+// absolute.
+func cniSocket(c *cli.Context) string {
+	s := c.String("socket")
+	if s == "" {
+		return ""
+	}
+	if abs, err := filepath.Abs(s); err == nil {
+		return abs
+	}
+	return s
+}
+
+func networkCNIConfig(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return errors.New(`"network cni-config" needs exactly one NAME`)
+	}
+	var n api.Network
+	if err := apiclient.Do(client(c), "GET", "/networks/"+c.Args().First(), nil, &n); err != nil {
+		return err
+	}
+	_, err := os.Stdout.Write(conflist.Build(n, cniSocket(c)))
+	return err
 }
 
 func networkRemove(c *cli.Context) error {

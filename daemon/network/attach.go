@@ -145,7 +145,10 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	if n.IPAMDriver == dhcpIPAM {
 		// The address comes once the interface is up: planSlave plans
 		// none, and configure leases it.
-		hostname := bundleHostname(req.Bundle)
+		hostname := req.Hostname
+		if hostname == "" {
+			hostname = bundleHostname(req.Bundle)
+		}
 		name := dhcpName(req, hostname)
 		if na.MAC == "" && n.Driver == "macvlan" {
 			na.MAC = dhcp.StableMAC(n.Name, name).String()

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/underlay/underlay/cni/conflist"
 	"github.com/underlay/underlay/daemon/api"
 	"github.com/underlay/underlay/daemon/link"
 	"github.com/underlay/underlay/ipam"
@@ -73,6 +76,19 @@ func (m *Manager) Create(req api.NetworkCreate) (api.Network, error) {
 			}
 			return api.Network{}, err
 		}
+	}
+	if req.CNIConfDir != "" {
+		n.CNIConf = filepath.Join(req.CNIConfDir, conflist.FileName(n.Name))
+		shared.CNIConf = n.CNIConf
+		if err := writeFileAtomic(n.CNIConf, conflist.Build(n, req.CNISocket)); err != nil {
+			undoShim()
+			if created {
+				m.releaseParent(n.Parent)
+			}
+			return api.Network{}, fmt.Errorf("--cni-conf-dir %s: %w", req.CNIConfDir, err)
+		}
+		prev := undoShim
+		undoShim = func() { prev(); _ = os.Remove(n.CNIConf) }
 	}
 	if err := m.storeNetwork(shared, pools); err != nil {
 		undoShim()
@@ -180,6 +196,17 @@ func (m *Manager) validate(req api.NetworkCreate) (api.Network, []ipam.Pool, err
 	}
 	if _, ok := n.Options["ipv6_mode"]; ok && !n.IPv6 {
 		return n, nil, invalid("-o ipv6_mode is for networks with --ipv6")
+	}
+	if req.CNIConfDir != "" {
+		if !filepath.IsAbs(req.CNIConfDir) {
+			return n, nil, invalid("--cni-conf-dir %s: want an absolute path", req.CNIConfDir)
+		}
+		if fi, err := os.Stat(req.CNIConfDir); err != nil || !fi.IsDir() {
+			return n, nil, invalid("--cni-conf-dir %s: not a directory (nerdctl's is /etc/cni/net.d)", req.CNIConfDir)
+		}
+		if n.Scope == scopeGlobal {
+			return n, nil, invalid("--cni-conf-dir with --scope global: write each host's file with `underlay network cni-config NAME`")
+		}
 	}
 	if len(req.HostAddresses) > 0 && len(pools) == 0 {
 		return n, nil, invalid("--host-address needs a --subnet that holds it (with --ipam-driver dhcp too; keep the address out of the server's pool)")
@@ -434,6 +461,11 @@ func (m *Manager) Remove(name string) error {
 	m.mu.Lock()
 	delete(m.nets, name)
 	m.mu.Unlock()
+	if f := st.net.CNIConf; f != "" {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			m.log.Warn("CNI conflist not removed", "network", name, "file", f, "err", err)
+		}
+	}
 	if len(st.net.HostAddresses) > 0 {
 		if err := m.shims.DeleteShim(shimName(st.net)); err != nil {
 			m.log.Warn("host shim not removed", "network", name, "shim", shimName(st.net), "err", err)
@@ -512,4 +544,18 @@ func gatewayFor(pools []ipam.Pool, addr netip.Addr) (netip.Addr, bool) {
 		}
 	}
 	return netip.Addr{}, false
+}
+
+// writeFileAtomic writes b to path through a temporary file and a rename,
+// so a runtime that reads the conf dir never sees half a file.
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
 }

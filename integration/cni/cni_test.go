@@ -1,0 +1,162 @@
+// Package cni holds the privileged tests of underlay-cni, driven through
+// libcni (the CNI project's own library, which nerdctl, CRI and Multus
+// use) against the real underlayd, on a LAN and network namespaces of
+// their own. Names start with "ulc".
+package cni
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+
+	tl "github.com/underlay/underlay/integration/testlab"
+)
+
+// pluginDir holds underlay-cni under the name runtimes look for, underlay.
+func pluginDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Symlink(filepath.Join(tl.BinDir(), "underlay-cni"), filepath.Join(dir, "underlay")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// netns makes a named namespace, removed at cleanup, and returns its path.
+func netns(t *testing.T, name string) string {
+	t.Helper()
+	_ = exec.Command("ip", "netns", "del", name).Run()
+	tl.MustRun(t, "ip", "netns", "add", name)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	return "/run/netns/" + name
+}
+
+func cniErr(err error) *types.Error {
+	var e *types.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return nil
+}
+
+const nerdctlID = "default-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// ADD (with nerdctl's CNI_ARGS and the ips capability), CHECK, DEL (twice,
+// and with no netns), GC and STATUS, through libcni and the conflist that
+// network create --cni-conf-dir wrote; each failure is a CNI error naming
+// the network.
+func TestPrivilegedCNIVerbs(t *testing.T) {
+	tl.Require(t)
+	lan := tl.NewLAN(t, "ulc1", "10.94.0.1/24", "2001:db8:94::1/64")
+	d := tl.StartDaemon(t)
+	confDir := t.TempDir()
+	d.MustCLI(t, "network", "create", "-d", "macvlan", "--subnet", "10.94.0.0/24", "--subnet", "2001:db8:94::/64",
+		"--cni-conf-dir", confDir, "-o", "parent="+lan.Uplink, "pub_net")
+	file := filepath.Join(confDir, "underlay-pub_net.conflist")
+	list, err := libcni.ConfListFromFile(file)
+	if err != nil {
+		t.Fatalf("the conflist network create wrote: %v", err)
+	}
+	if printed := d.MustCLI(t, "network", "cni-config", "pub_net"); !strings.Contains(printed, `"type": "underlay"`) {
+		t.Errorf("network cni-config:\n%s", printed)
+	}
+	cn := libcni.NewCNIConfigWithCacheDir([]string{pluginDir(t)}, t.TempDir(), nil)
+	ctx := context.Background()
+
+	path := netns(t, "ulc1-a")
+	rt := &libcni.RuntimeConf{ContainerID: nerdctlID, NetNS: path, IfName: "eth0",
+		Args:           [][2]string{{"IgnoreUnknown", "1"}, {"IP", "10.94.0.50"}, {"NERDCTL_CNI_DHCP_HOSTNAME", "web"}},
+		CapabilityArgs: map[string]any{"ips": []string{"2001:db8:94::50"}}}
+	res, err := cn.AddNetworkList(ctx, list, rt)
+	if err != nil {
+		t.Fatalf("ADD: %v\n%s", err, d.Log())
+	}
+	r, err := types100.NewResultFromResult(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(r)
+	for _, w := range []string{`"address":"10.94.0.50/24","gateway":"10.94.0.1"`, `"address":"2001:db8:94::50/64"`, `"name":"eth0"`, `"dst":"0.0.0.0/0","gw":"10.94.0.1"`} {
+		if !strings.Contains(string(b), w) {
+			t.Errorf("ADD result %s lacks %s", b, w)
+		}
+	}
+	addrs, _ := tl.Run("ip", "-n", "ulc1-a", "addr", "show", "dev", "eth0")
+	if !strings.Contains(addrs, "10.94.0.50/24") || !strings.Contains(addrs, "2001:db8:94::50/64") {
+		t.Errorf("eth0 in the netns:\n%s", addrs)
+	}
+	if rows := d.MustCLI(t, "endpoint", "ls"); !strings.Contains(rows, "default/0123456789abcdef") {
+		t.Errorf("endpoint ls does not list the CNI attachment as default/<id>:\n%s", rows)
+	}
+	if err := lan.RouterPing("10.94.0.50"); err != nil {
+		t.Errorf("router cannot reach the CNI container: %v", err)
+	}
+	if err := cn.CheckNetworkList(ctx, list, rt); err != nil {
+		t.Errorf("CHECK: %v", err)
+	}
+
+	// The same address for another container: a CNI error naming it.
+	rt2 := &libcni.RuntimeConf{ContainerID: "c2", NetNS: netns(t, "ulc1-b"), IfName: "eth0",
+		Args: [][2]string{{"IgnoreUnknown", "1"}, {"IP", "10.94.0.50"}}}
+	_, err = cn.AddNetworkList(ctx, list, rt2)
+	if e := cniErr(err); e == nil || e.Code != 100 || !strings.Contains(e.Msg, "network pub_net") || !strings.Contains(e.Msg, "in use") {
+		t.Errorf("ADD of a taken address: %v", err)
+	}
+	// A container of the hook's beside the CNI ones: GC leaves it alone.
+	hooked := tl.NewContainer(t, "ulc1-hooked")
+	if out, err := d.Attach(hooked, map[string]string{"io.underlay.network": "pub_net"}); err != nil {
+		t.Fatalf("hook attach: %v: %s", err, out)
+	}
+	rt2.Args = nil
+	if _, err := cn.AddNetworkList(ctx, list, rt2); err != nil {
+		t.Fatalf("ADD c2: %v", err)
+	}
+	if err := cn.GCNetworkList(ctx, list, &libcni.GCArgs{ValidAttachments: []types.GCAttachment{{ContainerID: nerdctlID, IfName: "eth0"}}}); err != nil {
+		t.Fatalf("GC: %v", err)
+	}
+	rows := d.MustCLI(t, "endpoint", "ls")
+	if strings.Contains(rows, " c2 ") || !strings.Contains(rows, "ulc1-hooked") || !strings.Contains(rows, "default/0123456789abcdef") {
+		t.Errorf("after GC keeping only the first: want c2 gone, the hook's and the first kept:\n%s", rows)
+	}
+
+	if err := cn.DelNetworkList(ctx, list, rt); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	if err := cn.DelNetworkList(ctx, list, rt); err != nil {
+		t.Errorf("second DEL: %v", err)
+	}
+	empty := *rt
+	empty.NetNS = ""
+	if err := cn.DelNetworkList(ctx, list, &empty); err != nil {
+		t.Errorf("DEL with no netns: %v", err)
+	}
+	if links, _ := tl.Run("ip", "-n", "ulc1-a", "-o", "link"); strings.Contains(links, "eth0") {
+		t.Errorf("eth0 left in the netns after DEL:\n%s", links)
+	}
+	if err := cn.GetStatusNetworkList(ctx, list); err != nil {
+		t.Errorf("STATUS with underlayd up: %v", err)
+	}
+	d.Kill()
+	if err := cn.GetStatusNetworkList(ctx, list); cniErr(err) == nil || cniErr(err).Code != 50 {
+		t.Errorf("STATUS with underlayd down: %v", err)
+	}
+	_, err = cn.AddNetworkList(ctx, list, rt)
+	if e := cniErr(err); e == nil || e.Code != 11 || !strings.Contains(e.Msg, "underlayd is not running") {
+		t.Errorf("ADD with underlayd down: %v", err)
+	}
+	d.Start()
+	_, _ = d.Detach(hooked, map[string]string{"io.underlay.network": "pub_net"})
+	d.MustCLI(t, "network", "rm", "pub_net")
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Errorf("network rm left %s (%v)", file, err)
+	}
+}
