@@ -121,7 +121,21 @@ func (m *Manager) DetachCNI(req api.CNIRequest) error {
 	if !ok {
 		return nil
 	}
-	netns := m.kernel.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0)
+	// The runtime's path is the cheap way to the namespace; without one
+	// (nerdctl's DELs), or if it names another, look it up.
+	var netns *link.Netns
+	if req.Netns != "" {
+		if ns, err := m.kernel.OpenPath(req.Netns); err == nil {
+			if ns.Same(ep.NetnsInode, ep.NetnsCookie) {
+				netns = ns
+			} else {
+				ns.Close()
+			}
+		}
+	}
+	if netns == nil {
+		netns = m.kernel.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0)
+	}
 	if netns != nil {
 		defer netns.Close()
 	}

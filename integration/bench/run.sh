@@ -29,7 +29,7 @@ fi
 build=$(mktemp -d /var/tmp/ulbench-build.XXXXXX)
 sweep() {
 	local p
-	for p in ulbpa ulbpb ulbpc ulbpd ulbpe ulbpf; do ip link del "$p" 2>/dev/null || true; done
+	for p in ulbpa ulbpb ulbpc ulbpd ulbpe ulbpf ulbpg; do ip link del "$p" 2>/dev/null || true; done
 	ip netns del ulb-lan 2>/dev/null || true
 	rm -rf "$build"
 }
@@ -46,6 +46,7 @@ if [[ -z ${BIN:-} ]]; then
 	go build "${flags[@]}" -o "$BIN/underlayd" ./daemon
 	go build "${flags[@]}" -o "$BIN/underlay" ./daemon/cli
 	go build "${flags[@]}" -o "$BIN/underlay-hook" ./hook
+	go build "${flags[@]}" -o "$BIN/underlay-cni" ./cni
 fi
 # The floor is built exactly like the hook: same flags, static.
 go build "${flags[@]}" -o "$build/ulfloor" ./integration/bench/cmd/ulfloor

@@ -126,6 +126,27 @@ func cniMacvlan(tmp string, conf []byte) func(cmd string, c *container) (time.Du
 	}
 }
 
+// underlayCNIContender execs underlay-cni, the CNI plugin, as a runtime
+// does: the same exec as the CNI macvlan plugin's, to the same underlayd
+// as the hook's.
+func underlayCNIContender(tmp, bin, socket string) *contender {
+	conf, _ := json.Marshal(map[string]any{"cniVersion": "1.1.0", "name": "ulbucni", "type": "underlay", "socket": socket})
+	do := func(cmd string, c *container) (time.Duration, error) {
+		env := []string{basePath, "CNI_COMMAND=" + cmd, "CNI_CONTAINERID=" + c.ID, "CNI_NETNS=" + c.NetnsPath(),
+			"CNI_IFNAME=eth0", "CNI_PATH=" + bin}
+		d, out, err := timedExec(tmp, filepath.Join(bin, "underlay-cni"), nil, env, conf)
+		if err != nil {
+			return d, fmt.Errorf("%w: %s", err, out)
+		}
+		return d, nil
+	}
+	return &contender{
+		Name: "underlay-cni", Subnet: "10.207.",
+		Attach: func(c *container, _ int) (time.Duration, error) { return do("ADD", c) },
+		Detach: func(c *container, _ int) (time.Duration, error) { return do("DEL", c) },
+	}
+}
+
 const netavarkBin = "/usr/lib/podman/netavark"
 
 // netavarkContender runs netavark setup/teardown with a static address, as

@@ -30,11 +30,12 @@ const (
 // host end of a veth whose peer is up in labNS: a real carrier, the same
 // kind of parent for everyone.
 var (
-	parentUnderlay = "ulbpa" // underlayd (the daemon the hook talks to)
-	parentCNI      = "ulbpb" // CNI macvlan + host-local
-	parentNetavark = "ulbpc" // netavark
-	parentInproc   = "ulbpd" // in-process network.Manager (breakdown)
-	allParents     = []string{parentUnderlay, parentCNI, parentNetavark, parentInproc}
+	parentUnderlay    = "ulbpa" // underlayd (the daemon the hook talks to)
+	parentCNI         = "ulbpb" // CNI macvlan + host-local
+	parentNetavark    = "ulbpc" // netavark
+	parentInproc      = "ulbpd" // in-process network.Manager (breakdown)
+	parentUnderlayCNI = "ulbpg" // underlay-cni, the CNI plugin, to the same underlayd
+	allParents        = []string{parentUnderlay, parentCNI, parentNetavark, parentInproc, parentUnderlayCNI}
 )
 
 func peerOf(parent string) string { return "ulbq" + parent[len(parent)-1:] }

@@ -233,6 +233,10 @@ func latency(c *config, rep *Report) error {
 		"-o", "parent="+parentUnderlay, "ulbnet"); err != nil {
 		return fmt.Errorf("%w: %s", err, out)
 	}
+	if out, err := d.CLI("network", "create", "-d", "macvlan", "--subnet", "10.207.0.0/16", "--gateway", "10.207.0.1",
+		"-o", "parent="+parentUnderlayCNI, "ulbucni"); err != nil {
+		return fmt.Errorf("%w: %s", err, out)
+	}
 	tmp := sub(c.work, "tmp")
 	for _, dir := range []string{sub(c.work, "cni"), sub(c.work, "netavark")} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -257,8 +261,9 @@ func latency(c *config, rep *Report) error {
 	over.Note = fmt.Sprintf("per run: no-op hook minus the floor run just before it; CPU difference median %s", fmtVal(oc.Median, "ms"))
 
 	h := newHookRunner(tmp, c.bin, d, "ulbnet")
-	cs := []*contender{underlayContender(h), cniContender(tmp, sub(c.work, "cni")), netavarkContender(tmp, sub(c.work, "netavark"))}
-	logf("sequential: %d attaches per contender, interleaved underlay/CNI/netavark, then %d detaches", c.n, c.n)
+	cs := []*contender{underlayContender(h), cniContender(tmp, sub(c.work, "cni")), netavarkContender(tmp, sub(c.work, "netavark")),
+		underlayCNIContender(tmp, c.bin, d.Socket)}
+	logf("sequential: %d attaches per contender, interleaved underlay/CNI/netavark/underlay-cni, then %d detaches", c.n, c.n)
 	h.takeCommits()
 	seq, err := sequential(cs, c.n, 0)
 	if err != nil {
@@ -272,9 +277,10 @@ func latency(c *config, rep *Report) error {
 		return fmt.Errorf("%w\nunderlayd log:\n%s", err, d.Tail())
 	}
 	names := map[string][2]string{
-		"underlay": {"underlay hook createRuntime", "underlay hook poststop (netns alive)"},
-		"CNI":      {"CNI macvlan+host-local ADD", "CNI macvlan+host-local DEL"},
-		"netavark": {"netavark setup (static IP)", "netavark teardown"},
+		"underlay":     {"underlay hook createRuntime", "underlay hook poststop (netns alive)"},
+		"CNI":          {"CNI macvlan+host-local ADD", "CNI macvlan+host-local DEL"},
+		"netavark":     {"netavark setup (static IP)", "netavark teardown"},
+		"underlay-cni": {"underlay-cni ADD", "underlay-cni DEL"},
 	}
 	for k, ct := range cs {
 		rep.add(durations("attach", names[ct.Name][0]+", sequential", seq[k].attach))
@@ -335,7 +341,7 @@ func latency(c *config, rep *Report) error {
 
 	settle()
 	logf("in-process network.Manager attach/detach breakdown: %d", c.conc)
-	ip, err := inprocAttach(sub(c.work, "inproc"), c.conc, filepath.Join(c.profiles, "inproc-attach-detach.pprof"), cs[1:])
+	ip, err := inprocAttach(sub(c.work, "inproc"), c.conc, filepath.Join(c.profiles, "inproc-attach-detach.pprof"), cs[1:3])
 	if err != nil {
 		return err
 	}

@@ -39,13 +39,15 @@ func targets(rep *Report) {
 			fmt.Sprintf("%s p99 vs 5 x %s", fmtVal(a.P99, "ms"), fmtVal(f.Median, "ms")))
 	}
 	ratio("attach median <= 1/3 of CNI ADD (sequential)", "underlay hook createRuntime, sequential", 1.0/3)
+	ratio("underlay-cni ADD median <= 1/3 of CNI macvlan+host-local ADD (sequential)", "underlay-cni ADD, sequential", 1.0/3)
+	ratio("underlay-cni DEL median <= 1/5 of CNI macvlan+host-local DEL (sequential)", "underlay-cni DEL, sequential", 1.0/5)
 	ratio("DHCP attach median <= 1/2 of CNI macvlan + dhcp ADD", "underlay hook createRuntime, DHCP network (dnsmasq)", 1.0/2)
 	if u, n := row("underlay hook createRuntime, sequential"), row("netavark setup (static IP), sequential"); u != nil && n != nil {
 		add("attach median below netavark setup (sequential)", u, u.Median, n.Median,
 			fmt.Sprintf("%s vs %s", fmtVal(u.Median, "ms"), fmtVal(n.Median, "ms")))
 	}
 	for _, r := range rep.Results {
-		if r.Group == "attach" && r.Name != "underlay hook createRuntime, sequential" && len(r.Name) > 8 && r.Name[:8] == "underlay" {
+		if r.Group == "attach" && strings.HasPrefix(r.Name, "underlay hook createRuntime, ") && strings.HasSuffix(r.Name, " concurrent") {
 			ratio("attach median <= 1/3 of CNI ADD (concurrent)", r.Name, 1.0/3)
 		}
 	}
