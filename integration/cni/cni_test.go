@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
@@ -159,4 +160,47 @@ func TestPrivilegedCNIVerbs(t *testing.T) {
 	if _, err := os.Stat(file); !os.IsNotExist(err) {
 		t.Errorf("network rm left %s (%v)", file, err)
 	}
+}
+
+// A CNI ADD on a network whose parent is an owned eth0.NN makes the VLAN
+// sub-interface, and the DEL of the last attachment removes it (VM only:
+// no 802.1q here).
+func TestPrivilegedCNIVLAN(t *testing.T) {
+	tl.RequireVM(t)
+	lan := tl.NewLAN(t, "ulc2", "10.95.0.1/24")
+	tl.MustRun(t, "ip", "-n", lan.NS, "link", "add", "link", "lan0", "name", "lan0.50", "type", "vlan", "id", "50")
+	tl.MustRun(t, "ip", "-n", lan.NS, "addr", "add", "10.96.0.1/24", "dev", "lan0.50")
+	tl.MustRun(t, "ip", "-n", lan.NS, "link", "set", "lan0.50", "up")
+	d := tl.StartDaemon(t)
+	parent := lan.Uplink + ".50"
+	d.MustCLI(t, "network", "create", "--subnet", "10.96.0.0/24", "--gateway", "10.96.0.1", "-o", "parent="+parent, "vlan50")
+	list, err := libcni.ConfListFromBytes([]byte(d.MustCLI(t, "network", "cni-config", "vlan50")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn := libcni.NewCNIConfigWithCacheDir([]string{pluginDir(t)}, t.TempDir(), nil)
+	ctx := context.Background()
+	for round := range 2 {
+		rt := &libcni.RuntimeConf{ContainerID: "vlan-c", NetNS: netns(t, "ulc2-a"), IfName: "eth0"}
+		if _, err := cn.AddNetworkList(ctx, list, rt); err != nil {
+			t.Fatalf("round %d ADD: %v\n%s", round, err, d.Log())
+		}
+		if !tl.LinkExists(parent) {
+			t.Fatalf("round %d: ADD did not make %s", round, parent)
+		}
+		out, err := tl.Run("ip", "netns", "exec", "ulc2-a", "ping", "-c", "1", "-W", "2", "10.96.0.1")
+		if err != nil {
+			t.Errorf("round %d: the container cannot reach the VLAN's router: %v\n%s", round, err, out)
+		}
+		if err := cn.DelNetworkList(ctx, list, rt); err != nil {
+			t.Fatalf("round %d DEL: %v", round, err)
+		}
+		for end := time.Now().Add(2 * time.Second); tl.LinkExists(parent) && time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		}
+		if tl.LinkExists(parent) {
+			t.Fatalf("round %d: %s outlived the last attachment", round, parent)
+		}
+		_ = exec.Command("ip", "netns", "del", "ulc2-a").Run()
+	}
+	d.MustCLI(t, "network", "rm", "vlan50")
 }
