@@ -16,13 +16,26 @@ import (
 // the next address for a DISCOVER, an ACK (or a NAK, while nak is set) for
 // a REQUEST. It records what it was sent, and where.
 type fakeServer struct {
-	next    byte
-	nak     int // NAK this many requests
-	silent  bool
-	lease   time.Duration
-	sent    []*dhcpv4.DHCPv4
-	dsts    []netip.Addr
-	replies [][]byte
+	next   byte
+	nak    int // NAK this many requests
+	silent bool
+	lease  time.Duration
+	sent   []*dhcpv4.DHCPv4
+	dsts   []netip.Addr
+	queue
+}
+
+// queue holds a fake server's replies for Recv, in order.
+type queue struct{ replies [][]byte }
+
+func (q *queue) Recv(buf []byte, deadline time.Time) (int, error) {
+	if len(q.replies) == 0 {
+		time.Sleep(min(time.Until(deadline), 20*time.Millisecond))
+		return 0, errors.New("timeout")
+	}
+	n := copy(buf, q.replies[0])
+	q.replies = q.replies[1:]
+	return n, nil
 }
 
 var serverID = netip.MustParseAddr("192.0.2.1")
@@ -64,16 +77,6 @@ func (s *fakeServer) Send(msg []byte, dst netip.Addr) error {
 		reply(dhcpv4.MessageTypeAck, yi)
 	}
 	return nil
-}
-
-func (s *fakeServer) Recv(buf []byte, deadline time.Time) (int, error) {
-	if len(s.replies) == 0 {
-		time.Sleep(min(time.Until(deadline), 20*time.Millisecond))
-		return 0, errors.New("timeout")
-	}
-	n := copy(buf, s.replies[0])
-	s.replies = s.replies[1:]
-	return n, nil
 }
 
 func testIdentity() Identity {

@@ -15,9 +15,9 @@ import (
 // REBIND with a REPLY, all for 2001:db8::100 (or a NoBinding status while
 // refuse is set), as a DHCPv6 server would.
 type fakeServer6 struct {
-	refuse  bool
-	sent    []*dhcpv6.Message
-	replies [][]byte
+	refuse bool
+	sent   []*dhcpv6.Message
+	queue
 }
 
 var server6 = &dhcpv6.DUIDLL{HWType: 1, LinkLayerAddr: net.HardwareAddr{2, 0, 0, 0, 0, 1}}
@@ -46,16 +46,6 @@ func (s *fakeServer6) Send(msg []byte, dst netip.Addr) error {
 	r.AddOption(dhcpv6.OptDNS(net.ParseIP("2001:db8::53")))
 	s.replies = append(s.replies, r.ToBytes())
 	return nil
-}
-
-func (s *fakeServer6) Recv(buf []byte, deadline time.Time) (int, error) {
-	if len(s.replies) == 0 {
-		time.Sleep(min(time.Until(deadline), 20*time.Millisecond))
-		return 0, errors.New("timeout")
-	}
-	n := copy(buf, s.replies[0])
-	s.replies = s.replies[1:]
-	return n, nil
 }
 
 func TestAcquire6RenewRelease(t *testing.T) {
