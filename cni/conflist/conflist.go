@@ -9,8 +9,11 @@ import (
 	"github.com/underlay/underlay/daemon/api"
 )
 
-// Version is the cniVersion of the lists written.
-const Version = "1.1.0"
+// Version is the cniVersion of the lists written: 1.0.0, as nerdctl
+// writes its own, which every runtime of today parses (podman 4's libcni
+// fails on a 1.1.0 result). underlay-cni speaks 1.1.0 too: a list that says
+// so gets STATUS and GC from runtimes whose libcni is 1.2 or newer.
+const Version = "1.0.0"
 
 // FileName is the list's file name in a CNI conf dir. It has no
 // "nerdctl-" prefix and the list no nerdctlID: nerdctl lists the network

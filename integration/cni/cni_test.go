@@ -63,9 +63,18 @@ func TestPrivilegedCNIVerbs(t *testing.T) {
 	d.MustCLI(t, "network", "create", "-d", "macvlan", "--subnet", "10.94.0.0/24", "--subnet", "2001:db8:94::/64",
 		"--cni-conf-dir", confDir, "-o", "parent="+lan.Uplink, "pub_net")
 	file := filepath.Join(confDir, "underlay-pub_net.conflist")
-	list, err := libcni.ConfListFromFile(file)
+	written, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatalf("the conflist network create wrote: %v", err)
+	}
+	// As written (1.0.0, for every runtime), and as a runtime whose
+	// libcni speaks 1.1.0 (STATUS, GC) would have it.
+	if _, err := libcni.ConfListFromBytes(written); err != nil {
+		t.Fatalf("the conflist network create wrote: %v\n%s", err, written)
+	}
+	list, err := libcni.ConfListFromBytes([]byte(strings.Replace(string(written), `"cniVersion": "1.0.0"`, `"cniVersion": "1.1.0"`, 1)))
+	if err != nil || list.CNIVersion != "1.1.0" {
+		t.Fatalf("the conflist as 1.1.0: %v\n%s", err, written)
 	}
 	if printed := d.MustCLI(t, "network", "cni-config", "pub_net"); !strings.Contains(printed, `"type": "underlay"`) {
 		t.Errorf("network cni-config:\n%s", printed)
