@@ -60,7 +60,7 @@ test-unit:
 	$(GO) test -count=1 -run XXX -fuzz FuzzEndpointRecord -fuzztime 100000x ./daemon/store/
 
 test-privileged: build
-	UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -count=1 -v -run 'TestPrivileged' ./daemon/... ./hook/... ./integration/host/... ./integration/multihost/... ./integration/dhcp/... ./integration/cni/...
+	UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -count=1 -v -run 'TestPrivileged' ./daemon/... ./hook/... ./integration/host/... ./integration/multihost/... ./integration/dhcp/... ./integration/cni/... ./integration/cri/...
 	# Attaches to one network run in parallel: their locking again, with -race.
 	CGO_ENABLED=1 UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -race -count=1 -run 'TestPrivileged(Parallel|Concurrent)' ./daemon/network/
 	UNDERLAY_PRIVILEGED=1 UNDERLAY_BIN=$(BIN) $(GO) test -count=1 -v -timeout 20m ./integration/lifecycle/

@@ -163,3 +163,9 @@ func removeShimLeftovers(t testing.TB, address, ns string) {
 	}
 	_ = os.Remove(runcRoot)
 }
+
+// KillCgroups SIGKILLs every process left in the cgroups under /<name>.
+func KillCgroups(t testing.TB, name string) { killCgroups(t, name) }
+
+// RemoveCgroups removes the (empty) cgroups under /<name>.
+func RemoveCgroups(t testing.TB, name string) { removeCgroups(t, name) }

@@ -126,3 +126,6 @@ func EndpointRows(cli func(args ...string) (string, error)) ([][]string, error) 
 	}
 	return rows, nil
 }
+
+// PathFirst is our environment with dir first on PATH (pathFirst).
+func PathFirst(dir string) []string { return pathFirst(dir) }
