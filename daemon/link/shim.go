@@ -118,9 +118,12 @@ func ShimStatus(name string) ShimState {
 }
 
 // SyncHostRoutes makes the routes of ours through shim exactly one host
-// route per address of want, each from the shim's address of its family
-// (src). It returns how many it added and removed.
-func SyncHostRoutes(shim string, want []netip.Addr, src []netip.Addr) (added, removed int, err error) {
+// route per address want returns, each from the shim's address of its
+// family (src). It returns how many it added and removed. want is asked
+// after the routes are listed: an endpoint committed before its route is
+// added, so one whose route the listing shows is in want's answer, and a
+// route is never taken from an endpoint that attached meanwhile.
+func SyncHostRoutes(shim string, want func() []netip.Addr, src []netip.Addr) (added, removed int, err error) {
 	l, err := netlink.LinkByName(shim)
 	if err != nil {
 		return 0, 0, fmt.Errorf("shim %s: %w", shim, err)
@@ -134,7 +137,7 @@ func SyncHostRoutes(shim string, want []netip.Addr, src []netip.Addr) (added, re
 		return 0, 0, fmt.Errorf("list routes of shim %s: %w", shim, err)
 	}
 	wanted := map[netip.Addr]bool{}
-	for _, a := range want {
+	for _, a := range want() {
 		wanted[a.Unmap()] = true
 	}
 	for _, r := range routes {

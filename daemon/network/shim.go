@@ -27,7 +27,7 @@ type ShimKernel interface {
 	EnsureShim(link.Shim) (bool, error)
 	DeleteShim(name string) error
 	ShimStatus(name string) link.ShimState
-	SyncHostRoutes(shim string, want, src []netip.Addr) (added, removed int, err error)
+	SyncHostRoutes(shim string, want func() []netip.Addr, src []netip.Addr) (added, removed int, err error)
 	AddHostRoutes(shim string, addrs, src []netip.Addr) error
 	DelHostRoutes(shim string, addrs []netip.Addr) error
 }
@@ -42,7 +42,7 @@ var _ ShimKernel = hostShims{}
 func (hostShims) EnsureShim(s link.Shim) (bool, error)  { return link.EnsureShim(s) }
 func (hostShims) DeleteShim(name string) error          { return link.DeleteShim(name) }
 func (hostShims) ShimStatus(name string) link.ShimState { return link.ShimStatus(name) }
-func (hostShims) SyncHostRoutes(shim string, want, src []netip.Addr) (int, int, error) {
+func (hostShims) SyncHostRoutes(shim string, want func() []netip.Addr, src []netip.Addr) (int, int, error) {
 	return link.SyncHostRoutes(shim, want, src)
 }
 func (hostShims) AddHostRoutes(shim string, addrs, src []netip.Addr) error {
@@ -159,13 +159,18 @@ func (m *Manager) syncShim(st *netState) error {
 	st.mu.Lock()
 	n := st.net
 	removed := st.removed
-	var want []netip.Addr
-	for _, r := range st.eps {
-		want = append(want, r.addrs()...)
-	}
 	st.mu.Unlock()
 	if removed || len(n.HostAddresses) == 0 {
 		return nil
+	}
+	want := func() []netip.Addr {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		var out []netip.Addr
+		for _, r := range st.eps {
+			out = append(out, r.addrs()...)
+		}
+		return out
 	}
 	parent, err := m.kernel.Lookup(n.Parent)
 	if errors.Is(err, link.ErrNotFound) {

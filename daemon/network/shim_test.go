@@ -52,7 +52,8 @@ func (f *fakeShims) ShimStatus(name string) link.ShimState {
 	return st
 }
 
-func (f *fakeShims) SyncHostRoutes(shim string, want, _ []netip.Addr) (int, int, error) {
+func (f *fakeShims) SyncHostRoutes(shim string, wantFn func() []netip.Addr, _ []netip.Addr) (int, int, error) {
+	want := wantFn()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.shims[shim]; !ok {
