@@ -160,6 +160,19 @@ type CNIRequest struct {
 	Hostname string `json:"hostname,omitempty"`
 }
 
+// ConnectRequest is `network connect` / `network disconnect` of a
+// running container: Container as endpoint ls names it, or its id or a
+// unique prefix; Netns (connect only) for a container underlay does not
+// know yet.
+type ConnectRequest struct {
+	Network   string `json:"network"`
+	Container string `json:"container"`
+	Netns     string `json:"netns,omitempty"`
+	IP        string `json:"ip,omitempty"`
+	IP6       string `json:"ip6,omitempty"`
+	MAC       string `json:"mac,omitempty"`
+}
+
 // CNIGC is a CNI GC: every CNI attachment of Network not in Valid goes.
 type CNIGC struct {
 	Network string          `json:"network"`

@@ -34,6 +34,8 @@ type Manager interface {
 	DetachCNI(api.CNIRequest) error
 	CheckCNI(api.CNIRequest) (api.Endpoint, error)
 	GCCNI(api.CNIGC) (int, error)
+	Connect(api.ConnectRequest) (api.Endpoint, error)
+	Disconnect(api.ConnectRequest) error
 }
 
 var _ Manager = (*network.Manager)(nil)
@@ -58,6 +60,8 @@ func Handler(m Manager, log *slog.Logger, authz Authorizer) http.Handler {
 	mux.HandleFunc("POST "+p+"/attach", s.guard(s.attach))
 	mux.HandleFunc("POST "+p+"/detach", s.guard(s.detach))
 	mux.HandleFunc("POST "+p+"/prune", s.guard(s.prune))
+	mux.HandleFunc("POST "+p+"/networks/{name}/connect", s.guard(s.connect))
+	mux.HandleFunc("POST "+p+"/networks/{name}/disconnect", s.guard(s.disconnect))
 	mux.HandleFunc("POST "+p+"/cni/add", s.guard(s.cniAdd))
 	mux.HandleFunc("POST "+p+"/cni/del", s.guard(s.cniDel))
 	mux.HandleFunc("POST "+p+"/cni/check", s.guard(s.cniCheck))
@@ -192,6 +196,33 @@ func (s *server) detach(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reply(w, http.StatusOK, resp)
+}
+
+func (s *server) connect(w http.ResponseWriter, r *http.Request) {
+	var req api.ConnectRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	req.Network = r.PathValue("name")
+	ep, err := s.m.Connect(req)
+	if err != nil {
+		s.error(w, "connect", err)
+		return
+	}
+	reply(w, http.StatusOK, ep)
+}
+
+func (s *server) disconnect(w http.ResponseWriter, r *http.Request) {
+	var req api.ConnectRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	req.Network = r.PathValue("name")
+	if err := s.m.Disconnect(req); err != nil {
+		s.error(w, "disconnect", err)
+		return
+	}
+	reply(w, http.StatusOK, struct{}{})
 }
 
 func (s *server) cniAdd(w http.ResponseWriter, r *http.Request) {

@@ -56,6 +56,10 @@ func (f *fakeManager) AttachCNI(api.CNIRequest) (api.Endpoint, error) {
 func (f *fakeManager) DetachCNI(api.CNIRequest) error                { return f.err }
 func (f *fakeManager) CheckCNI(api.CNIRequest) (api.Endpoint, error) { return api.Endpoint{}, f.err }
 func (f *fakeManager) GCCNI(api.CNIGC) (int, error)                  { return 0, f.err }
+func (f *fakeManager) Connect(api.ConnectRequest) (api.Endpoint, error) {
+	return api.Endpoint{}, f.err
+}
+func (f *fakeManager) Disconnect(api.ConnectRequest) error { return f.err }
 
 func (f *fakeManager) Hosts() ([]api.Host, error) { return nil, f.err }
 
