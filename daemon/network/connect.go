@@ -160,4 +160,3 @@ func (m *Manager) Disconnect(req api.ConnectRequest) error {
 	}
 	return fmt.Errorf("container %s is not on network %s (it is on %s): %w", name, req.Network, strings.Join(on, ", "), ErrNotFound)
 }
-
