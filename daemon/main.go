@@ -25,6 +25,7 @@ import (
 	"github.com/underlay/underlay/daemon/api"
 	"github.com/underlay/underlay/daemon/link"
 	"github.com/underlay/underlay/daemon/network"
+	"github.com/underlay/underlay/daemon/resolver"
 	"github.com/underlay/underlay/daemon/server"
 	"github.com/underlay/underlay/daemon/store"
 )
@@ -40,6 +41,7 @@ func main() {
 			&cli.StringFlag{Name: "socket-group", EnvVars: []string{"UNDERLAY_SOCKET_GROUP"}, Usage: "group allowed to use the socket besides root"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"UNDERLAY_LOG_LEVEL"}, Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"UNDERLAY_LOG_FORMAT"}, Usage: "text (key=value) or json, one line per event"},
+			&cli.StringFlag{Name: "resolv-conf", Value: "/etc/resolv.conf", EnvVars: []string{"UNDERLAY_RESOLV_CONF"}, Usage: "where the containers' DNS (127.0.0.11) sends names that are not containers'"},
 		}, globalFlags()...),
 		Action: run,
 	}
@@ -98,6 +100,10 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// Reconcile first (below), then serve 127.0.0.11 in the containers
+	// that are still there.
+	dns := resolver.New(mgr, c.String("resolv-conf"))
+	defer dns.Close()
 	sock := c.String("socket")
 	ln, err := listen(sock, gid)
 	if err != nil {
@@ -107,7 +113,9 @@ func run(c *cli.Context) error {
 
 	// Reconcile before serving, so a container deleted while underlayd was
 	// down gives its addresses back before anyone asks for them.
-	if n, err := mgr.Reconcile(); err != nil {
+	n, err := mgr.Reconcile()
+	mgr.SetNameServer(dns)
+	if err != nil {
 		log.Error("reconcile at start failed", "err", err)
 	} else if n > 0 {
 		log.Info("reconciled at start", "released", n)

@@ -68,11 +68,12 @@ func ParseAnnotations(ann map[string]string) ([]NetworkAttach, error) {
 }
 
 // ContainerName is the container's name as the runtime gives it:
-// io.underlay.name (its first entry), else nerdctl's, else none.
+// io.underlay.name (the name, then its aliases, comma-separated), else
+// nerdctl's, else none.
 func ContainerName(ann map[string]string) string {
 	if raw, ok := ann[AnnotationName]; ok {
 		if names, err := ContainerNames(raw); err == nil && len(names) > 0 {
-			return names[0]
+			return strings.Join(names, ",")
 		}
 	}
 	return ann["nerdctl/name"]

@@ -119,9 +119,10 @@ type AttachRequest struct {
 	Pid         int             `json:"pid"`
 	Networks    []NetworkAttach `json:"networks"`
 	// Name is the container's name where the runtime gives one
-	// (io.underlay.name, nerdctl/name): a DHCP client's identity and MAC
-	// derive from it, so a container made again under its name is the
-	// same client.
+	// (io.underlay.name, nerdctl/name), then its aliases, comma-separated:
+	// a DHCP client's identity and MAC derive from the first, so a
+	// container made again under its name is the same client; all of
+	// them resolve on the networks' DNS.
 	Name string `json:"name,omitempty"`
 	// Bundle is the container's OCI bundle, where underlayd reads its
 	// hostname (config.json) when a network needs it.
@@ -217,6 +218,8 @@ type Endpoint struct {
 	// CNI says a CNI ADD made the endpoint (underlay-cni), so CNI's GC
 	// may release it; the hook's are the runtime's own.
 	CNI bool `json:"cni,omitempty"`
+	// Names are the container's names on the network's DNS (127.0.0.11).
+	Names []string `json:"names,omitempty"`
 }
 
 // DHCPLease is what the LAN's DHCP server granted an endpoint, with the

@@ -135,6 +135,9 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 		return ep, err
 	}
 	n := st.net
+	if dnsOn(n) && m.dns != nil {
+		ep.Names = containerNames(req)
+	}
 	parent, mtu, err := m.parentFor(n)
 	t.Step("parent")
 	if err != nil {
@@ -184,6 +187,7 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	}
 	m.scheduleLeases(ep)
 	m.shimRoutes(st, ep, false)
+	m.serveDNS(n, ep, ns)
 	m.log.Info("attached", "network", n.Name, "container", containerName(ep), "ifname", ep.IfName,
 		"addresses", strings.Join(ep.Addresses, ","), "mac", ep.MAC, "took", time.Since(start).Round(time.Microsecond))
 	return ep, nil

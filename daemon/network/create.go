@@ -22,8 +22,8 @@ import (
 
 // knownOptions are the -o keys each driver accepts.
 var knownOptions = map[string][]string{
-	"macvlan": {"parent", "macvlan_mode", "mtu", "dhcp_timeout", "ipv6_mode"},
-	"ipvlan":  {"parent", "ipvlan_mode", "ipvlan_flag", "mtu", "dhcp_timeout", "ipv6_mode"},
+	"macvlan": {"parent", "macvlan_mode", "mtu", "dhcp_timeout", "ipv6_mode", "dns"},
+	"ipvlan":  {"parent", "ipvlan_mode", "ipvlan_flag", "mtu", "dhcp_timeout", "ipv6_mode", "dns"},
 }
 
 // Create validates a network request against the kernel and the other
@@ -311,6 +311,9 @@ func (m *Manager) applyOptions(n *api.Network, opts map[string]string, known []s
 	}
 	if err := link.ValidMode(n.Driver, n.Mode, n.Flag); err != nil {
 		return invalid("%w", err)
+	}
+	if v, ok := opts["dns"]; ok && v != "true" && v != "false" {
+		return invalid("-o dns=%s: want true or false", v)
 	}
 	if v, ok := opts["mtu"]; ok {
 		mtu, err := strconv.Atoi(v)

@@ -253,6 +253,9 @@ func (m *Manager) forgetLocked(st *netState, ep api.Endpoint) {
 	st.remember(keyOf(ep), addrsOf(ep))
 	st.remove(keyOf(ep))
 	m.shimRoutes(st, ep, true)
+	if dnsOn(st.net) {
+		m.dnsRef(containerName(ep), -1)
+	}
 	if ep.DHCP != nil {
 		m.unscheduleLease(ep)
 		if id, err := identityOf(ep); err == nil {

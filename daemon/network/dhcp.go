@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/underlay/underlay/daemon/api"
@@ -185,7 +186,8 @@ func parseDHCPTimeout(s string) (time.Duration, error) {
 func dhcpName(req api.AttachRequest, hostname string) string {
 	switch {
 	case req.Name != "":
-		return req.Name
+		first, _, _ := strings.Cut(req.Name, ",")
+		return first
 	case hostname != "":
 		return hostname
 	case req.Namespace != "":

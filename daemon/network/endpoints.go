@@ -58,6 +58,8 @@ type epRare struct {
 	// dhcp is a DHCP endpoint's lease; its gateway comes from the lease,
 	// not from a pool.
 	dhcp *api.DHCPLease
+	// names are the container's DNS names, comma-separated.
+	names string
 }
 
 // ifNames are the names attach gives, shared by every endpoint.
@@ -120,6 +122,7 @@ func (st *netState) record(k epKey, ep api.Endpoint) epRecord {
 	if ep.CNI {
 		r.flags |= byCNI
 	}
+	odd.names = strings.Join(ep.Names, ",")
 	delete(st.rare, k)
 	if odd != (epRare{}) {
 		st.rare[k] = odd
@@ -162,6 +165,9 @@ func expand(n api.Network, pools []ipam.Pool, rares map[epKey]epRare, k epKey, r
 		}
 		if odd.mac != "" {
 			ep.MAC = odd.mac
+		}
+		if odd.names != "" {
+			ep.Names = strings.Split(odd.names, ",")
 		}
 		if odd.dhcp != nil {
 			d := *odd.dhcp
@@ -243,12 +249,37 @@ func (st *netState) get(k epKey) (api.Endpoint, bool) {
 
 func (st *netState) put(ep api.Endpoint, intern func(string) string) {
 	k := epKey{intern(ep.Namespace), ep.ContainerID}
+	st.unname(k)
 	st.eps[k] = st.record(k, ep)
+	for _, n := range ep.Names {
+		if st.names == nil {
+			st.names = map[string]map[epKey]struct{}{}
+		}
+		if st.names[n] == nil {
+			st.names[n] = map[epKey]struct{}{}
+		}
+		st.names[n][k] = struct{}{}
+	}
 }
 
 func (st *netState) remove(k epKey) {
+	st.unname(k)
 	delete(st.eps, k)
 	delete(st.rare, k)
+}
+
+// unname drops k's names from the network's DNS index.
+func (st *netState) unname(k epKey) {
+	odd, ok := st.rare[k]
+	if !ok || odd.names == "" {
+		return
+	}
+	for _, n := range strings.Split(odd.names, ",") {
+		delete(st.names[n], k)
+		if len(st.names[n]) == 0 {
+			delete(st.names, n)
+		}
+	}
 }
 
 // all expands every endpoint of the network, in Endpoints' order. The

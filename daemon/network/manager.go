@@ -136,6 +136,11 @@ type Manager struct {
 	leases leaseKeeper
 	// shims does the kernel work of --host-address shims.
 	shims ShimKernel
+	// dns serves 127.0.0.11 in containers (nil: no name service);
+	// dnsRefs counts each container's endpoints on networks with DNS.
+	dns     NameServer
+	dnsMu   sync.Mutex
+	dnsRefs map[string]int
 
 	internMu sync.Mutex
 	interned map[string]string // containerd namespaces, shared by endpoints
@@ -166,6 +171,8 @@ type netState struct {
 	eps     map[epKey]epRecord
 	rare    map[epKey]epRare
 	removed bool
+	// names is the network's DNS: each container name's endpoints.
+	names map[string]map[epKey]struct{}
 	// pending counts attaches that have reserved addresses but not
 	// committed: the network cannot be removed, nor a passthru parent
 	// given to another container, until they end.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/underlay/underlay/daemon/api"
@@ -30,8 +31,9 @@ import (
 const recordV1 = 0x01
 
 const (
-	tagDHCP = 'D'
-	tagCNI  = 'C' // no body: a CNI ADD made the endpoint
+	tagDHCP  = 'D'
+	tagCNI   = 'C' // no body: a CNI ADD made the endpoint
+	tagNames = 'N' // the container's DNS names, comma-separated
 )
 
 // encodeEndpoint encodes ep. Its Created must be RFC 3339 (underlayd writes
@@ -84,6 +86,12 @@ func encodeEndpoint(ep api.Endpoint) ([]byte, error) {
 	if ep.CNI {
 		b = append(b, tagCNI, 0)
 	}
+	if len(ep.Names) > 0 {
+		j := strings.Join(ep.Names, ",")
+		b = append(b, tagNames)
+		b = binary.AppendUvarint(b, uint64(len(j)))
+		b = append(b, j...)
+	}
 	return b, nil
 }
 
@@ -128,6 +136,10 @@ func decodeEndpoint(b []byte) (api.Endpoint, error) {
 		body := r.str()
 		if r.err == nil && tag == tagCNI && body == "" {
 			ep.CNI = true
+			continue
+		}
+		if r.err == nil && tag == tagNames && body != "" {
+			ep.Names = strings.Split(body, ",")
 			continue
 		}
 		if r.err != nil || tag != tagDHCP {

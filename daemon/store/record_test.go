@@ -23,6 +23,7 @@ var recordCases = []api.Endpoint{
 			Router: "10.81.0.1", DNS: []string{"10.81.0.1"}, Domain: "lan.test", Routed: true,
 			Obtained: "2026-12-04T03:08:49.1Z", Renew: "2026-12-04T03:09:49.1Z", Rebind: "2026-12-04T03:10:34.1Z",
 			Expires: "2026-12-04T03:10:49.1Z", State: "bound"}},
+	{Network: "named", ContainerID: "c", IfName: "eth1", State: "attached", CNI: true, Names: []string{"ipv1", "web"}},
 }
 
 // What is stored comes back as it was, every field of the layout included,

@@ -1,0 +1,230 @@
+// Package resolver is underlay's embedded DNS server, as Docker's: it
+// answers on 127.0.0.11:53 (UDP and TCP) inside every attached container's
+// network namespace. A container's name resolves to its addresses for the
+// containers that share a network with it, and only for those; other names
+// go to the host's resolvers (resolv.conf, read again when it changes).
+package resolver
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+
+	"github.com/underlay/underlay/daemon/link"
+)
+
+// Addr is where the resolver listens inside each container.
+var Addr = netip.MustParseAddrPort("127.0.0.11:53")
+
+// Names answers for the containers: the addresses that name has on the
+// networks the asking container shares with it. known reports whether
+// the name is a container's at all (on any network), so that a single
+// label nobody has gets NXDOMAIN rather than a trip upstream.
+type Names interface {
+	Resolve(ns, id, name string) (addrs []netip.Addr, known bool)
+}
+
+// Resolver serves every container's 127.0.0.11.
+type Resolver struct {
+	names      Names
+	resolvConf string
+
+	mu      sync.Mutex
+	servers map[string]*server // by namespace/id
+
+	upMu     sync.Mutex
+	upstream []string
+	upMtime  time.Time
+	upRead   time.Time
+}
+
+type server struct{ udp, tcp *dns.Server }
+
+// New makes a resolver that forwards to the servers in resolvConf.
+func New(names Names, resolvConf string) *Resolver {
+	return &Resolver{names: names, resolvConf: resolvConf, servers: map[string]*server{}}
+}
+
+// Serve starts answering inside netns for container ns/id; a second call
+// for the same container does nothing. It brings the loopback interface
+// up, as every runtime does, since 127.0.0.11 lives there.
+func (r *Resolver) Serve(ns, id string, netns *link.Netns) error {
+	key := ns + "/" + id
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.servers[key]; ok {
+		return nil
+	}
+	var ufd, tfd int
+	err := netns.Do(func() error {
+		if err := link.LoopbackUp(); err != nil {
+			return err
+		}
+		var err error
+		if ufd, err = bound(unix.SOCK_DGRAM); err != nil {
+			return err
+		}
+		if tfd, err = bound(unix.SOCK_STREAM); err != nil {
+			unix.Close(ufd)
+			return err
+		}
+		if err = unix.Listen(tfd, 64); err != nil {
+			unix.Close(ufd)
+			unix.Close(tfd)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("DNS on %s in container %s: %w", Addr, key, err)
+	}
+	uf, tf := os.NewFile(uintptr(ufd), "dns-udp"), os.NewFile(uintptr(tfd), "dns-tcp")
+	defer uf.Close()
+	defer tf.Close()
+	pc, err := net.FilePacketConn(uf)
+	if err != nil {
+		return err
+	}
+	ln, err := net.FileListener(tf)
+	if err != nil {
+		pc.Close()
+		return err
+	}
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) { r.answer(w, q, ns, id) })
+	s := &server{udp: &dns.Server{PacketConn: pc, Handler: h}, tcp: &dns.Server{Listener: ln, Handler: h}}
+	go s.udp.ActivateAndServe()
+	go s.tcp.ActivateAndServe()
+	r.servers[key] = s
+	return nil
+}
+
+func bound(typ int) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return -1, err
+	}
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(Addr.Port()), Addr: Addr.Addr().As4()}); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// Stop stops answering for container ns/id. The sockets close in the
+// background: a socket holds its namespace, so they must go, but the
+// caller may hold a lock that a query in flight waits for.
+func (r *Resolver) Stop(ns, id string) {
+	key := ns + "/" + id
+	r.mu.Lock()
+	s := r.servers[key]
+	delete(r.servers, key)
+	r.mu.Unlock()
+	if s != nil {
+		go func() {
+			_ = s.udp.Shutdown()
+			_ = s.tcp.Shutdown()
+		}()
+	}
+}
+
+// Close stops every server.
+func (r *Resolver) Close() {
+	r.mu.Lock()
+	all := r.servers
+	r.servers = map[string]*server{}
+	r.mu.Unlock()
+	for _, s := range all {
+		_ = s.udp.Shutdown()
+		_ = s.tcp.Shutdown()
+	}
+}
+
+// answer answers a container's name from the table, and forwards the
+// rest.
+func (r *Resolver) answer(w dns.ResponseWriter, q *dns.Msg, ns, id string) {
+	if len(q.Question) != 1 {
+		reply := new(dns.Msg)
+		reply.SetRcode(q, dns.RcodeFormatError)
+		_ = w.WriteMsg(reply)
+		return
+	}
+	question := q.Question[0]
+	name := strings.ToLower(strings.TrimSuffix(question.Name, "."))
+	addrs, known := r.names.Resolve(ns, id, name)
+	if len(addrs) > 0 || known || (!strings.Contains(name, ".") && question.Qclass == dns.ClassINET) {
+		reply := new(dns.Msg)
+		reply.SetReply(q)
+		reply.Authoritative = true
+		reply.RecursionAvailable = true
+		if len(addrs) == 0 {
+			reply.Rcode = dns.RcodeNameError
+		}
+		for _, a := range addrs {
+			hdr := dns.RR_Header{Name: question.Name, Class: dns.ClassINET, Ttl: 10}
+			switch {
+			case a.Is4() && (question.Qtype == dns.TypeA || question.Qtype == dns.TypeANY):
+				hdr.Rrtype = dns.TypeA
+				reply.Answer = append(reply.Answer, &dns.A{Hdr: hdr, A: a.AsSlice()})
+			case a.Is6() && (question.Qtype == dns.TypeAAAA || question.Qtype == dns.TypeANY):
+				hdr.Rrtype = dns.TypeAAAA
+				reply.Answer = append(reply.Answer, &dns.AAAA{Hdr: hdr, AAAA: a.AsSlice()})
+			}
+		}
+		_ = w.WriteMsg(reply)
+		return
+	}
+	r.forward(w, q)
+}
+
+// forward passes q to the host's resolvers, first answer wins.
+func (r *Resolver) forward(w dns.ResponseWriter, q *dns.Msg) {
+	proto := "udp"
+	if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
+		proto = "tcp"
+	}
+	c := &dns.Client{Net: proto, Timeout: 2 * time.Second}
+	for _, up := range r.servers_() {
+		if resp, _, err := c.Exchange(q, up); err == nil {
+			_ = w.WriteMsg(resp)
+			return
+		}
+	}
+	reply := new(dns.Msg)
+	reply.SetRcode(q, dns.RcodeServerFailure)
+	_ = w.WriteMsg(reply)
+}
+
+// servers_ is the upstream list, read again from resolv.conf when its
+// modification time changes (looked at once every 2 s at most).
+func (r *Resolver) servers_() []string {
+	r.upMu.Lock()
+	defer r.upMu.Unlock()
+	if time.Since(r.upRead) < 2*time.Second && r.upRead != (time.Time{}) {
+		return r.upstream
+	}
+	r.upRead = time.Now()
+	fi, err := os.Stat(r.resolvConf)
+	if err != nil || fi.ModTime().Equal(r.upMtime) {
+		return r.upstream
+	}
+	cfg, err := dns.ClientConfigFromFile(r.resolvConf)
+	if err != nil {
+		return r.upstream
+	}
+	r.upMtime = fi.ModTime()
+	r.upstream = nil
+	for _, s := range cfg.Servers {
+		if a, err := netip.ParseAddr(s); err == nil && a == Addr.Addr() {
+			continue // ourselves: a loop
+		}
+		r.upstream = append(r.upstream, net.JoinHostPort(s, cfg.Port))
+	}
+	return r.upstream
+}
