@@ -254,7 +254,7 @@ func (m *Manager) forgetLocked(st *netState, ep api.Endpoint) {
 	st.remove(keyOf(ep))
 	m.shimRoutes(st, ep, true)
 	if dnsOn(st.net) {
-		m.dnsRef(containerName(ep), -1)
+		m.dnsRef(ep.NetnsInode, -1)
 	}
 	if ep.DHCP != nil {
 		m.unscheduleLease(ep)

@@ -17,85 +17,99 @@ import (
 // NameServer (package resolver) answers on 127.0.0.11 in each container,
 // from the first endpoint on a network with DNS to the last one's release.
 
-// NameServer serves a container's 127.0.0.11.
+// NameServer serves 127.0.0.11 in a network namespace (all the
+// containers that share it, as a pod's do).
 type NameServer interface {
-	Serve(ns, id string, netns *link.Netns) error
-	Stop(ns, id string)
+	Serve(netns *link.Netns) error
+	Stop(inode uint64)
 }
 
-// SetNameServer wires the resolver in, before the first request; it is
-// told of every container alive now.
+// SetNameServer wires the resolver in, before the first request. The
+// namespaces alive now get their name servers in the background: with
+// thousands of them that takes seconds, which must not delay the first
+// answer after a restart.
 func (m *Manager) SetNameServer(s NameServer) {
 	m.dns = s
 	live := m.kernel.LiveNetns()
-	served := map[string]bool{}
+	var later []uint64
+	seen := map[uint64]bool{}
 	for _, st := range m.states() {
 		if !dnsOn(st.net) {
 			continue
 		}
 		st.mu.Lock()
-		eps := st.all()
-		st.mu.Unlock()
-		for _, ep := range eps {
-			key := containerName(ep)
-			m.dnsRef(key, 1)
-			path, ok := live[ep.NetnsInode]
-			if !ok || served[key] {
-				continue
-			}
-			served[key] = true
-			if ns, err := m.kernel.OpenPath(path); err == nil {
-				if err := s.Serve(ep.Namespace, ep.ContainerID, ns); err != nil {
-					m.log.Warn("container DNS not served", "container", key, "err", err)
-				}
-				ns.Close()
+		for _, r := range st.eps {
+			m.dnsRef(r.inode, 1)
+			if _, ok := live[r.inode]; ok && !seen[r.inode] {
+				seen[r.inode] = true
+				later = append(later, r.inode)
 			}
 		}
+		st.mu.Unlock()
 	}
+	m.background.Add(1)
+	go func() {
+		defer m.background.Done()
+		for _, inode := range later {
+			m.dnsMu.Lock()
+			// Released meanwhile: a server now would hold its namespace.
+			if m.dnsRefs[inode] > 0 {
+				if ns, err := m.kernel.OpenPath(live[inode]); err == nil {
+					if err := s.Serve(ns); err != nil {
+						m.log.Warn("container DNS not served", "netns", inode, "err", err)
+					}
+					ns.Close()
+				}
+			}
+			m.dnsMu.Unlock()
+		}
+	}()
 }
 
 // dnsOn is a network's -o dns (on unless "false").
 func dnsOn(n api.Network) bool { return n.Options["dns"] != "false" }
 
-// dnsRef counts a container's endpoints on networks with DNS, and stops
-// its name server with the last. It is a leaf lock: callers may hold a
-// network's.
-func (m *Manager) dnsRef(key string, d int) {
+// dnsRef counts the endpoints on networks with DNS in a network namespace,
+// and stops its name server with the last. It is a leaf lock: callers may
+// hold a network's.
+func (m *Manager) dnsRef(inode uint64, d int) {
 	if m.dns == nil {
 		return
 	}
 	m.dnsMu.Lock()
 	defer m.dnsMu.Unlock()
 	if m.dnsRefs == nil {
-		m.dnsRefs = map[string]int{}
+		m.dnsRefs = map[uint64]int{}
 	}
-	m.dnsRefs[key] += d
-	if m.dnsRefs[key] <= 0 {
-		delete(m.dnsRefs, key)
-		ns, id, ok := strings.Cut(key, "/")
-		if !ok {
-			ns, id = "", key
-		}
-		m.dns.Stop(ns, id)
+	m.dnsRefs[inode] += d
+	if m.dnsRefs[inode] <= 0 {
+		delete(m.dnsRefs, inode)
+		m.dns.Stop(inode)
 	}
 }
 
-// serveDNS starts the container's name server after an attach commits.
+// serveDNS starts the namespace's name server after an attach commits,
+// under the same lock as the count, so that a release cannot stop it
+// before it starts.
 func (m *Manager) serveDNS(n api.Network, ep api.Endpoint, ns *link.Netns) {
 	if m.dns == nil || !dnsOn(n) {
 		return
 	}
-	m.dnsRef(containerName(ep), 1)
-	if err := m.dns.Serve(ep.Namespace, ep.ContainerID, ns); err != nil {
+	m.dnsMu.Lock()
+	defer m.dnsMu.Unlock()
+	if m.dnsRefs == nil {
+		m.dnsRefs = map[uint64]int{}
+	}
+	m.dnsRefs[ep.NetnsInode]++
+	if err := m.dns.Serve(ns); err != nil {
 		m.log.Warn("container DNS not served", "container", containerName(ep), "err", err)
 	}
 }
 
-// Resolve answers the resolver: name's addresses on the networks that the
-// asking container ns/id is on (with DNS), and whether name is any
+// Resolve answers the resolver: name's addresses on the networks (with
+// DNS) of the containers in the asking namespace, and whether name is any
 // container's.
-func (m *Manager) Resolve(ns, id, name string) ([]netip.Addr, bool) {
-	asker := epKey{ns, id}
+func (m *Manager) Resolve(netns uint64, name string) ([]netip.Addr, bool) {
 	var out []netip.Addr
 	known := false
 	for _, st := range m.states() {
@@ -105,9 +119,16 @@ func (m *Manager) Resolve(ns, id, name string) ([]netip.Addr, bool) {
 		st.mu.Lock()
 		holders := st.names[name]
 		known = known || len(holders) > 0
-		if _, on := st.eps[asker]; on {
+		if len(holders) > 0 {
+			on := false
+			for _, r := range st.eps {
+				if r.inode == netns {
+					on = true
+					break
+				}
+			}
 			for k := range holders {
-				if r, ok := st.eps[k]; ok {
+				if r, ok := st.eps[k]; ok && on {
 					out = append(out, r.addrs()...)
 				}
 			}

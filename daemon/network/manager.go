@@ -137,10 +137,10 @@ type Manager struct {
 	// shims does the kernel work of --host-address shims.
 	shims ShimKernel
 	// dns serves 127.0.0.11 in containers (nil: no name service);
-	// dnsRefs counts each container's endpoints on networks with DNS.
+	// dnsRefs counts the endpoints on networks with DNS per namespace.
 	dns     NameServer
 	dnsMu   sync.Mutex
-	dnsRefs map[string]int
+	dnsRefs map[uint64]int
 
 	internMu sync.Mutex
 	interned map[string]string // containerd namespaces, shared by endpoints

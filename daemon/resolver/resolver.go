@@ -24,11 +24,12 @@ import (
 var Addr = netip.MustParseAddrPort("127.0.0.11:53")
 
 // Names answers for the containers: the addresses that name has on the
-// networks the asking container shares with it. known reports whether
-// the name is a container's at all (on any network), so that a single
-// label nobody has gets NXDOMAIN rather than a trip upstream.
+// networks of the containers in the asking network namespace (by inode;
+// a pod's containers share one). known reports whether the name is a
+// container's at all, so that a single label nobody has gets NXDOMAIN
+// rather than a trip upstream.
 type Names interface {
-	Resolve(ns, id, name string) (addrs []netip.Addr, known bool)
+	Resolve(netns uint64, name string) (addrs []netip.Addr, known bool)
 }
 
 // Resolver serves every container's 127.0.0.11.
@@ -37,7 +38,7 @@ type Resolver struct {
 	resolvConf string
 
 	mu      sync.Mutex
-	servers map[string]*server // by namespace/id
+	servers map[uint64]*server // by network namespace inode
 
 	upMu     sync.Mutex
 	upstream []string
@@ -49,14 +50,14 @@ type server struct{ udp, tcp *dns.Server }
 
 // New makes a resolver that forwards to the servers in resolvConf.
 func New(names Names, resolvConf string) *Resolver {
-	return &Resolver{names: names, resolvConf: resolvConf, servers: map[string]*server{}}
+	return &Resolver{names: names, resolvConf: resolvConf, servers: map[uint64]*server{}}
 }
 
-// Serve starts answering inside netns for container ns/id; a second call
-// for the same container does nothing. It brings the loopback interface
-// up, as every runtime does, since 127.0.0.11 lives there.
-func (r *Resolver) Serve(ns, id string, netns *link.Netns) error {
-	key := ns + "/" + id
+// Serve starts answering inside netns; a second call for the same
+// namespace does nothing. It brings the loopback interface up, as every
+// runtime does, since 127.0.0.11 lives there.
+func (r *Resolver) Serve(netns *link.Netns) error {
+	key := netns.Inode
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.servers[key]; ok {
@@ -82,7 +83,7 @@ func (r *Resolver) Serve(ns, id string, netns *link.Netns) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("DNS on %s in container %s: %w", Addr, key, err)
+		return fmt.Errorf("DNS on %s in network namespace %d: %w", Addr, key, err)
 	}
 	uf, tf := os.NewFile(uintptr(ufd), "dns-udp"), os.NewFile(uintptr(tfd), "dns-tcp")
 	defer uf.Close()
@@ -96,7 +97,7 @@ func (r *Resolver) Serve(ns, id string, netns *link.Netns) error {
 		pc.Close()
 		return err
 	}
-	h := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) { r.answer(w, q, ns, id) })
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) { r.answer(w, q, key) })
 	s := &server{udp: &dns.Server{PacketConn: pc, Handler: h}, tcp: &dns.Server{Listener: ln, Handler: h}}
 	go s.udp.ActivateAndServe()
 	go s.tcp.ActivateAndServe()
@@ -117,11 +118,11 @@ func bound(typ int) (int, error) {
 	return fd, nil
 }
 
-// Stop stops answering for container ns/id. The sockets close in the
-// background: a socket holds its namespace, so they must go, but the
-// caller may hold a lock that a query in flight waits for.
-func (r *Resolver) Stop(ns, id string) {
-	key := ns + "/" + id
+// Stop stops answering in the namespace of that inode. The sockets close
+// in the background: a socket holds its namespace, so they must go, but
+// the caller may hold a lock that a query in flight waits for.
+func (r *Resolver) Stop(inode uint64) {
+	key := inode
 	r.mu.Lock()
 	s := r.servers[key]
 	delete(r.servers, key)
@@ -138,7 +139,7 @@ func (r *Resolver) Stop(ns, id string) {
 func (r *Resolver) Close() {
 	r.mu.Lock()
 	all := r.servers
-	r.servers = map[string]*server{}
+	r.servers = map[uint64]*server{}
 	r.mu.Unlock()
 	for _, s := range all {
 		_ = s.udp.Shutdown()
@@ -148,7 +149,7 @@ func (r *Resolver) Close() {
 
 // answer answers a container's name from the table, and forwards the
 // rest.
-func (r *Resolver) answer(w dns.ResponseWriter, q *dns.Msg, ns, id string) {
+func (r *Resolver) answer(w dns.ResponseWriter, q *dns.Msg, netns uint64) {
 	if len(q.Question) != 1 {
 		reply := new(dns.Msg)
 		reply.SetRcode(q, dns.RcodeFormatError)
@@ -157,7 +158,7 @@ func (r *Resolver) answer(w dns.ResponseWriter, q *dns.Msg, ns, id string) {
 	}
 	question := q.Question[0]
 	name := strings.ToLower(strings.TrimSuffix(question.Name, "."))
-	addrs, known := r.names.Resolve(ns, id, name)
+	addrs, known := r.names.Resolve(netns, name)
 	if len(addrs) > 0 || known || (!strings.Contains(name, ".") && question.Qclass == dns.ClassINET) {
 		reply := new(dns.Msg)
 		reply.SetReply(q)
