@@ -88,22 +88,28 @@ func (m *Manager) dnsRef(inode uint64, d int) {
 	}
 }
 
-// serveDNS starts the namespace's name server after an attach commits,
-// under the same lock as the count, so that a release cannot stop it
-// before it starts.
+// serveDNS starts the namespace's name server after an attach commits.
+// The server starts outside the count's lock, so that attaches into
+// different namespaces do not queue behind each other; a release that
+// came meanwhile is noticed after, and the server stopped again.
 func (m *Manager) serveDNS(n api.Network, ep api.Endpoint, ns *link.Netns) {
 	if m.dns == nil || !dnsOn(n) {
 		return
 	}
 	m.dnsMu.Lock()
-	defer m.dnsMu.Unlock()
 	if m.dnsRefs == nil {
 		m.dnsRefs = map[uint64]int{}
 	}
 	m.dnsRefs[ep.NetnsInode]++
+	m.dnsMu.Unlock()
 	if err := m.dns.Serve(ns); err != nil {
 		m.log.Warn("container DNS not served", "container", containerName(ep), "err", err)
 	}
+	m.dnsMu.Lock()
+	if m.dnsRefs[ep.NetnsInode] <= 0 {
+		m.dns.Stop(ep.NetnsInode)
+	}
+	m.dnsMu.Unlock()
 }
 
 // Resolve answers the resolver: name's addresses on the networks (with

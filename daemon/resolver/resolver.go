@@ -58,11 +58,41 @@ func New(names Names, resolvConf string) *Resolver {
 // runtime does, since 127.0.0.11 lives there.
 func (r *Resolver) Serve(netns *link.Netns) error {
 	key := netns.Inode
+	// A nil entry marks a server being made: the namespace work runs
+	// outside the lock, so that attaches into different namespaces do
+	// not queue behind each other.
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if _, ok := r.servers[key]; ok {
+		r.mu.Unlock()
 		return nil
 	}
+	r.servers[key] = nil
+	r.mu.Unlock()
+	s, err := r.listen(netns)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		delete(r.servers, key)
+		return err
+	}
+	if _, ok := r.servers[key]; !ok { // stopped meanwhile
+		go s.shutdown()
+		return nil
+	}
+	r.servers[key] = s
+	go s.udp.ActivateAndServe()
+	go s.tcp.ActivateAndServe()
+	return nil
+}
+
+func (s *server) shutdown() {
+	_ = s.udp.Shutdown()
+	_ = s.tcp.Shutdown()
+}
+
+// listen opens the sockets in netns and makes the servers, not started.
+func (r *Resolver) listen(netns *link.Netns) (*server, error) {
+	key := netns.Inode
 	var ufd, tfd int
 	err := netns.Do(func() error {
 		if err := link.LoopbackUp(); err != nil {
@@ -83,26 +113,22 @@ func (r *Resolver) Serve(netns *link.Netns) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("DNS on %s in network namespace %d: %w", Addr, key, err)
+		return nil, fmt.Errorf("DNS on %s in network namespace %d: %w", Addr, key, err)
 	}
 	uf, tf := os.NewFile(uintptr(ufd), "dns-udp"), os.NewFile(uintptr(tfd), "dns-tcp")
 	defer uf.Close()
 	defer tf.Close()
 	pc, err := net.FilePacketConn(uf)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ln, err := net.FileListener(tf)
 	if err != nil {
 		pc.Close()
-		return err
+		return nil, err
 	}
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) { r.answer(w, q, key) })
-	s := &server{udp: &dns.Server{PacketConn: pc, Handler: h}, tcp: &dns.Server{Listener: ln, Handler: h}}
-	go s.udp.ActivateAndServe()
-	go s.tcp.ActivateAndServe()
-	r.servers[key] = s
-	return nil
+	return &server{udp: &dns.Server{PacketConn: pc, Handler: h}, tcp: &dns.Server{Listener: ln, Handler: h}}, nil
 }
 
 func bound(typ int) (int, error) {
@@ -128,10 +154,7 @@ func (r *Resolver) Stop(inode uint64) {
 	delete(r.servers, key)
 	r.mu.Unlock()
 	if s != nil {
-		go func() {
-			_ = s.udp.Shutdown()
-			_ = s.tcp.Shutdown()
-		}()
+		go s.shutdown()
 	}
 }
 
@@ -142,8 +165,9 @@ func (r *Resolver) Close() {
 	r.servers = map[uint64]*server{}
 	r.mu.Unlock()
 	for _, s := range all {
-		_ = s.udp.Shutdown()
-		_ = s.tcp.Shutdown()
+		if s != nil {
+			s.shutdown()
+		}
 	}
 }
 
