@@ -2,10 +2,8 @@ package link
 
 import (
 	"fmt"
-	"net"
 	"runtime"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -36,25 +34,4 @@ func (n *Netns) Do(fn func() error) error {
 	}
 	runtime.UnlockOSThread()
 	return fnErr
-}
-
-// LoopbackUp brings lo up in the calling thread's namespace (inside
-// Netns.Do): where a container's 127.0.0.x addresses live.
-func LoopbackUp() error {
-	h, err := netlink.NewHandle()
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		return fmt.Errorf("find lo: %w", err)
-	}
-	if lo.Attrs().Flags&net.FlagUp != 0 {
-		return nil
-	}
-	if err := h.LinkSetUp(lo); err != nil {
-		return fmt.Errorf("bring lo up: %w", err)
-	}
-	return nil
 }

@@ -95,9 +95,6 @@ func (r *Resolver) listen(netns *link.Netns) (*server, error) {
 	key := netns.Inode
 	var ufd, tfd int
 	err := netns.Do(func() error {
-		if err := link.LoopbackUp(); err != nil {
-			return err
-		}
 		var err error
 		if ufd, err = bound(unix.SOCK_DGRAM); err != nil {
 			return err
@@ -135,6 +132,12 @@ func bound(typ int) (int, error) {
 	fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return -1, err
+	}
+	if typ == unix.SOCK_DGRAM {
+		if err := loopbackUp(fd); err != nil {
+			unix.Close(fd)
+			return -1, err
+		}
 	}
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
 	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(Addr.Port()), Addr: Addr.Addr().As4()}); err != nil {
@@ -252,4 +255,25 @@ func (r *Resolver) servers_() []string {
 		r.upstream = append(r.upstream, net.JoinHostPort(s, cfg.Port))
 	}
 	return r.upstream
+}
+
+// loopbackUp brings lo up in the socket's namespace through the socket
+// itself (SIOCGIFFLAGS / SIOCSIFFLAGS): no netlink socket of its own.
+func loopbackUp(fd int) error {
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("flags of lo: %w", err)
+	}
+	flags := ifr.Uint16()
+	if flags&unix.IFF_UP != 0 {
+		return nil
+	}
+	ifr.SetUint16(flags | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bring lo up: %w", err)
+	}
+	return nil
 }
