@@ -135,8 +135,13 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 		return ep, err
 	}
 	n := st.net
-	if dnsOn(n) && m.dns != nil {
-		ep.Names = containerNames(req)
+	names := dnsOn(n) && m.dns != nil
+	var spec bundleSpec
+	if names || n.IPAMDriver == dhcpIPAM {
+		spec = readBundle(req.Bundle)
+	}
+	if names {
+		ep.Names = containerNames(req, spec)
 	}
 	parent, mtu, err := m.parentFor(n)
 	t.Step("parent")
@@ -150,7 +155,7 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 		// none, and configure leases it.
 		hostname := req.Hostname
 		if hostname == "" {
-			hostname = bundleHostname(req.Bundle)
+			hostname = spec.Hostname
 		}
 		name := dhcpName(req, hostname)
 		if na.MAC == "" && n.Driver == "macvlan" {

@@ -49,13 +49,12 @@ func validCNI(req api.CNIRequest, needNetns bool) error {
 	if needNetns && (req.Netns == "" || !filepath.IsAbs(req.Netns)) {
 		return invalid("CNI_NETNS=%q: want the absolute path of the container's network namespace", req.Netns)
 	}
-	for _, a := range []struct{ what, v string }{{"IP", req.IP}, {"IP6", req.IP6}} {
+	for _, a := range []struct{ what, v, fam string }{{"IP", req.IP, "4"}, {"IP6", req.IP6, "6"}} {
 		if a.v == "" {
 			continue
 		}
-		ip, err := netip.ParseAddr(a.v)
-		if err != nil || (a.what == "IP") != ip.Is4() {
-			return invalid("%s=%s: not an IPv%s address", a.what, a.v, map[bool]string{true: "4", false: "6"}[a.what == "IP"])
+		if ip, err := netip.ParseAddr(a.v); err != nil || ip.Is4() != (a.fam == "4") {
+			return invalid("%s=%s: not an IPv%s address", a.what, a.v, a.fam)
 		}
 	}
 	return nil

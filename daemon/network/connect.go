@@ -34,7 +34,7 @@ func (m *Manager) findContainer(ref string) (epKey, []api.Endpoint, error) {
 	}
 	// An exact id wins over longer ids it is a prefix of.
 	for k := range matches {
-		if k.id == id && (hasNS || len(matches) > 1) {
+		if k.id == id {
 			matches = map[epKey]bool{k: true}
 			break
 		}

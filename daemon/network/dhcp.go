@@ -196,23 +196,24 @@ func dhcpName(req api.AttachRequest, hostname string) string {
 	return req.ContainerID
 }
 
-// bundleHostname reads the OCI hostname from the container's bundle; none
-// (no bundle, no file, no hostname) is "".
-func bundleHostname(bundle string) string {
+// bundleSpec is what underlayd reads from a container's OCI bundle: its
+// hostname, and its annotations (which name it).
+type bundleSpec struct {
+	Hostname    string            `json:"hostname"`
+	Annotations map[string]string `json:"annotations"`
+}
+
+// readBundle reads the bundle's config.json, once per attach and only for
+// a network that needs the names; none (no bundle, no file) is zero.
+func readBundle(bundle string) bundleSpec {
+	var spec bundleSpec
 	if bundle == "" || !filepath.IsAbs(bundle) {
-		return ""
+		return spec
 	}
-	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
-	if err != nil {
-		return ""
+	if b, err := os.ReadFile(filepath.Join(bundle, "config.json")); err == nil {
+		_ = json.Unmarshal(b, &spec)
 	}
-	var spec struct {
-		Hostname string `json:"hostname"`
-	}
-	if json.Unmarshal(b, &spec) != nil {
-		return ""
-	}
-	return spec.Hostname
+	return spec
 }
 
 // identityOf rebuilds the DHCP identity of a stored endpoint.

@@ -1,10 +1,7 @@
 package network
 
 import (
-	"encoding/json"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/underlay/underlay/daemon/api"
@@ -146,25 +143,15 @@ func (m *Manager) Resolve(netns uint64, name string) ([]netip.Addr, bool) {
 
 // containerNames are the names a container answers to: io.underlay.name
 // (with its aliases), nerdctl's name, the name the runtime passed, and the
-// OCI hostname, in that order, lower-cased and without duplicates.
-func containerNames(req api.AttachRequest) []string {
+// OCI hostname, in that order, lower-cased and without duplicates. spec is
+// the container's bundle (readBundle).
+func containerNames(req api.AttachRequest, spec bundleSpec) []string {
 	var raw []string
-	if req.Bundle != "" && filepath.IsAbs(req.Bundle) {
-		if b, err := os.ReadFile(filepath.Join(req.Bundle, "config.json")); err == nil {
-			var spec struct {
-				Hostname    string            `json:"hostname"`
-				Annotations map[string]string `json:"annotations"`
-			}
-			if json.Unmarshal(b, &spec) == nil {
-				if v, ok := spec.Annotations[api.AnnotationName]; ok {
-					names, _ := api.ContainerNames(v)
-					raw = append(raw, names...)
-				}
-				raw = append(raw, spec.Annotations["nerdctl/name"], req.Name, spec.Hostname)
-			}
-		}
+	if v, ok := spec.Annotations[api.AnnotationName]; ok {
+		names, _ := api.ContainerNames(v)
+		raw = append(raw, names...)
 	}
-	raw = append(raw, req.Name, req.Hostname)
+	raw = append(raw, spec.Annotations["nerdctl/name"], req.Name, spec.Hostname, req.Hostname)
 	var out []string
 	seen := map[string]bool{}
 	for _, r := range raw {
