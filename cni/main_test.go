@@ -152,6 +152,10 @@ func TestVerbs(t *testing.T) {
 	if code, res := invoke(t, env, conf); code != 0 {
 		t.Fatalf("DEL with no netns: %v", res)
 	}
+	var del api.CNIRequest
+	if err := json.Unmarshal(d.bodies["del"], &del); err != nil || del.ContainerID != "c1" || del.Network != "pub_net" || del.Netns != "" {
+		t.Errorf("DEL sent %s: want container c1 on pub_net, no netns", d.bodies["del"])
+	}
 	env["CNI_COMMAND"] = "STATUS"
 	if code, res := invoke(t, env, conf); code != 0 {
 		t.Fatalf("STATUS with underlayd up: %v", res)
