@@ -28,9 +28,10 @@ func (h containerdHandler) Live(live map[string]map[string]bool, at time.Time) e
 
 var _ events.Handler = containerdHandler{}
 
-// runEvents follows containerd's events until ctx ends.
-func runEvents(ctx context.Context, addr string, m *network.Manager, log *slog.Logger) {
-	mon := &events.Monitor{Address: addr, Handler: containerdHandler{m}, Log: log}
+// runEvents follows containerd's events until ctx ends; state, if set, is
+// told when the stream comes up or breaks.
+func runEvents(ctx context.Context, addr string, m *network.Manager, log *slog.Logger, state func(up bool)) {
+	mon := &events.Monitor{Address: addr, Handler: containerdHandler{m}, Log: log, State: state}
 	mon.Run(ctx)
 }
 

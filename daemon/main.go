@@ -24,6 +24,7 @@ import (
 
 	"github.com/underlay/underlay/daemon/api"
 	"github.com/underlay/underlay/daemon/link"
+	"github.com/underlay/underlay/daemon/metrics"
 	"github.com/underlay/underlay/daemon/network"
 	"github.com/underlay/underlay/daemon/resolver"
 	"github.com/underlay/underlay/daemon/server"
@@ -41,6 +42,7 @@ func main() {
 			&cli.StringFlag{Name: "socket-group", EnvVars: []string{"UNDERLAY_SOCKET_GROUP"}, Usage: "group allowed to use the socket besides root"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"UNDERLAY_LOG_LEVEL"}, Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"UNDERLAY_LOG_FORMAT"}, Usage: "text (key=value) or json, one line per event"},
+			&cli.StringFlag{Name: "metrics-address", EnvVars: []string{"UNDERLAY_METRICS_ADDRESS"}, Usage: "HOST:PORT to serve Prometheus /metrics, /healthz and /readyz on (empty: off), e.g. 127.0.0.1:9127"},
 			&cli.StringFlag{Name: "resolv-conf", Value: "/etc/resolv.conf", EnvVars: []string{"UNDERLAY_RESOLV_CONF"}, Usage: "where the containers' DNS (127.0.0.11) sends names that are not containers'"},
 		}, globalFlags()...),
 		Action: run,
@@ -80,6 +82,17 @@ func run(c *cli.Context) error {
 		gid, _ = strconv.Atoi(grp.Gid)
 	}
 
+	// The metrics listener comes first: /healthz answers and /readyz
+	// says "starting" while the state loads and reconciles.
+	var mets *metrics.Metrics
+	if addr := c.String("metrics-address"); addr != "" {
+		mets = metrics.New()
+		msrv, err := serveMetrics(addr, mets)
+		if err != nil {
+			return err
+		}
+		defer msrv.Close()
+	}
 	cluster, err := dialCluster(c)
 	if err != nil {
 		return err
@@ -96,9 +109,20 @@ func run(c *cli.Context) error {
 		return err
 	}
 	defer leave()
-	mgr, err := network.New(st, link.Host{}, log, opts...)
+	broker := &server.Broker{}
+	opts = append(opts, network.WithObserver(broker))
+	var mstore network.Store = st
+	if mets != nil {
+		broker.Dropped = mets.StreamDropped
+		opts = append(opts, network.WithObserver(mets))
+		mstore = timedStore{st, mets}
+	}
+	mgr, err := network.New(mstore, link.Host{}, log, opts...)
 	if err != nil {
 		return err
+	}
+	if mets != nil {
+		mets.AddSource(mgr)
 	}
 	// Reconcile first (below), then serve 127.0.0.11 in the containers
 	// that are still there.
@@ -162,24 +186,40 @@ func run(c *cli.Context) error {
 		}
 	}()
 	if addr := c.String("containerd-address"); addr != "" {
+		var state func(bool)
+		if mets != nil {
+			mets.FollowsContainerd()
+			state = mets.ContainerdStream
+		}
 		loops.Add(1)
 		go func() {
 			defer loops.Done()
-			runEvents(ctx, addr, mgr, log)
+			runEvents(ctx, addr, mgr, log, state)
 		}()
 	}
 
 	srv := &http.Server{
-		Handler:           server.Handler(mgr, log, peerAuthorizer(gid)),
+		Handler:           server.Handler(mgr, log, peerAuthorizer(gid), broker),
 		ConnContext:       withPeer,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 	}
+	// Streams of `underlay events` end at shutdown, or it would wait on
+	// them.
+	srv.RegisterOnShutdown(broker.Close)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("underlayd ready", "socket", sock, "state", filepath.Join(c.String("state-dir"), store.FileName),
 		"networks", len(mgr.List()), "endpoints", mgr.EndpointCount())
+	// The socket was listening before Serve: a client that connects now
+	// is answered.
+	if mets != nil {
+		mets.SetReady()
+	}
+	if err := notify("READY=1"); err != nil {
+		log.Warn("systemd not told that underlayd is ready", "err", err)
+	}
 
 	select {
 	case err := <-errc:
@@ -187,6 +227,7 @@ func run(c *cli.Context) error {
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
+	_ = notify("STOPPING=1")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

@@ -49,6 +49,9 @@ type Monitor struct {
 	Log     *slog.Logger
 	// MaxBackoff caps the wait between reconnects.
 	MaxBackoff time.Duration
+	// State, if set, is told true once the stream is followed and false
+	// each time it breaks (for the metrics).
+	State func(up bool)
 }
 
 // Run follows containerd until ctx ends.
@@ -64,6 +67,9 @@ func (m *Monitor) Run(ctx context.Context) {
 		connected, err := m.follow(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if connected && m.State != nil {
+			m.State(false)
 		}
 		if connected {
 			warned = false
@@ -109,6 +115,9 @@ func (m *Monitor) follow(ctx context.Context) (connected bool, err error) {
 		m.Log.Error("reconcile against containerd failed", "err", err)
 	}
 	m.Log.Info("following containerd events", "address", m.Address)
+	if m.State != nil {
+		m.State(true)
+	}
 	for {
 		select {
 		case <-ctx.Done():

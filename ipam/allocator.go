@@ -285,3 +285,61 @@ func (a *Allocator) Release(addr netip.Addr) {
 		a.count--
 	}
 }
+
+// Usage is how full one pool is.
+type Usage struct {
+	Subnet netip.Prefix
+	// InUse counts the leased addresses, static ones outside the range
+	// included.
+	InUse uint64
+	// Free counts the addresses still to be handed out dynamically: the
+	// --ip-range (or the subnet) less its leases and reserved addresses.
+	// A float, since an IPv6 /64 has 2^64 of them.
+	Free float64
+}
+
+// Usage reports each pool's leases and free addresses, in pool order. It
+// walks the runs of leases, not the addresses, so a /64 costs no more
+// than a /24.
+func (a *Allocator) Usage() []Usage {
+	out := make([]Usage, 0, len(a.pools))
+	for i := range a.pools {
+		p := &a.pools[i]
+		var taken, takenInRange u128
+		for _, r := range p.taken.runs {
+			taken = taken.add(r.hi.sub(r.lo).inc())
+			lo, hi := maxOf(r.lo, p.first), minOf(r.hi, p.last)
+			if !hi.less(lo) {
+				takenInRange = takenInRange.add(hi.sub(lo).inc())
+			}
+		}
+		u := Usage{Subnet: p.Subnet}
+		if leased := taken.sub(u128{lo: uint64(len(p.reserved))}); leased.hi == 0 {
+			u.InUse = leased.lo
+		}
+		// The range's size less what is taken in it, kept from
+		// overflowing: an empty /0 has 2^128 addresses, one more than a
+		// u128 holds.
+		if takenInRange == (u128{}) {
+			u.Free = p.last.sub(p.first).float() + 1
+		} else {
+			u.Free = p.last.sub(p.first).sub(takenInRange.dec()).float()
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+func maxOf(x, y u128) u128 {
+	if x.less(y) {
+		return y
+	}
+	return x
+}
+
+func minOf(x, y u128) u128 {
+	if x.less(y) {
+		return x
+	}
+	return y
+}

@@ -84,6 +84,9 @@ func (x u128) sub(y u128) u128 {
 	return u128{hi, lo}
 }
 
+// float is x as a float64, rounded where it has more than 53 bits.
+func (x u128) float() float64 { return float64(x.hi)*(1<<64) + float64(x.lo) }
+
 func (x u128) or(y u128) u128 { return u128{x.hi | y.hi, x.lo | y.lo} }
 
 // lowMask has the n lowest bits set (0 <= n <= 128). Go defines shifts by

@@ -80,6 +80,20 @@ type Network struct {
 	ParentInfo *ParentInfo `json:"parent_info,omitempty"`
 	// Endpoints is filled in by inspect.
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
+	// Usage is filled in by ls and inspect: how full each subnet is.
+	Usage []SubnetUsage `json:"usage,omitempty"`
+}
+
+// SubnetUsage is how full one subnet of a network is. On a global network
+// it counts every host's addresses; on a DHCP network, this host's leases.
+type SubnetUsage struct {
+	Subnet string `json:"subnet"`
+	// InUse counts the addresses held, static ones included.
+	InUse uint64 `json:"in_use"`
+	// Free counts the addresses left to hand out (the --ip-range, or the
+	// subnet, less what is held and reserved); nil where the LAN's DHCP
+	// server decides. A float: an IPv6 /64 has 2^64.
+	Free *float64 `json:"free,omitempty"`
 }
 
 // ShimInfo is the state of a network's host shim.

@@ -33,7 +33,9 @@ func (m *Manager) Attach(req api.AttachRequest) (api.AttachResponse, error) {
 	ns, err := m.kernel.OpenPid(req.Pid)
 	t.Step("netns")
 	if err != nil {
-		return api.AttachResponse{}, invalid("container %s: %w", req.ContainerID, err)
+		err = invalid("container %s: %w", req.ContainerID, err)
+		m.emitAttach(api.Network{}, api.Endpoint{Namespace: req.Namespace, ContainerID: req.ContainerID}, time.Now(), err)
+		return api.AttachResponse{}, err
 	}
 	defer ns.Close()
 	var done []api.Endpoint
@@ -45,7 +47,7 @@ func (m *Manager) Attach(req api.AttachRequest) (api.AttachResponse, error) {
 		ep, err := m.attachOne(ns, req, i, na, routed)
 		if err != nil {
 			for j := len(done) - 1; j >= 0; j-- {
-				m.detachEndpoint(done[j], ns, true)
+				m.detachEndpoint(done[j], ns, true, api.ReleaseRollback)
 			}
 			return api.AttachResponse{}, inNetwork(na.Name, err)
 		}
@@ -119,6 +121,18 @@ func (u *undoList) run() {
 func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na api.NetworkAttach, routed map[int]bool) (ep api.Endpoint, err error) {
 	start := time.Now()
 	st, err := m.lookup(na.Name)
+	defer func() {
+		// An unknown network is named in the error, not in the event's
+		// network, so that bad requests cannot grow the metrics' labels.
+		var n api.Network
+		if st != nil {
+			n = st.net
+		}
+		if ep.ContainerID == "" {
+			ep.Namespace, ep.ContainerID = req.Namespace, req.ContainerID
+		}
+		m.emitAttach(n, ep, start, err)
+	}()
 	if err != nil {
 		return ep, err
 	}
@@ -223,7 +237,7 @@ func (m *Manager) reserve(st *netState, ns *link.Netns, req api.AttachRequest, i
 		// A restarted container: its old namespace is gone. Give back the
 		// old lease and try to keep the same addresses.
 		prefer = addrsOf(old)
-		if err := m.releaseLocked(st, old, nil); err != nil {
+		if err := m.releaseLocked(st, old, nil, api.ReleaseReplaced); err != nil {
 			return ep, nil, false, err
 		}
 		defer m.releaseParent(old.Parent)

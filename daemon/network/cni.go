@@ -138,7 +138,7 @@ func (m *Manager) DetachCNI(req api.CNIRequest) error {
 	if netns != nil {
 		defer netns.Close()
 	}
-	return m.detachEndpoint(ep, netns, false)
+	return m.detachEndpoint(ep, netns, false, api.ReleaseCNI)
 }
 
 // CheckCNI is a CNI CHECK: the endpoint exists, in that netns, and its
@@ -197,7 +197,7 @@ func (m *Manager) GCCNI(gc api.CNIGC) (int, error) {
 		key := containerName(ep)
 		m.containers.Lock(key)
 		netns := m.kernel.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0)
-		err := m.detachEndpoint(ep, netns, false)
+		err := m.detachEndpoint(ep, netns, false, api.ReleaseGC)
 		if netns != nil {
 			netns.Close()
 		}

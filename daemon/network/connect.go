@@ -152,7 +152,7 @@ func (m *Manager) Disconnect(req api.ConnectRequest) error {
 		if netns != nil {
 			defer netns.Close()
 		}
-		return m.detachEndpoint(ep, netns, false)
+		return m.detachEndpoint(ep, netns, false, api.ReleaseDisconnect)
 	}
 	var on []string
 	for _, ep := range eps {

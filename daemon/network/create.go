@@ -98,6 +98,7 @@ func (m *Manager) Create(req api.NetworkCreate) (api.Network, error) {
 		return api.Network{}, err
 	}
 	m.log.Info("network created", "network", n.Name, "driver", n.Driver, "parent", n.Parent, "mode", n.Mode, "scope", n.Scope)
+	m.emit(api.Event{Type: api.EventNetworkCreate, Network: n.Name, Driver: n.Driver, Parent: n.Parent})
 	return n, nil
 }
 
@@ -476,6 +477,7 @@ func (m *Manager) Remove(name string) error {
 	}
 	m.releaseParent(st.net.Parent)
 	m.log.Info("network removed", "network", name)
+	m.emit(api.Event{Type: api.EventNetworkRemove, Network: name})
 	return nil
 }
 

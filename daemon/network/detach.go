@@ -2,6 +2,7 @@ package network
 
 import (
 	"sync"
+	"time"
 
 	"github.com/underlay/underlay/daemon/api"
 	"github.com/underlay/underlay/daemon/link"
@@ -10,6 +11,11 @@ import (
 // Detach releases every endpoint of a container. It is idempotent: a
 // container with no endpoints, or whose namespace is gone, is success.
 func (m *Manager) Detach(req api.DetachRequest) (api.DetachResponse, error) {
+	return m.detach(req, api.ReleasePoststop)
+}
+
+// detach is Detach on behalf of path (api.Release*).
+func (m *Manager) detach(req api.DetachRequest, path string) (api.DetachResponse, error) {
 	if err := validID("container id", req.ContainerID); err != nil {
 		return api.DetachResponse{}, err
 	}
@@ -29,7 +35,7 @@ func (m *Manager) Detach(req api.DetachRequest) (api.DetachResponse, error) {
 	}
 	t.Step("find netns")
 	for i := len(eps) - 1; i >= 0; i-- {
-		if err := m.detachEndpoint(eps[i], ns, false); err != nil {
+		if err := m.detachEndpoint(eps[i], ns, false, path); err != nil {
 			return resp, err
 		}
 		resp.Released = append(resp.Released, eps[i])
@@ -40,8 +46,10 @@ func (m *Manager) Detach(req api.DetachRequest) (api.DetachResponse, error) {
 // detachEndpoint releases one endpoint under its network's lock. ns is the
 // container's namespace if it still exists, else nil. With now its
 // interface is deleted before the call returns: an attach that fails
-// takes back what it made before the hook says so.
-func (m *Manager) detachEndpoint(ep api.Endpoint, ns *link.Netns, now bool) error {
+// takes back what it made before the hook says so. path says what asked
+// (api.Release*), for the events and metrics.
+func (m *Manager) detachEndpoint(ep api.Endpoint, ns *link.Netns, now bool, path string) error {
+	start := time.Now()
 	st, err := m.network(ep.Network)
 	if err != nil {
 		return nil // network gone: nothing left to release
@@ -52,7 +60,7 @@ func (m *Manager) detachEndpoint(ep api.Endpoint, ns *link.Netns, now bool) erro
 		st.mu.Unlock()
 		return nil // already released, or replaced by a newer attach
 	}
-	err = m.releaseAllLocked(st, []release{{ep: cur, ns: ns, now: now}})
+	err = m.releaseAllLocked(st, []release{{ep: cur, ns: ns, now: now, path: path, start: start}})
 	st.mu.Unlock()
 	if err == nil {
 		m.releaseParent(ep.Parent)
@@ -61,17 +69,20 @@ func (m *Manager) detachEndpoint(ep api.Endpoint, ns *link.Netns, now bool) erro
 }
 
 // releaseLocked releases ep: see releaseAllLocked.
-func (m *Manager) releaseLocked(st *netState, ep api.Endpoint, ns *link.Netns) error {
-	return m.releaseAllLocked(st, []release{{ep: ep, ns: ns}})
+func (m *Manager) releaseLocked(st *netState, ep api.Endpoint, ns *link.Netns, path string) error {
+	return m.releaseAllLocked(st, []release{{ep: ep, ns: ns, path: path, start: time.Now()}})
 }
 
 // release is an endpoint to release and its container's namespace, nil
 // when that is gone (and the interface with it). now deletes the
-// interface before the release returns.
+// interface before the release returns. path is what asked for it
+// (api.Release*) and start when, for the events and metrics.
 type release struct {
-	ep  api.Endpoint
-	ns  *link.Netns
-	now bool
+	ep    api.Endpoint
+	ns    *link.Netns
+	now   bool
+	path  string
+	start time.Time
 }
 
 // retiring is an interface stripped of its addresses, waiting for deletion.
@@ -91,9 +102,12 @@ type retiring struct {
 // the commit lets a restart finish it after a crash.
 func (m *Manager) releaseAllLocked(st *netState, rs []release) error {
 	var intents []retiring
-	endAll := func() {
+	endAll := func(err error) {
 		for _, r := range intents {
 			m.store.EndIntent(r.intent)
+		}
+		for _, r := range rs {
+			m.emitDetach(st.net, r.ep, r.path, r.start, err)
 		}
 	}
 	eps := make([]api.Endpoint, 0, len(rs))
@@ -110,14 +124,14 @@ func (m *Manager) releaseAllLocked(st *netState, rs []release) error {
 			err = m.store.BeginIntent(in)
 		}
 		if err != nil {
-			endAll()
+			endAll(err)
 			return err
 		}
 		intents = append(intents, retiring{intent: in, ns: r.ns, now: r.now})
 	}
 	t := m.timer()
 	if err := m.store.DeleteEndpoints(eps); err != nil {
-		endAll()
+		endAll(err)
 		return err
 	}
 	t.Step("commit")
@@ -131,8 +145,9 @@ func (m *Manager) releaseAllLocked(st *netState, rs []release) error {
 		}
 	}
 	t.Step("strip")
-	for _, ep := range eps {
-		m.forgetLocked(st, ep)
+	for _, r := range rs {
+		m.forgetLocked(st, r.ep)
+		m.emitDetach(st.net, r.ep, r.path, r.start, nil)
 	}
 	m.deleteLater(later)
 	return nil

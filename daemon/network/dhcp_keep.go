@@ -270,6 +270,7 @@ func (m *Manager) loseLease(st *netState, ep api.Endpoint, l dhcp.Lease, why str
 	}
 	m.log.Warn("DHCP lease lost: address removed from the container", "network", ep.Network,
 		"container", containerName(ep), "address", l.Address, "reason", why)
+	m.emitLeaseLost(ep, l.Address.String(), why)
 	st.mu.Lock()
 	cur, ok := st.get(keyOf(ep))
 	if ok && cur.NetnsInode == ep.NetnsInode && cur.DHCP != nil {
@@ -369,6 +370,7 @@ func (m *Manager) loseLease6(st *netState, ns *link.Netns, ep api.Endpoint, addr
 	}
 	m.log.Warn("DHCPv6 lease lost: address removed from the container", "network", ep.Network,
 		"container", containerName(ep), "address", addr, "reason", why)
+	m.emitLeaseLost(ep, addr.String(), why)
 	st.mu.Lock()
 	cur, ok := st.get(keyOf(ep))
 	if ok && cur.NetnsInode == ep.NetnsInode && cur.DHCP != nil && cur.DHCP.V6 != nil {

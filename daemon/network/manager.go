@@ -144,6 +144,9 @@ type Manager struct {
 
 	internMu sync.Mutex
 	interned map[string]string // containerd namespaces, shared by endpoints
+
+	// observers are told every attach, detach and reconcile (observe.go).
+	observers []Observer
 }
 
 // timer times the steps of one attach or detach for m.Steps.
@@ -452,12 +455,15 @@ func (m *Manager) List() []api.Network {
 
 // known returns the networks in memory, sorted by name.
 func (m *Manager) known() []api.Network {
-	m.mu.RLock()
-	out := make([]api.Network, 0, len(m.nets))
-	for _, st := range m.nets {
-		out = append(out, st.net)
+	states := m.states()
+	out := make([]api.Network, 0, len(states))
+	for _, st := range states {
+		st.mu.Lock()
+		n := st.net
+		n.Usage = st.usageLocked()
+		st.mu.Unlock()
+		out = append(out, n)
 	}
-	m.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
@@ -472,6 +478,7 @@ func (m *Manager) Inspect(name string) (api.Network, error) {
 	st.mu.Lock()
 	n := st.net
 	n.Endpoints = st.all()
+	n.Usage = st.usageLocked()
 	st.mu.Unlock()
 	n.ParentInfo = m.parentInfo(n)
 	n.Shim = m.shimInfo(n)

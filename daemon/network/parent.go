@@ -87,6 +87,7 @@ func (m *Manager) createParentLocked(n api.Network) error {
 	}
 	m.setOwned(owned)
 	m.log.Info("parent created", "parent", n.Parent, "kind", owned.Kind, "network", n.Name)
+	m.emit(api.Event{Type: api.EventParentCreate, Parent: n.Parent, Network: n.Name, Driver: n.Driver})
 	return nil
 }
 
@@ -125,4 +126,5 @@ func (m *Manager) releaseParent(parent string) {
 	delete(m.owned, parent)
 	m.refMu.Unlock()
 	m.log.Info("parent removed", "parent", parent)
+	m.emit(api.Event{Type: api.EventParentRemove, Parent: parent})
 }

@@ -22,7 +22,7 @@ import (
 // and must stay. A zero time releases them all.
 func (m *Manager) ContainerGone(ns, id string, at time.Time) error {
 	if at.IsZero() {
-		_, err := m.Detach(api.DetachRequest{Namespace: ns, ContainerID: id})
+		_, err := m.detach(api.DetachRequest{Namespace: ns, ContainerID: id}, api.ReleaseEvent)
 		return err
 	}
 	var gone []api.Endpoint
@@ -31,7 +31,7 @@ func (m *Manager) ContainerGone(ns, id string, at time.Time) error {
 			gone = append(gone, ep)
 		}
 	}
-	_, err := m.releaseDead(gone, "containerd deleted the container", true)
+	_, err := m.releaseDead(gone, "containerd deleted the container", true, api.ReleaseEvent)
 	return err
 }
 
@@ -41,13 +41,19 @@ func (m *Manager) ReconcileContainerd(live map[string]map[string]bool, listedAt 
 	dead := m.endpointsWhere(func(k epKey, r *epRecord) bool {
 		return k.ns != "" && !live[k.ns][k.id] && r.created < listedAt.UnixNano()
 	})
-	return m.releaseDead(dead, "containerd no longer knows the container", true)
+	n, err := m.releaseDead(dead, "containerd no longer knows the container", true, api.ReleaseReconcile)
+	m.emitReconcile("containerd", n, err)
+	return n, err
 }
 
 // ReconcileNetns releases endpoints whose network namespace is gone. A live
 // inode is checked against the recorded cookie too: inodes are reused as
 // soon as a namespace dies.
 func (m *Manager) ReconcileNetns() (int, error) {
+	return m.reconcileNetns(api.ReleaseReconcile)
+}
+
+func (m *Manager) reconcileNetns(path string) (int, error) {
 	start := time.Now()
 	alive := m.kernel.LiveNetns()
 	cookies := map[uint64]uint64{} // inode -> cookie, read once per namespace
@@ -69,7 +75,7 @@ func (m *Manager) ReconcileNetns() (int, error) {
 		}
 		return !ok
 	})
-	return m.releaseDead(dead, "network namespace is gone", false)
+	return m.releaseDead(dead, "network namespace is gone", false, path)
 }
 
 // Reconcile runs every check that needs nothing but the kernel and the
@@ -77,7 +83,16 @@ func (m *Manager) ReconcileNetns() (int, error) {
 // renews each network's leases and releases what its driver holds for no
 // endpoint. It returns how many endpoints it released.
 func (m *Manager) Reconcile() (int, error) {
-	n, err := m.ReconcileNetns()
+	return m.reconcile(api.ReleaseReconcile)
+}
+
+// Prune is `underlay endpoint prune`: a Reconcile asked for by hand.
+func (m *Manager) Prune() (int, error) {
+	return m.reconcile(api.ReleasePrune)
+}
+
+func (m *Manager) reconcile(path string) (int, error) {
+	n, err := m.reconcileNetns(path)
 	for _, st := range m.states() {
 		st.mu.Lock()
 		if err := st.addrs.Renew(); err != nil {
@@ -87,14 +102,26 @@ func (m *Manager) Reconcile() (int, error) {
 		st.mu.Unlock()
 	}
 	m.reclaimGone()
+	m.emitReconcile(path, n, err)
 	return n, err
+}
+
+// emitReconcile tells of one reconcile run: what ran it (api.Release*
+// or "containerd") and how many endpoints it released.
+func (m *Manager) emitReconcile(path string, released int, err error) {
+	e := api.Event{Type: api.EventReconcile, Path: path, Released: released, Result: ErrorClass(err)}
+	if err != nil {
+		e.Error = err.Error()
+	}
+	m.emit(e)
 }
 
 // releaseDead releases endpoints whose container is gone, one store
 // transaction per network: after a reboot thousands are dead at once, and
 // a commit each would take seconds. With findNS the interface is deleted
 // where the namespace still exists.
-func (m *Manager) releaseDead(dead []api.Endpoint, why string, findNS bool) (int, error) {
+func (m *Manager) releaseDead(dead []api.Endpoint, why string, findNS bool, path string) (int, error) {
+	start := time.Now()
 	byNet := map[string][]api.Endpoint{}
 	for _, ep := range dead {
 		byNet[ep.Network] = append(byNet[ep.Network], ep)
@@ -132,7 +159,7 @@ func (m *Manager) releaseDead(dead []api.Endpoint, why string, findNS bool) (int
 			}
 			m.log.Info("releasing dead endpoint", "network", c.Network, "container", containerName(c),
 				"ifname", c.IfName, "reason", why)
-			cur = append(cur, release{ep: c, ns: namespaces[[2]uint64{c.NetnsInode, c.NetnsCookie}]})
+			cur = append(cur, release{ep: c, ns: namespaces[[2]uint64{c.NetnsInode, c.NetnsCookie}], path: path, start: start})
 		}
 		if err := m.releaseAllLocked(st, cur); err != nil {
 			st.mu.Unlock()

@@ -27,7 +27,7 @@ type Manager interface {
 	EachEndpoint(func(api.Endpoint) error) error
 	Attach(api.AttachRequest) (api.AttachResponse, error)
 	Detach(api.DetachRequest) (api.DetachResponse, error)
-	Reconcile() (int, error)
+	Prune() (int, error)
 	Hosts() ([]api.Host, error)
 	ReclaimHost(name string) (api.ReclaimResponse, error)
 	AttachCNI(api.CNIRequest) (api.Endpoint, error)
@@ -44,9 +44,10 @@ var _ Manager = (*network.Manager)(nil)
 type Authorizer func(r *http.Request) error
 
 // Handler returns the API's routes. authz guards every request that changes
-// state; nil allows all (tests).
-func Handler(m Manager, log *slog.Logger, authz Authorizer) http.Handler {
-	s := &server{m: m, log: log, authz: authz}
+// state; nil allows all (tests). broker streams the events (GET
+// /v1/events); nil serves none.
+func Handler(m Manager, log *slog.Logger, authz Authorizer, broker *Broker) http.Handler {
+	s := &server{m: m, log: log, authz: authz, broker: broker}
 	mux := http.NewServeMux()
 	p := "/" + api.Version
 	mux.HandleFunc("GET "+p+"/ping", func(w http.ResponseWriter, r *http.Request) {
@@ -67,6 +68,7 @@ func Handler(m Manager, log *slog.Logger, authz Authorizer) http.Handler {
 	mux.HandleFunc("POST "+p+"/cni/check", s.guard(s.cniCheck))
 	mux.HandleFunc("POST "+p+"/cni/gc", s.guard(s.cniGC))
 	mux.HandleFunc("GET "+p+"/hosts", s.hosts)
+	mux.HandleFunc("GET "+p+"/events", s.events)
 	mux.HandleFunc("POST "+p+"/hosts/{name}/reclaim", s.guard(s.reclaim))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, fmt.Sprintf("no such API route %s %s", r.Method, r.URL.Path))
@@ -75,9 +77,10 @@ func Handler(m Manager, log *slog.Logger, authz Authorizer) http.Handler {
 }
 
 type server struct {
-	m     Manager
-	log   *slog.Logger
-	authz Authorizer
+	m      Manager
+	log    *slog.Logger
+	authz  Authorizer
+	broker *Broker
 }
 
 func (s *server) guard(h http.HandlerFunc) http.HandlerFunc {
@@ -277,7 +280,7 @@ func (s *server) cniGC(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) prune(w http.ResponseWriter, r *http.Request) {
-	n, err := s.m.Reconcile()
+	n, err := s.m.Prune()
 	if err != nil {
 		s.error(w, "prune", err)
 		return

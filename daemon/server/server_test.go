@@ -49,7 +49,7 @@ func (f *fakeManager) Detach(api.DetachRequest) (api.DetachResponse, error) {
 	return api.DetachResponse{}, f.err
 }
 
-func (f *fakeManager) Reconcile() (int, error) { return 0, f.err }
+func (f *fakeManager) Prune() (int, error) { return 0, f.err }
 func (f *fakeManager) AttachCNI(api.CNIRequest) (api.Endpoint, error) {
 	return api.Endpoint{}, f.err
 }
@@ -78,7 +78,7 @@ func do(t *testing.T, h http.Handler, method, path, body string) (int, string) {
 
 func TestDecodeBounds(t *testing.T) {
 	f := &fakeManager{}
-	h := Handler(f, slog.New(slog.DiscardHandler), nil)
+	h := Handler(f, slog.New(slog.DiscardHandler), nil, nil)
 	cases := []struct {
 		name, body string
 		code       int
@@ -134,7 +134,7 @@ func TestErrorSurface(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := &fakeManager{}
-	srv := &http.Server{Handler: Handler(f, slog.New(slog.DiscardHandler), nil)}
+	srv := &http.Server{Handler: Handler(f, slog.New(slog.DiscardHandler), nil, nil)}
 	go srv.Serve(ln)
 	defer srv.Close()
 	c := &api.Client{Socket: sock}
@@ -155,7 +155,7 @@ func TestErrorSurface(t *testing.T) {
 func TestAuthorizerGuardsChanges(t *testing.T) {
 	f := &fakeManager{}
 	deny := func(*http.Request) error { return errors.New("permission denied: uid 1000") }
-	h := Handler(f, slog.New(slog.DiscardHandler), deny)
+	h := Handler(f, slog.New(slog.DiscardHandler), deny, nil)
 	if code, _ := do(t, h, "GET", "/v1/networks", ""); code != 200 {
 		t.Fatalf("read refused: %d", code)
 	}
@@ -178,7 +178,7 @@ func FuzzAPIDecode(f *testing.F) {
 	f.Add(uint8(1), `{"container_id":"c"}`)
 	f.Add(uint8(2), `{"name":"n"}{`)
 	f.Fuzz(func(t *testing.T, which uint8, body string) {
-		h := Handler(&fakeManager{}, slog.New(slog.DiscardHandler), nil)
+		h := Handler(&fakeManager{}, slog.New(slog.DiscardHandler), nil, nil)
 		req := httptest.NewRequest("POST", paths[int(which)%len(paths)], strings.NewReader(body))
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
@@ -198,7 +198,7 @@ func TestEndpointsStreamed(t *testing.T) {
 		for i := 0; i < n; i++ {
 			f.eps = append(f.eps, api.Endpoint{Network: "n", ContainerID: fmt.Sprintf("c%d", i), Addresses: []string{"10.0.0.2/24"}})
 		}
-		code, body := do(t, Handler(f, slog.New(slog.DiscardHandler), nil), "GET", "/v1/endpoints", "")
+		code, body := do(t, Handler(f, slog.New(slog.DiscardHandler), nil, nil), "GET", "/v1/endpoints", "")
 		var got []api.Endpoint
 		if err := json.Unmarshal([]byte(body), &got); code != 200 || err != nil || len(got) != n || body[len(body)-1] != '\n' {
 			t.Errorf("%d endpoints: %d %q (%v)", n, code, body, err)

@@ -476,3 +476,11 @@ func (c *Cluster) ownerOfKey(key string) (ipam.Owner, bool) {
 	}
 	return ipam.Owner{Network: f[0], Namespace: f[1], Container: f[2], IfName: f[3]}, true
 }
+
+// Usage reports how full each pool is, as far as the cache knows: every
+// host's leases, and addresses cooling down, count as in use.
+func (d *Addresses) Usage() []ipam.Usage {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.view.Usage()
+}
