@@ -8,7 +8,10 @@ PREFIX  ?= /usr/local
 CNI_BIN_DIR ?= /opt/cni/bin
 BIN     := $(CURDIR)/bin
 export CGO_ENABLED ?= 0
-LDFLAGS := -s -w
+# underlay_build_info carries these (daemon/metrics).
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X github.com/underlay/underlay/daemon/metrics.Version=$(VERSION) -X github.com/underlay/underlay/daemon/metrics.Revision=$(REVISION)
 GOFLAGS_BUILD := -trimpath -ldflags '$(LDFLAGS)'
 
 # Debian packages the tests and the demo use.

@@ -39,7 +39,7 @@ func newApp() *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "socket", Value: api.DefaultSocket, EnvVars: []string{"UNDERLAY_SOCKET"}, Usage: "underlayd's unix socket"},
 		},
-		Commands: []*cli.Command{networkCommand(), endpointCommand(), hostCommand(), doctorCommand()},
+		Commands: []*cli.Command{networkCommand(), endpointCommand(), hostCommand(), eventsCommand(), doctorCommand()},
 	}
 }
 
@@ -102,7 +102,7 @@ func networkCommand() *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: filterUsage},
 					&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only the names"},
-					&cli.StringFlag{Name: "format", Usage: "table (default) or json"},
+					&cli.StringFlag{Name: "format", Usage: formatUsage},
 				}},
 			{Name: "prune", Usage: "remove every network without endpoints", Action: networkPrune,
 				Flags: []cli.Flag{
@@ -176,25 +176,33 @@ func networkList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	out, err := parseFormat(c.String("format"))
 	switch {
+	case err != nil:
+		return err
 	case c.Bool("quiet"):
 		for _, n := range nets {
 			fmt.Println(n.Name)
 		}
 		return nil
-	case c.String("format") == "json":
+	case out.json:
 		return printJSON(nets)
-	case c.String("format") != "" && c.String("format") != "table":
-		return fmt.Errorf("--format %q: want table or json", c.String("format"))
+	case out.tmpl != nil:
+		rows := make([]networkRow, len(nets))
+		for i, n := range nets {
+			rows[i] = networkRow{n}
+		}
+		return printTemplate(out, rows)
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
-	fmt.Fprintln(w, "NETWORK ID\tNAME\tDRIVER\tSCOPE\tMODE\tPARENT\tSUBNETS")
+	fmt.Fprintln(w, "NETWORK ID\tNAME\tDRIVER\tSCOPE\tMODE\tPARENT\tSUBNETS\tIN USE\tFREE")
 	for _, n := range nets {
 		var subs []string
 		for _, s := range n.Subnets {
 			subs = append(subs, s.Subnet)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.ID[:12], n.Name, n.Driver, valueOr(n.Scope, "local"), n.Mode, n.Parent, strings.Join(subs, ","))
+		row := networkRow{n}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", n.ID[:12], n.Name, n.Driver, valueOr(n.Scope, "local"), n.Mode, n.Parent, strings.Join(subs, ","), row.InUse(), row.Free())
 	}
 	return w.Flush()
 }
@@ -293,7 +301,10 @@ func endpointCommand() *cli.Command {
 		Usage: "containers attached to networks",
 		Subcommands: []*cli.Command{
 			{Name: "ls", Aliases: []string{"list"}, Usage: "list attached containers", Action: endpointList,
-				Flags: []cli.Flag{&cli.StringFlag{Name: "format", Usage: "table (default) or json"}}},
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "format", Usage: formatUsage},
+					&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only the containers (namespace/id), one per endpoint"},
+				}},
 			{Name: "prune", Usage: "release endpoints whose container is gone", Action: endpointPrune},
 		},
 	}
@@ -345,12 +356,23 @@ func endpointList(c *cli.Context) error {
 		return err
 	}
 	sort.SliceStable(eps, func(i, j int) bool { return eps[i].Network < eps[j].Network })
-	switch f := c.String("format"); f {
-	case "json":
+	out, err := parseFormat(c.String("format"))
+	switch {
+	case err != nil:
+		return err
+	case c.Bool("quiet"):
+		for _, ep := range eps {
+			fmt.Println(endpointRow{ep}.Container())
+		}
+		return nil
+	case out.json:
 		return printJSON(eps)
-	case "", "table":
-	default:
-		return fmt.Errorf("--format %q: want table or json", f)
+	case out.tmpl != nil:
+		rows := make([]endpointRow, len(eps))
+		for i, ep := range eps {
+			rows[i] = endpointRow{ep}
+		}
+		return printTemplate(out, rows)
 	}
 	// Endpoints on DHCP networks add what their leases say.
 	leased := false
@@ -364,11 +386,7 @@ func endpointList(c *cli.Context) error {
 	}
 	fmt.Fprintln(w, head)
 	for _, ep := range eps {
-		id := ep.ContainerID
-		if ep.Namespace != "" {
-			id = ep.Namespace + "/" + id
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s", ep.Network, id, ep.IfName, strings.Join(ep.Addresses, ","), ep.MAC, ep.State)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s", ep.Network, endpointRow{ep}.Container(), ep.IfName, strings.Join(ep.Addresses, ","), ep.MAC, ep.State)
 		if leased {
 			fmt.Fprintf(w, "\t%s\t%s\t%s", leaseColumn(ep.DHCP), dnsColumn(ep.DHCP), domainColumn(ep.DHCP))
 		}

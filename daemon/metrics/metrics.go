@@ -116,6 +116,9 @@ func (m *Metrics) Commit(op string, d time.Duration) {
 	m.storeCommit.WithLabelValues(op).Observe(d.Seconds())
 }
 
+// Gatherer reads the registry, as /metrics does.
+func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
+
 // Registerer is where other parts of underlayd (the shared store, the
 // DHCP client) add their own collectors.
 func (m *Metrics) Registerer() prometheus.Registerer { return m.reg }
@@ -206,6 +209,10 @@ func (c usageCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(ownedDesc, prometheus.GaugeValue, float64(c.src.OwnedParents()))
 }
 
+// Version and Revision are set by the Makefile (-ldflags -X), from git;
+// without them the Go build info's are used.
+var Version, Revision string
+
 // buildInfo is underlay_build_info: 1, with the version, the commit and
 // the Go that built it.
 func buildInfo() prometheus.Collector {
@@ -221,6 +228,12 @@ func buildInfo() prometheus.Collector {
 				revision = s.Value
 			}
 		}
+	}
+	if Version != "" {
+		version = Version
+	}
+	if Revision != "" {
+		revision = Revision
 	}
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "underlay_build_info",
 		Help:        "1, labelled with underlayd's version, commit and Go version.",

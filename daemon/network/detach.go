@@ -1,6 +1,7 @@
 package network
 
 import (
+	"strings"
 	"sync"
 	"time"
 
@@ -147,6 +148,8 @@ func (m *Manager) releaseAllLocked(st *netState, rs []release) error {
 	t.Step("strip")
 	for _, r := range rs {
 		m.forgetLocked(st, r.ep)
+		m.log.Info("detached", "network", r.ep.Network, "container", containerName(r.ep), "ifname", r.ep.IfName,
+			"addresses", strings.Join(r.ep.Addresses, ","), "path", r.path, "took", time.Since(r.start).Round(time.Microsecond))
 		m.emitDetach(st.net, r.ep, r.path, r.start, nil)
 	}
 	m.deleteLater(later)
@@ -283,5 +286,4 @@ func (m *Manager) forgetLocked(st *netState, ep api.Endpoint) {
 		}
 	}
 	m.addRef(ep.Parent, -1)
-	m.log.Info("detached", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName)
 }

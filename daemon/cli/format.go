@@ -1,0 +1,146 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"text/template"
+
+	"github.com/underlay/underlay/daemon/api"
+)
+
+const formatUsage = "table (default), json, or a Go template as in docker: '{{.Name}}', 'table {{.Name}}\\t{{.Driver}}'"
+
+// output is how a list command prints: its --format, as in docker.
+type output struct {
+	json  bool
+	table bool // the built-in table, or a "table ..." template with headers
+	tmpl  *template.Template
+	head  string
+}
+
+var templateFuncs = template.FuncMap{
+	"json": func(v any) (string, error) {
+		b, err := json.Marshal(v)
+		return string(b), err
+	},
+	"join":  strings.Join,
+	"upper": strings.ToUpper,
+	"lower": strings.ToLower,
+}
+
+// fieldRef is an action of a template, for the headers of "table ...":
+// its first field names the column ({{join .Addresses ","}} ->
+// ADDRESSES).
+var fieldRef = regexp.MustCompile(`{{[^}]*?\.(\w+)[^}]*}}`)
+
+func parseFormat(f string) (output, error) {
+	switch f {
+	case "", "table":
+		return output{table: true}, nil
+	case "json":
+		return output{json: true}, nil
+	}
+	o := output{}
+	if rest, ok := strings.CutPrefix(f, "table "); ok {
+		o.table, f = true, rest
+		o.head = fieldRef.ReplaceAllStringFunc(f, func(m string) string {
+			return headerOf(fieldRef.FindStringSubmatch(m)[1])
+		})
+	}
+	t, err := template.New("format").Funcs(templateFuncs).Parse(unescape(f))
+	if err != nil {
+		return o, fmt.Errorf("--format: %w", err)
+	}
+	o.tmpl = t
+	o.head = unescape(o.head)
+	return o, nil
+}
+
+// headerOf turns a field name into a column header: ContainerID ->
+// CONTAINER ID.
+func headerOf(field string) string {
+	var b strings.Builder
+	for i, r := range field {
+		if i > 0 && r >= 'A' && r <= 'Z' && !(field[i-1] >= 'A' && field[i-1] <= 'Z') {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(r)
+	}
+	return strings.ToUpper(b.String())
+}
+
+// unescape lets a shell-quoted '\t' and '\n' mean tab and newline, as
+// docker's --format does.
+func unescape(s string) string {
+	return strings.NewReplacer(`\t`, "\t", `\n`, "\n").Replace(s)
+}
+
+// printTemplate prints each row through o's template, one line each,
+// under a header for "table ...".
+func printTemplate[T any](o output, rows []T) error {
+	w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
+	if o.head != "" {
+		fmt.Fprintln(w, o.head)
+	}
+	for _, r := range rows {
+		if err := o.tmpl.Execute(w, r); err != nil {
+			return fmt.Errorf("--format: %w", err)
+		}
+		fmt.Fprintln(w)
+	}
+	return w.Flush()
+}
+
+// networkRow is a network as templates see it: its fields, and its usage
+// added up.
+type networkRow struct{ api.Network }
+
+// InUse adds up the addresses held in every subnet.
+func (n networkRow) InUse() uint64 {
+	var sum uint64
+	for _, u := range n.Usage {
+		sum += u.InUse
+	}
+	return sum
+}
+
+// Free adds up the addresses left, or "-" where a DHCP server decides.
+func (n networkRow) Free() string {
+	var sum float64
+	for _, u := range n.Usage {
+		if u.Free == nil {
+			return "-"
+		}
+		sum += *u.Free
+	}
+	if len(n.Usage) == 0 {
+		return "-"
+	}
+	return count(sum)
+}
+
+// count prints an address count exactly, or as a power of two where it is
+// an IPv6 subnet's size (2^64 less a few is "2^64").
+func count(f float64) string {
+	if f < 1e12 {
+		return strconv.FormatFloat(f, 'f', 0, 64)
+	}
+	return "2^" + strconv.Itoa(int(math.Round(math.Log2(f))))
+}
+
+// endpointRow is an endpoint as templates see it.
+type endpointRow struct{ api.Endpoint }
+
+// Container is namespace/id, as the table shows it.
+func (e endpointRow) Container() string {
+	if e.Namespace != "" {
+		return e.Namespace + "/" + e.ContainerID
+	}
+	return e.ContainerID
+}
