@@ -28,6 +28,7 @@ import (
 	"github.com/underlay/underlay/daemon/resolver"
 	"github.com/underlay/underlay/daemon/server"
 	"github.com/underlay/underlay/daemon/store"
+	"github.com/underlay/underlay/events"
 )
 
 func main() {
@@ -96,6 +97,9 @@ func run(c *cli.Context) error {
 		return err
 	}
 	defer leave()
+	if addr := c.String("containerd-address"); addr != "" {
+		opts = append(opts, network.WithContainers(containerdFinder{events.Finder{Address: addr}}))
+	}
 	mgr, err := network.New(st, link.Host{}, log, opts...)
 	if err != nil {
 		return err
