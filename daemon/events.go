@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -27,6 +28,33 @@ func (h containerdHandler) Live(live map[string]map[string]bool, at time.Time) e
 }
 
 var _ events.Handler = containerdHandler{}
+
+// containerdFinder adapts events.Finder to the manager: its failures
+// also match the manager's sentinels, and so get the API's status codes,
+// with their messages unchanged.
+type containerdFinder struct{ f events.Finder }
+
+func (c containerdFinder) FindContainer(ns, ref string) (string, int, error) {
+	id, pid, err := c.f.FindContainer(ns, ref)
+	switch {
+	case errors.Is(err, events.ErrNoContainer):
+		err = alsoIs{err, network.ErrNotFound}
+	case errors.Is(err, events.ErrNotRunning):
+		err = alsoIs{err, network.ErrNotRunning}
+	}
+	return id, pid, err
+}
+
+// alsoIs is an error that also matches a second sentinel.
+type alsoIs struct {
+	error
+	also error
+}
+
+func (e alsoIs) Unwrap() error        { return e.error }
+func (e alsoIs) Is(target error) bool { return target == e.also }
+
+var _ network.ContainerFinder = containerdFinder{}
 
 // runEvents follows containerd's events until ctx ends; state, if set, is
 // told when the stream comes up or breaks.

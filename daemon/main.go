@@ -29,6 +29,7 @@ import (
 	"github.com/underlay/underlay/daemon/resolver"
 	"github.com/underlay/underlay/daemon/server"
 	"github.com/underlay/underlay/daemon/store"
+	"github.com/underlay/underlay/events"
 )
 
 func main() {
@@ -109,6 +110,9 @@ func run(c *cli.Context) error {
 		return err
 	}
 	defer leave()
+	if addr := c.String("containerd-address"); addr != "" {
+		opts = append(opts, network.WithContainers(containerdFinder{events.Finder{Address: addr}}))
+	}
 	broker := &server.Broker{}
 	opts = append(opts, network.WithObserver(broker))
 	var mstore network.Store = st

@@ -4,6 +4,7 @@
 // all namespaces to task exits and deletes and container deletes, reconnects with backoff
 // when containerd restarts, and after every (re)connect hands the handler
 // the full list of live containers, because events may have been missed.
+// Finder (lookup.go) looks one container up for `network connect`.
 // It imports nothing from the daemon.
 package events
 

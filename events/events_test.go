@@ -2,6 +2,8 @@ package events
 
 import (
 	"log/slog"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,5 +59,14 @@ func TestHandle(t *testing.T) {
 				t.Fatalf("calls %+v, want %s at %v", h.calls, c.want, at)
 			}
 		})
+	}
+}
+
+// A lookup with no containerd at the address fails at once, naming it.
+func TestFinderNoSocket(t *testing.T) {
+	start := time.Now()
+	_, _, err := Finder{Address: filepath.Join(t.TempDir(), "ulcx.sock")}.FindContainer("default", "web")
+	if err == nil || !strings.Contains(err.Error(), "containerd is not at ") || time.Since(start) > time.Second {
+		t.Errorf("got %v after %s: want an immediate \"containerd is not at\"", err, time.Since(start))
 	}
 }

@@ -176,12 +176,16 @@ type CNIRequest struct {
 }
 
 // ConnectRequest is `network connect` / `network disconnect` of a
-// running container: Container as endpoint ls names it, or its id or a
-// unique prefix; Netns (connect only) for a container underlay does not
-// know yet.
+// running container. Container is one underlay has endpoints of (as
+// endpoint ls names it, its id or a unique prefix), else a containerd
+// namespace/id (or a bare id in containerd's "default" namespace) that
+// underlayd asks its containerd about. Pid or Netns name the container's
+// network namespace instead; Container then names the container (its
+// endpoints' key), and may be empty.
 type ConnectRequest struct {
 	Network   string `json:"network"`
-	Container string `json:"container"`
+	Container string `json:"container,omitempty"`
+	Pid       int    `json:"pid,omitempty"`
 	Netns     string `json:"netns,omitempty"`
 	IP        string `json:"ip,omitempty"`
 	IP6       string `json:"ip6,omitempty"`

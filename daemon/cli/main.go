@@ -110,14 +110,8 @@ func networkCommand() *cli.Command {
 					&cli.StringSliceFlag{Name: "filter", Usage: filterUsage},
 				}},
 			{Name: "inspect", Usage: "show networks as JSON", ArgsUsage: "NAME...", Action: networkInspect},
-			{Name: "connect", Usage: "attach a running container to one more network (its next ethN)", ArgsUsage: "NETWORK CONTAINER",
-				Action: networkConnect, Flags: []cli.Flag{
-					&cli.StringFlag{Name: "ip", Usage: "static IPv4 address"},
-					&cli.StringFlag{Name: "ip6", Usage: "static IPv6 address"},
-					&cli.StringFlag{Name: "mac-address", Usage: "static MAC (macvlan)"},
-					&cli.StringFlag{Name: "netns", Usage: "the container's network namespace, for one underlay does not know yet (/proc/PID/ns/net)"},
-				}},
-			{Name: "disconnect", Usage: "take a running container off a network", ArgsUsage: "NETWORK CONTAINER", Action: networkDisconnect},
+			connectCommand(),
+			disconnectCommand(),
 			{Name: "cni-config", Usage: "print the network's CNI conflist (for nerdctl, CRI, Multus)", ArgsUsage: "NAME", Action: networkCNIConfig},
 			{Name: "rm", Aliases: []string{"remove"}, Usage: "remove networks", ArgsUsage: "NAME...", Action: networkRemove},
 		},
@@ -228,28 +222,6 @@ func networkInspect(c *cli.Context) error {
 		return errors.New(strings.Join(errs, "; "))
 	}
 	return nil
-}
-
-func networkConnect(c *cli.Context) error {
-	if c.NArg() != 2 {
-		return errors.New(`"network connect" needs NETWORK and CONTAINER (as endpoint ls names it, or its id)`)
-	}
-	req := api.ConnectRequest{Container: c.Args().Get(1), IP: c.String("ip"), IP6: c.String("ip6"),
-		MAC: c.String("mac-address"), Netns: c.String("netns")}
-	var ep api.Endpoint
-	if err := apiclient.Do(client(c), "POST", "/networks/"+c.Args().First()+"/connect", req, &ep); err != nil {
-		return err
-	}
-	fmt.Printf("%s %s %s\n", ep.IfName, strings.Join(ep.Addresses, ","), ep.MAC)
-	return nil
-}
-
-func networkDisconnect(c *cli.Context) error {
-	if c.NArg() != 2 {
-		return errors.New(`"network disconnect" needs NETWORK and CONTAINER`)
-	}
-	return apiclient.Do(client(c), "POST", "/networks/"+c.Args().First()+"/disconnect",
-		api.ConnectRequest{Container: c.Args().Get(1)}, nil)
 }
 
 // cniSocket is the socket underlay-cni should use: this command's, made

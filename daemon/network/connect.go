@@ -3,19 +3,14 @@ package network
 import (
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"strings"
 
 	"github.com/underlay/underlay/daemon/api"
-	"github.com/underlay/underlay/daemon/link"
 )
 
 // Connect and Disconnect are Docker's `network connect` and `network
 // disconnect` for a running container: one more interface (the next
-// ethN) on a network, or one less. The container is one underlay already
-// has an endpoint of, named as endpoint ls names it (namespace/id), by
-// its id, or by a unique prefix of its id; or, with Netns, any container,
-// whose namespace the caller names.
+// ethN) on a network, or one less. target.go finds the container.
 
 // findContainer resolves ref to a container's key and its endpoints.
 func (m *Manager) findContainer(ref string) (epKey, []api.Endpoint, error) {
@@ -41,7 +36,7 @@ func (m *Manager) findContainer(ref string) (epKey, []api.Endpoint, error) {
 	}
 	switch len(matches) {
 	case 0:
-		return epKey{}, nil, fmt.Errorf("container %s has no underlay endpoint (name it as endpoint ls does, or pass --netns for a container underlay does not know yet): %w", ref, ErrNotFound)
+		return epKey{}, nil, fmt.Errorf("container %s has no underlay endpoint: %w", ref, ErrNotFound)
 	case 1:
 		for k := range matches {
 			return k, m.endpointsOf(k.ns, k.id), nil
@@ -59,47 +54,22 @@ func (m *Manager) Connect(req api.ConnectRequest) (api.Endpoint, error) {
 	if err := api.ValidName(req.Network); err != nil {
 		return api.Endpoint{}, invalid("%w", err)
 	}
-	var key epKey
-	var eps []api.Endpoint
-	var err error
-	if req.Netns != "" {
-		if !filepath.IsAbs(req.Netns) {
-			return api.Endpoint{}, invalid("--netns %s: want an absolute path (/proc/PID/ns/net or /run/netns/NAME)", req.Netns)
-		}
-		ns, id, ok := strings.Cut(req.Container, "/")
-		if !ok {
-			ns, id = "", req.Container
-		}
-		if err := validID("container id", id); err != nil {
-			return api.Endpoint{}, err
-		}
-		key, eps = epKey{ns, id}, m.endpointsOf(ns, id)
-	} else if key, eps, err = m.findContainer(req.Container); err != nil {
+	// The network first: a missing one is the error, not the container.
+	if _, err := m.lookup(req.Network); err != nil {
 		return api.Endpoint{}, err
 	}
-	name := containerName(api.Endpoint{Namespace: key.ns, ContainerID: key.id})
+	t, err := m.findTarget(req)
+	if err != nil {
+		return api.Endpoint{}, err
+	}
+	defer t.close()
+	name := t.name()
 	m.containers.Lock(name)
 	defer m.containers.Unlock(name)
-	eps = m.endpointsOf(key.ns, key.id) // again, under the container's lock
-	var netns *link.Netns
-	switch {
-	case req.Netns != "":
-		if netns, err = m.kernel.OpenPath(req.Netns); err != nil {
-			return api.Endpoint{}, invalid("--netns %s: %w", req.Netns, err)
-		}
-		if len(eps) > 0 && !netns.Same(eps[0].NetnsInode, eps[0].NetnsCookie) {
-			netns.Close()
-			return api.Endpoint{}, invalid("--netns %s is not the namespace of container %s's other interfaces", req.Netns, name)
-		}
-	case len(eps) > 0:
-		if netns = m.kernel.FindNetns(eps[0].NetnsInode, eps[0].NetnsCookie, 0); netns == nil {
-			return api.Endpoint{}, fmt.Errorf("container %s is not running (its network namespace is gone): %w", name, ErrNotFound)
-		}
+	eps, err := m.liveEndpoints(t, m.endpointsOf(t.key.ns, t.key.id)) // again, under the container's lock
+	if err != nil {
+		return api.Endpoint{}, err
 	}
-	if netns == nil {
-		return api.Endpoint{}, fmt.Errorf("container %s: %w", name, ErrNotFound)
-	}
-	defer netns.Close()
 	// The next free ethN, and the default routes the container has:
 	// like Docker, a connected network adds its subnet, not a second
 	// default route of a family that has one.
@@ -124,8 +94,8 @@ func (m *Manager) Connect(req api.ConnectRequest) (api.Endpoint, error) {
 		return api.Endpoint{}, invalid("container %s has %d interfaces, at most %d", name, len(eps), api.MaxNetworks)
 	}
 	na := api.NetworkAttach{Name: req.Network, IP: req.IP, IP6: req.IP6, MAC: req.MAC}
-	areq := api.AttachRequest{Namespace: key.ns, ContainerID: key.id, Networks: []api.NetworkAttach{na}}
-	ep, err := m.attachOne(netns, areq, idx, na, routed)
+	areq := api.AttachRequest{Namespace: t.key.ns, ContainerID: t.key.id, Networks: []api.NetworkAttach{na}}
+	ep, err := m.attachOne(t.netns, areq, idx, na, routed)
 	if err != nil {
 		return api.Endpoint{}, inNetwork(req.Network, err)
 	}
@@ -137,16 +107,24 @@ func (m *Manager) Disconnect(req api.ConnectRequest) error {
 	if err := api.ValidName(req.Network); err != nil {
 		return invalid("%w", err)
 	}
-	key, eps, err := m.findContainer(req.Container)
+	t, err := m.findTarget(req)
 	if err != nil {
 		return err
 	}
-	name := containerName(api.Endpoint{Namespace: key.ns, ContainerID: key.id})
+	defer t.close()
+	name := t.name()
 	m.containers.Lock(name)
 	defer m.containers.Unlock(name)
+	eps := m.endpointsOf(t.key.ns, t.key.id)
+	if len(eps) == 0 {
+		return fmt.Errorf("container %s has no underlay endpoint: %w", name, ErrNotFound)
+	}
 	for _, ep := range eps {
 		if ep.Network != req.Network {
 			continue
+		}
+		if t.netns != nil && t.netns.Same(ep.NetnsInode, ep.NetnsCookie) {
+			return m.detachEndpoint(ep, t.netns, false, api.ReleaseDisconnect)
 		}
 		netns := m.kernel.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0)
 		if netns != nil {

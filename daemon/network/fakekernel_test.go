@@ -84,6 +84,9 @@ func (k *fakeKernel) addLinkLocked(name, kind string, mtu int, owner string) lin
 	return in
 }
 
+// hostPid is a process in the host's namespace, which OpenPid refuses.
+const hostPid = 99999
+
 // container makes a namespace that pid is in.
 func (k *fakeKernel) container(pid int) *link.Netns {
 	k.mu.Lock()
@@ -207,6 +210,9 @@ func (k *fakeKernel) OpenPid(pid int) (*link.Netns, error) {
 	defer k.mu.Unlock()
 	if err := k.failing("OpenPid"); err != nil {
 		return nil, err
+	}
+	if pid == hostPid {
+		return nil, fmt.Errorf("network namespace of pid %d %w", pid, link.ErrHostNetns)
 	}
 	ns, ok := k.netns[k.pids[pid]]
 	if !ok {

@@ -37,6 +37,9 @@ var (
 	ErrExhausted    = ipam.ErrPoolExhausted
 	ErrParentBusy   = errors.New("parent busy")
 	ErrInUse        = errors.New("network in use")
+	// ErrNotRunning means a container exists but has no running process,
+	// so there is no network namespace to connect.
+	ErrNotRunning = errors.New("container not running")
 	// ErrNoLease means the LAN's DHCP server gave no lease in time.
 	ErrNoLease = errors.New("no DHCP lease")
 )
@@ -147,6 +150,10 @@ type Manager struct {
 
 	// observers are told every attach, detach and reconcile (observe.go).
 	observers []Observer
+
+	// finder finds running containers underlay has no endpoint of
+	// (network connect); nil without --containerd-address.
+	finder ContainerFinder
 }
 
 // timer times the steps of one attach or detach for m.Steps.

@@ -325,7 +325,7 @@ func statusOf(err error) int {
 	case errors.Is(err, network.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, network.ErrExists), errors.Is(err, network.ErrAddressInUse),
-		errors.Is(err, network.ErrParentBusy), errors.Is(err, network.ErrInUse):
+		errors.Is(err, network.ErrParentBusy), errors.Is(err, network.ErrInUse), errors.Is(err, network.ErrNotRunning):
 		return http.StatusConflict
 	case errors.Is(err, network.ErrExhausted):
 		return http.StatusInsufficientStorage

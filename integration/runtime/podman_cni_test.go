@@ -23,7 +23,7 @@ func TestRuntimePodmanCNI(t *testing.T) {
 	uld := newUnderlayd(t, filepath.Join(dir, "underlayd"))
 	uld.Start()
 
-	pm := newPodman(t)
+	pm := newPodman(t, "ulrtp")
 	plugins := filepath.Join(pm.dir, "cni-bin")
 	if err := os.MkdirAll(plugins, 0o755); err != nil {
 		t.Fatal(err)

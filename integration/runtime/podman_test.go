@@ -21,11 +21,12 @@ type podman struct {
 	env      []string
 }
 
-// newPodman sets podman up in a directory of its own: podman refuses a
-// runroot longer than 50 characters, which t.TempDir's paths can exceed.
-func newPodman(t *testing.T) *podman {
+// newPodman sets podman up in a directory of its own, named prefix...:
+// podman refuses a runroot longer than 50 characters, which t.TempDir's
+// paths can exceed.
+func newPodman(t *testing.T, prefix string) *podman {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "ulrtp")
+	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +157,7 @@ func TestRuntimePodman(t *testing.T) {
 	uld := newUnderlayd(t, filepath.Join(dir, "underlayd"))
 	uld.Start()
 
-	pm := newPodman(t)
+	pm := newPodman(t, "ulrtp")
 	pm.writeHooks(t, filepath.Join(bin, "underlay-hook"), uld.Socket)
 	image := filepath.Join(dir, "busybox.tar")
 	tl.BuildBusyboxImage(t, image, imageRef)
