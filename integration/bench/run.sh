@@ -5,7 +5,8 @@
 # (e.g. -n 50 -c 10 for a quick run; -h for all).
 #
 # Everything it creates in the kernel is named ulb* (netns ulb-lan, veths
-# ulbpa..ulbpd/ulbqa..ulbqd) and removed on exit, even on failure.
+# ulbpa..ulbph/ulbqa..ulbqh; another prefix with -lab) and removed on exit,
+# even on failure.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -26,11 +27,21 @@ if ((${#missing[@]})); then
 	apt-get -q -y -o DPkg::Lock::Timeout=600 install --no-install-recommends "${missing[@]}" >&2
 fi
 
+# -lab PREFIX (ulbench's) renames the lab; the sweep follows it.
+lab=ulb
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+	case ${args[i]} in
+	-lab | --lab) lab=${args[i + 1]:-ulb} ;;
+	-lab=* | --lab=*) lab=${args[i]#*=} ;;
+	esac
+done
+
 build=$(mktemp -d /var/tmp/ulbench-build.XXXXXX)
 sweep() {
 	local p
-	for p in ulbpa ulbpb ulbpc ulbpd ulbpe ulbpf ulbpg; do ip link del "$p" 2>/dev/null || true; done
-	ip netns del ulb-lan 2>/dev/null || true
+	for p in a b c d e f g h; do ip link del "${lab}p$p" 2>/dev/null || true; done
+	ip netns del "$lab-lan" 2>/dev/null || true
 	rm -rf "$build"
 }
 trap sweep EXIT

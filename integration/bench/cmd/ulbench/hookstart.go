@@ -7,14 +7,15 @@ import (
 
 // startup holds, per binary, wall and CPU times of each exec, in run order.
 type startup struct {
-	wall, cpu [3][]time.Duration // floor, no-op hook, round-trip hook
+	wall, cpu [5][]time.Duration // floor, no-op hook, round-trip hook; -bin-b's no-op and round-trip hooks
 }
 
 // hookStartup execs, interleaved, the bare Go binary (the floor), the hook
 // with a state that has no annotation (it must exit at once), and the hook
 // at poststop for a container underlayd does not know (a full socket round
-// trip with no kernel or store work).
-func hookStartup(tmp, bin, floor, socket string, n int) (*startup, error) {
+// trip with no kernel or store work). With binB set, that build's two
+// hooks follow, against socketB.
+func hookStartup(tmp, bin, floor, socket string, n int, binB, socketB string) (*startup, error) {
 	hook := filepath.Join(bin, "underlay-hook")
 	env := []string{basePath, "UNDERLAY_SOCKET=" + socket}
 	plain := ociState("ulb-noop", 1, "creating", "/x", nil)
@@ -22,12 +23,19 @@ func hookStartup(tmp, bin, floor, socket string, n int) (*startup, error) {
 	runs := []struct {
 		path  string
 		args  []string
+		env   []string
 		stdin []byte
-	}{{floor, nil, plain}, {hook, []string{"createRuntime"}, plain}, {hook, []string{"poststop"}, unknown}}
+	}{{floor, nil, env, plain}, {hook, []string{"createRuntime"}, env, plain}, {hook, []string{"poststop"}, env, unknown}}
+	if binB != "" {
+		hookB, envB := filepath.Join(binB, "underlay-hook"), []string{basePath, "UNDERLAY_SOCKET=" + socketB}
+		runs = append(runs, runs[1], runs[2])
+		runs[3].path, runs[3].env = hookB, envB
+		runs[4].path, runs[4].env = hookB, envB
+	}
 	s := &startup{}
 	for i := 0; i < n; i++ {
 		for k, r := range runs {
-			w, c, _, err := timedExecCPU(tmp, r.path, r.args, env, r.stdin)
+			w, c, _, err := timedExecCPU(tmp, r.path, r.args, r.env, r.stdin)
 			if err != nil {
 				return nil, err
 			}

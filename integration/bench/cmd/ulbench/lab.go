@@ -22,8 +22,13 @@ import (
 // objects it made are removed: the lab netns, and veth parents whose peers
 // live in that netns. Fake containers are processes in fresh network
 // namespaces; their interfaces die with them.
-const (
-	labNS = "ulb-lan"
+//
+// The prefix is "ulb" unless -lab says otherwise (setLab), so that two
+// benches on one host, or a bench beside tests that use ulb names, do not
+// delete each other's lab.
+var (
+	labPrefix = "ulb"
+	labNS     = "ulb-lan"
 )
 
 // Parents, one per contender, so no tool sees another's slaves. All are the
@@ -35,10 +40,26 @@ var (
 	parentNetavark    = "ulbpc" // netavark
 	parentInproc      = "ulbpd" // in-process network.Manager (breakdown)
 	parentUnderlayCNI = "ulbpg" // underlay-cni, the CNI plugin, to the same underlayd
-	allParents        = []string{parentUnderlay, parentCNI, parentNetavark, parentInproc, parentUnderlayCNI}
+	parentUnderlayB   = "ulbph" // -bin-b: the second underlayd, hook and underlay-cni
+	allParents        = []string{parentUnderlay, parentCNI, parentNetavark, parentInproc, parentUnderlayCNI, parentUnderlayB}
 )
 
-func peerOf(parent string) string { return "ulbq" + parent[len(parent)-1:] }
+// setLab renames the lab's netns and links with prefix p (at most 9
+// characters, so that link names fit IFNAMSIZ).
+func setLab(p string) error {
+	if p == "" || len(p) > 9 || strings.ContainsAny(p, "/ ") {
+		return fmt.Errorf("-lab %q: want 1-9 characters, no slash or space", p)
+	}
+	labPrefix, labNS = p, p+"-lan"
+	for _, v := range []*string{&parentUnderlay, &parentCNI, &parentNetavark, &parentInproc, &parentUnderlayCNI,
+		&parentUnderlayB, &parentDHCPUnderlay, &parentDHCPCNI} {
+		*v = p + "p" + (*v)[len(*v)-1:]
+	}
+	allParents = []string{parentUnderlay, parentCNI, parentNetavark, parentInproc, parentUnderlayCNI, parentUnderlayB}
+	return nil
+}
+
+func peerOf(parent string) string { return labPrefix + "q" + parent[len(parent)-1:] }
 
 // run runs a command and returns its combined output, or an error naming it.
 func run(name string, args ...string) (string, error) {

@@ -34,6 +34,7 @@ type config struct {
 	noContainerd, noVM                   bool
 	repo                                 string
 	only                                 string
+	binB, lab                            string
 }
 
 func main() {
@@ -57,7 +58,13 @@ func main() {
 	flag.BoolVar(&c.noVM, "no-vm", false, "skip the VM stage (1,000 VLAN parents in make test-vm's qemu guest)")
 	flag.StringVar(&c.repo, "repo", ".", "the repository, for the VM stage")
 	flag.StringVar(&c.only, "only", "", "run only one part: latency (exec'd attach/detach, hook start-up, events), scale (IPAM, RSS, restart) or global (etcd: local vs global attach, compare-and-swap floor, 3-host contention) or dhcp (--ipam-driver dhcp beside CNI's dhcp plugin on one dnsmasq)")
+	flag.StringVar(&c.binB, "bin-b", "", "a second build (directory like -bin) run beside the first, interleaved, for A/B comparisons of the latency part")
+	flag.StringVar(&c.lab, "lab", "ulb", "prefix of the lab's netns and links, so that two benches on one host keep apart")
 	flag.Parse()
+	if err := setLab(c.lab); err != nil {
+		fmt.Fprintln(os.Stderr, "ulbench:", err)
+		os.Exit(2)
+	}
 	if err := main1(&c); err != nil {
 		fmt.Fprintln(os.Stderr, "ulbench:", err)
 		os.Exit(1)
@@ -74,6 +81,16 @@ func main1(c *config) (err error) {
 	}
 	if c.bin, err = filepath.Abs(c.bin); err != nil {
 		return err
+	}
+	if c.binB != "" {
+		if c.binB, err = filepath.Abs(c.binB); err != nil {
+			return err
+		}
+		for _, b := range []string{"underlayd", "underlay", "underlay-hook", "underlay-cni"} {
+			if _, err := os.Stat(filepath.Join(c.binB, b)); err != nil {
+				return fmt.Errorf("-bin-b: %w", err)
+			}
+		}
 	}
 	for _, p := range []string{filepath.Join(c.bin, "underlayd"), filepath.Join(c.bin, "underlay"),
 		filepath.Join(c.bin, "underlay-hook"), c.floor, filepath.Join(cniBin, "macvlan"),
@@ -244,8 +261,18 @@ func latency(c *config, rep *Report) error {
 		}
 	}
 
+	var b *sideB
+	var socketB string
+	if c.binB != "" {
+		var err error
+		if b, err = startB(c, tmp); err != nil {
+			return err
+		}
+		defer b.d.Stop()
+		socketB = b.d.Socket
+	}
 	logf("hook start-up: %d execs each of the floor, the no-op hook and a round-trip hook", c.hookN)
-	su, err := hookStartup(tmp, c.bin, c.floor, d.Socket, c.hookN)
+	su, err := hookStartup(tmp, c.bin, c.floor, d.Socket, c.hookN, c.binB, socketB)
 	if err != nil {
 		return err
 	}
@@ -259,10 +286,17 @@ func latency(c *config, rep *Report) error {
 	over := rep.add(durations("startup", "hook overhead over floor (paired difference)", paired(su.wall[0], su.wall[1])))
 	oc := durations("", "", paired(su.cpu[0], su.cpu[1]))
 	over.Note = fmt.Sprintf("per run: no-op hook minus the floor run just before it; CPU difference median %s", fmtVal(oc.Median, "ms"))
+	if b != nil {
+		startupRowsB(rep, su, cpuNote)
+	}
 
 	h := newHookRunner(tmp, c.bin, d, "ulbnet")
 	cs := []*contender{underlayContender(h), cniContender(tmp, sub(c.work, "cni")), netavarkContender(tmp, sub(c.work, "netavark")),
 		underlayCNIContender(tmp, c.bin, d.Socket)}
+	if b != nil {
+		cs = append(cs, b.cs...)
+		b.h.takeCommits()
+	}
 	logf("sequential: %d attaches per contender, interleaved underlay/CNI/netavark/underlay-cni, then %d detaches", c.n, c.n)
 	h.takeCommits()
 	seq, err := sequential(cs, c.n, 0)
@@ -270,6 +304,10 @@ func latency(c *config, rep *Report) error {
 		return fmt.Errorf("%w\nunderlayd log:\n%s", err, d.Tail())
 	}
 	seqCommits := h.takeCommits()
+	var seqCommitsB []time.Duration
+	if b != nil {
+		seqCommitsB = b.h.takeCommits()
+	}
 	settle()
 	logf("concurrent: %d at once per contender", c.conc)
 	conc, err := concurrent(cs, c.conc, c.n)
@@ -282,11 +320,17 @@ func latency(c *config, rep *Report) error {
 		"netavark":     {"netavark setup (static IP)", "netavark teardown"},
 		"underlay-cni": {"underlay-cni ADD", "underlay-cni DEL"},
 	}
+	for k, v := range namesB {
+		names[k] = v
+	}
 	for k, ct := range cs {
 		rep.add(durations("attach", names[ct.Name][0]+", sequential", seq[k].attach))
 		if ct.Name == "underlay" {
 			rep.add(durations("attach", "  underlay: hook exec -> endpoint configured and committed", seqCommits)).Note =
 				"the rest is the answer and the hook's exit"
+		}
+		if ct.Name == "underlayB" {
+			rep.add(durations("attach", "  B: hook exec -> endpoint configured and committed", seqCommitsB))
 		}
 	}
 	cmode := fmt.Sprintf(", %d concurrent", c.conc)
