@@ -15,7 +15,7 @@ LDFLAGS := -s -w -X github.com/underlay/underlay/daemon/metrics.Version=$(VERSIO
 GOFLAGS_BUILD := -trimpath -ldflags '$(LDFLAGS)'
 
 # Debian packages the tests and the demo use.
-TEST_PKGS := containerd runc podman busybox-static iproute2 iputils-ping qemu-system-x86 xz-utils etcd-server etcd-client containernetworking-plugins dnsmasq-base kea-dhcp4-server kea-dhcp6-server radvd
+TEST_PKGS := containerd runc podman prometheus busybox-static iproute2 iputils-ping qemu-system-x86 xz-utils etcd-server etcd-client containernetworking-plugins dnsmasq-base kea-dhcp4-server kea-dhcp6-server radvd
 DEMO_PKGS := containerd runc busybox-static iproute2
 
 .PHONY: all build install demo test test-unit test-privileged test-multihost test-runtime test-vm bench deps fuzz clean

@@ -68,6 +68,14 @@ func run(c *cli.Context) error {
 	case "text":
 		handler = slog.NewTextHandler(os.Stderr, logOpts)
 	case "json":
+		// A duration reads as in the text format ("1.234ms"), not as
+		// integer nanoseconds: one key, one meaning, in both formats.
+		logOpts.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				a.Value = slog.StringValue(a.Value.Duration().String())
+			}
+			return a
+		}
 		handler = slog.NewJSONHandler(os.Stderr, logOpts)
 	default:
 		return fmt.Errorf("--log-format %q: want text or json", c.String("log-format"))

@@ -72,6 +72,10 @@ const (
 	ErrorClassInternal = "internal"
 )
 
+// Results are every Event.Result an attach or a detach can have.
+var Results = []string{ResultOK, ErrorClassInvalid, ErrorClassNoParent, ErrorClassNotFound, ErrorClassInUse,
+	ErrorClassFull, ErrorClassNoLease, ErrorClassTimeout, ErrorClassInternal}
+
 // NetworkUsage is one network's endpoints and how full its subnets are.
 type NetworkUsage struct {
 	Name      string        `json:"name"`

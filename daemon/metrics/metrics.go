@@ -9,6 +9,7 @@ package metrics
 import (
 	"net/http"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,6 +46,9 @@ type Metrics struct {
 	storeCommit               *prometheus.HistogramVec
 	ready                     atomic.Bool
 	perNetwork                []*prometheus.MetricVec
+	// seeded are the networks whose attach and detach counters exist at
+	// zero for every result (seed).
+	seeded sync.Map
 }
 
 // New makes the registry and registers every collector but the gauges
@@ -89,7 +93,22 @@ func New() *Metrics {
 
 // AddSource registers the gauges that src feeds at each scrape (the
 // manager, once it has loaded the state).
-func (m *Metrics) AddSource(src Source) { m.reg.MustRegister(usageCollector{src}) }
+func (m *Metrics) AddSource(src Source) { m.reg.MustRegister(usageCollector{src, m}) }
+
+// seed makes network's attach and detach counters exist at zero for every
+// result, once: a counter that first appears at 1 has no increase in
+// Prometheus' eyes, and an alert on increase(...{result!="ok"}) would
+// miss a network's first failure. Every scrape seeds the networks it
+// lists, so that a global network made on another host is seeded too.
+func (m *Metrics) seed(network, driver string) {
+	if _, done := m.seeded.LoadOrStore(network, true); done {
+		return
+	}
+	for _, r := range api.Results {
+		m.attaches.WithLabelValues(network, driver, r)
+		m.detaches.WithLabelValues(network, driver, r)
+	}
+}
 
 // FollowsContainerd registers the event stream's gauge and counter: a
 // daemon without --containerd-address has no stream to report on.
@@ -127,11 +146,15 @@ func (m *Metrics) Registerer() prometheus.Registerer { return m.reg }
 func (m *Metrics) Observe(e api.Event) {
 	switch e.Type {
 	case api.EventAttach:
+		if e.Network != "" {
+			m.seed(e.Network, e.Driver)
+		}
 		m.attaches.WithLabelValues(e.Network, e.Driver, e.Result).Inc()
 		if e.Result == api.ResultOK {
 			m.attachSeconds.WithLabelValues(e.Network, e.Driver).Observe(e.Seconds)
 		}
 	case api.EventDetach:
+		m.seed(e.Network, e.Driver)
 		m.detaches.WithLabelValues(e.Network, e.Driver, e.Result).Inc()
 		if e.Result == api.ResultOK {
 			m.detachSecs.WithLabelValues(e.Network, e.Driver).Observe(e.Seconds)
@@ -146,7 +169,10 @@ func (m *Metrics) Observe(e api.Event) {
 		m.parentOps.WithLabelValues("remove").Inc()
 	case api.EventLeaseLost:
 		m.leasesLost.WithLabelValues(e.Network).Inc()
+	case api.EventNetworkCreate:
+		m.seed(e.Network, e.Driver)
 	case api.EventNetworkRemove:
+		m.seeded.Delete(e.Network)
 		for _, v := range m.perNetwork {
 			v.DeletePartialMatch(prometheus.Labels{"network": e.Network})
 		}
@@ -176,7 +202,10 @@ func (m *Metrics) Handler() http.Handler {
 }
 
 // usageCollector reads the manager's networks at each scrape.
-type usageCollector struct{ src Source }
+type usageCollector struct {
+	src Source
+	m   *Metrics
+}
 
 var (
 	inUseDesc = prometheus.NewDesc("underlay_addresses_in_use",
@@ -198,6 +227,7 @@ func (usageCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c usageCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, n := range c.src.Usage() {
+		c.m.seed(n.Name, n.Driver)
 		ch <- prometheus.MustNewConstMetric(endpointsDesc, prometheus.GaugeValue, float64(n.Endpoints), n.Name, n.Driver)
 		for _, s := range n.Subnets {
 			ch <- prometheus.MustNewConstMetric(inUseDesc, prometheus.GaugeValue, float64(s.InUse), n.Name, s.Subnet)

@@ -84,6 +84,11 @@ func TestFakeMetrics(t *testing.T) {
 	h.create(netReq("lan", "macvlan", "10.1.0.0/24", "parent=eth1.30"))
 	// The VLAN parent is made at once, to check it can be.
 	same(t, "events of the create", rec.take(), []string{"parent-create lan", "network-create lan"})
+	// Every result's counter exists at zero before its first attach, so
+	// that an alert on its increase sees the first failure.
+	for _, r := range api.Results {
+		want("attaches "+r+" before any", value("underlay_attaches_total", "network", "lan", "driver", "macvlan", "result", r), 0)
+	}
 	c1 := h.start(on("c1", 1, "lan"))
 	want("attaches ok", value("underlay_attaches_total", "network", "lan", "driver", "macvlan", "result", "ok"), 1)
 	want("attach durations", value("underlay_attach_duration_seconds", "network", "lan"), 1)
