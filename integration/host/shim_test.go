@@ -22,6 +22,12 @@ type shimLab struct {
 
 func newShimLab(t *testing.T, prefix string, cidrs ...string) *shimLab {
 	t.Helper()
+	return newHostLab(t, prefix, nil, cidrs...)
+}
+
+// newHostLab is newShimLab with args for underlayd.
+func newHostLab(t *testing.T, prefix string, daemonArgs []string, cidrs ...string) *shimLab {
+	t.Helper()
 	l := &shimLab{lan: tl.NewLAN(t, prefix, cidrs...), host: prefix + "-host"}
 	_ = osexec.Command("ip", "netns", "del", l.host).Run()
 	tl.MustRun(t, "ip", "netns", "add", l.host)
@@ -29,7 +35,7 @@ func newShimLab(t *testing.T, prefix string, cidrs ...string) *shimLab {
 	tl.MustRun(t, "ip", "link", "set", l.lan.Uplink, "netns", l.host)
 	tl.MustRun(t, "ip", "-n", l.host, "link", "set", "lo", "up")
 	tl.MustRun(t, "ip", "-n", l.host, "link", "set", l.lan.Uplink, "up")
-	l.d = tl.NewDaemon(t, t.TempDir())
+	l.d = tl.NewDaemon(t, t.TempDir(), daemonArgs...)
 	l.d.Wrap = []string{"ip", "netns", "exec", l.host}
 	l.d.Start()
 	return l
