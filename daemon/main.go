@@ -127,7 +127,7 @@ func run(c *cli.Context) error {
 	if mets != nil {
 		broker.Dropped = mets.StreamDropped
 		opts = append(opts, network.WithObserver(mets))
-		mstore = timedStore{st, mets}
+		mstore = metrics.TimedStore{Store: st, M: mets}
 	}
 	mgr, err := network.New(mstore, link.Host{}, log, opts...)
 	if err != nil {

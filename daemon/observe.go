@@ -7,50 +7,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/underlay/underlay/daemon/api"
 	"github.com/underlay/underlay/daemon/metrics"
-	"github.com/underlay/underlay/daemon/store"
 )
-
-// timedStore is the store with its write transactions timed for the
-// metrics: the ones on the attach and detach paths, and the network
-// records.
-type timedStore struct {
-	*store.Store
-	m *metrics.Metrics
-}
-
-func (s timedStore) time(op string, start time.Time) { s.m.Commit(op, time.Since(start)) }
-
-func (s timedStore) PutEndpoint(ep api.Endpoint) error {
-	defer s.time("put_endpoint", time.Now())
-	return s.Store.PutEndpoint(ep)
-}
-
-func (s timedStore) DeleteEndpoint(ep api.Endpoint) error {
-	defer s.time("delete_endpoints", time.Now())
-	return s.Store.DeleteEndpoint(ep)
-}
-
-func (s timedStore) DeleteEndpoints(eps []api.Endpoint) error {
-	defer s.time("delete_endpoints", time.Now())
-	return s.Store.DeleteEndpoints(eps)
-}
-
-func (s timedStore) BeginIntent(ep api.Endpoint) error {
-	defer s.time("begin_intent", time.Now())
-	return s.Store.BeginIntent(ep)
-}
-
-func (s timedStore) CreateNetwork(n api.Network) error {
-	defer s.time("create_network", time.Now())
-	return s.Store.CreateNetwork(n)
-}
-
-func (s timedStore) DeleteNetwork(name string) error {
-	defer s.time("delete_network", time.Now())
-	return s.Store.DeleteNetwork(name)
-}
 
 // serveMetrics listens on addr (host:port) at once, so that a taken port
 // stops underlayd with one line before it does anything, and serves

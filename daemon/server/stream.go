@@ -78,6 +78,13 @@ func (b *Broker) subscribe(keep func(api.Event) bool) *subscriber {
 	return s
 }
 
+// Subscribe is a reader of every event in the same process (the bench
+// uses it): its queue, and the function that ends it.
+func (b *Broker) Subscribe() (<-chan api.Event, func()) {
+	s := b.subscribe(func(api.Event) bool { return true })
+	return s.ch, func() { b.unsubscribe(s) }
+}
+
 func (b *Broker) unsubscribe(s *subscriber) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

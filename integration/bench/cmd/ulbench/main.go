@@ -401,6 +401,13 @@ func latency(c *config, rep *Report) error {
 			rep.add(durations("daemon", "  "+l.what+" step: "+step, l.log.ds[step]))
 		}
 	}
+	settle()
+	logf("in-process attach/detach with metrics off and on, interleaved: %d", c.conc)
+	mr, err := inprocMetrics(sub(c.work, "metrics"), c.conc)
+	if err != nil {
+		return err
+	}
+	metricsRows(rep, mr)
 	lc, ld, err := linkFloor(c.conc)
 	if err != nil {
 		return err
