@@ -46,4 +46,3 @@ func (s TimedStore) DeleteNetwork(name string) error {
 	defer s.time("delete_network", time.Now())
 	return s.Store.DeleteNetwork(name)
 }
-
