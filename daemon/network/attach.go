@@ -1,6 +1,7 @@
 package network
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -212,6 +213,18 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	return ep, nil
 }
 
+// macHolder names what holds mac on parent, for the error of a refused
+// fixed MAC: one of underlay's endpoints, or an interface underlay does
+// not know. No network lock may be held.
+func (m *Manager) macHolder(mac net.HardwareAddr, parent string) string {
+	for _, ep := range m.endpointsWhere(func(_ epKey, r *epRecord) bool { return bytes.Equal(r.mac[:], mac) }) {
+		if ep.Parent == parent {
+			return fmt.Sprintf("container %s (%s on network %s)", containerName(ep), ep.IfName, ep.Network)
+		}
+	}
+	return "an interface underlay did not make"
+}
+
 // reserve applies the network's rules and leases the endpoint's addresses
 // under the network's lock, counting the attach as pending until it
 // commits or rolls back. done reports a repeated hook for an endpoint that
@@ -350,7 +363,7 @@ func (m *Manager) createAndCommit(st *netState, ns *link.Netns, ep *api.Endpoint
 	if err := m.kernel.CreateSlave(ns, slave); err != nil {
 		if fixedMAC && errors.Is(err, syscall.EADDRINUSE) {
 			// macvlan refuses a MAC that another slave of the parent has.
-			return fmt.Errorf("io.underlay.mac=%s: another interface on parent %s has it: %w", slave.MAC, ep.Parent, ErrAddressInUse)
+			return fmt.Errorf("io.underlay.mac=%s: %s on parent %s has it: %w", slave.MAC, m.macHolder(slave.MAC, ep.Parent), ep.Parent, ErrAddressInUse)
 		}
 		return err
 	}

@@ -414,7 +414,7 @@ func TestFakeAttachRefused(t *testing.T) {
 		{"not an address", api.NetworkAttach{Name: "lan", IP: "10.1.0"}, ErrInvalid, `static address "10.1.0"`},
 		{"IPv6 on an IPv4 network", api.NetworkAttach{Name: "lan", IP6: "fd00::2"}, ErrInvalid, "has no IPv6 subnet"},
 		{"bad MAC", api.NetworkAttach{Name: "lan", MAC: "02:00:zz:00:00:01"}, ErrInvalid, "io.underlay.mac"},
-		{"MAC of another container", api.NetworkAttach{Name: "lan", MAC: "02:00:00:00:00:01"}, ErrAddressInUse, "io.underlay.mac=02:00:00:00:00:01: another interface on parent eth1 has it"},
+		{"MAC of another container", api.NetworkAttach{Name: "lan", MAC: "02:00:00:00:00:01"}, ErrAddressInUse, "io.underlay.mac=02:00:00:00:00:01: container bystander (eth0 on network lan) on parent eth1 has it"},
 		{"MAC on ipvlan", api.NetworkAttach{Name: "ipv", MAC: "02:00:00:00:00:02"}, ErrInvalid, "ipvlan containers share the parent's MAC"},
 		{"exhausted /30", api.NetworkAttach{Name: "tiny"}, ErrExhausted, "10.3.0.0/30"},
 		{"passthru parent taken", api.NetworkAttach{Name: "pass"}, ErrParentBusy, "and bystander has it"},
