@@ -40,6 +40,9 @@ func events(c *cli.Context) error {
 	switch f := c.String("format"); f {
 	case "", "text", "json":
 	default:
+		if !strings.Contains(f, "{{") {
+			return fmt.Errorf("--format %q: want text, json or a Go template such as '{{.Type}} {{.Container}}'", f)
+		}
 		var err error
 		if out, err = parseFormat(f); err != nil {
 			return err

@@ -46,6 +46,11 @@ func parseFormat(f string) (output, error) {
 	case "json":
 		return output{json: true}, nil
 	}
+	if !strings.Contains(f, "{{") {
+		// A template without an action prints itself on every row: a
+		// typo ("yaml", "jsno") is far likelier than that wish.
+		return output{}, fmt.Errorf("--format %q: want table, json or a Go template such as '{{.Name}}'", f)
+	}
 	o := output{}
 	if rest, ok := strings.CutPrefix(f, "table "); ok {
 		o.table, f = true, rest

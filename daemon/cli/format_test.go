@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -33,6 +34,9 @@ func TestParseFormat(t *testing.T) {
 		if o.head != c.head || o.table != c.table || o.json != c.json || (o.tmpl != nil) != c.tmpl {
 			t.Errorf("%q: got head %q table %v json %v template %v", c.in, o.head, o.table, o.json, o.tmpl != nil)
 		}
+	}
+	if _, err := parseFormat("yaml"); fmt.Sprint(err) != `--format "yaml": want table, json or a Go template such as '{{.Name}}'` {
+		t.Errorf("a template without an action: got %v", err)
 	}
 	if _, err := parseFormat("{{.Name"); err == nil || !strings.HasPrefix(err.Error(), "--format: ") {
 		t.Errorf("a broken template: got %v, want a --format error", err)

@@ -110,7 +110,7 @@ func TestPrivilegedOutputFormats(t *testing.T) {
 	if !attached {
 		t.Errorf("no JSON attached line for %s in:\n%s", c.ID, d.Log())
 	}
-	if out, err := d.CLI("network", "ls", "--format", "yaml"); err == nil || !strings.Contains(out, `--format "yaml": want table or json`) {
+	if out, err := d.CLI("network", "ls", "--format", "yaml"); err == nil || !strings.Contains(out, `--format "yaml": want table, json or a Go template`) {
 		t.Errorf("--format yaml: %v %s", err, out)
 	}
 }
