@@ -16,6 +16,7 @@ import (
 
 	"github.com/underlay/underlay/daemon/api"
 	"github.com/underlay/underlay/daemon/link"
+	"github.com/underlay/underlay/daemon/metrics"
 	"github.com/underlay/underlay/daemon/network"
 	"github.com/underlay/underlay/daemon/store"
 	"github.com/underlay/underlay/ipam"
@@ -102,7 +103,8 @@ func dialCluster(c *cli.Context) (*clusterFlags, error) {
 
 // join starts this host's part in the cluster: its liveness key, and the
 // global networks' drivers, whose pending releases st keeps.
-func (f *clusterFlags) join(ctx context.Context, st *store.Store, log *slog.Logger) ([]network.Option, func(), error) {
+// With mets, its requests to etcd and its pending releases are measured.
+func (f *clusterFlags) join(ctx context.Context, st *store.Store, log *slog.Logger, mets *metrics.Metrics) ([]network.Option, func(), error) {
 	if f == nil {
 		return nil, func() {}, nil
 	}
@@ -112,7 +114,14 @@ func (f *clusterFlags) join(ctx context.Context, st *store.Store, log *slog.Logg
 	}
 	cfg := f.cfg
 	cfg.Pending, cfg.Log = st, log
-	cluster, err := etcd.New(f.client, cfg)
+	var kv etcd.KV = f.client
+	if mets != nil {
+		kv = mets.TimeEtcd(kv, func() int {
+			rs, _ := st.Releases()
+			return len(rs)
+		})
+	}
+	cluster, err := etcd.New(kv, cfg)
 	if err != nil {
 		f.client.Close()
 		return nil, nil, err

@@ -113,7 +113,7 @@ func run(c *cli.Context) error {
 	defer st.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	opts, leave, err := cluster.join(ctx, st, log)
+	opts, leave, err := cluster.join(ctx, st, log, mets)
 	if err != nil {
 		return err
 	}
