@@ -81,6 +81,12 @@ func run(c *cli.Context) error {
 		return fmt.Errorf("--log-format %q: want text or json", c.String("log-format"))
 	}
 	log := slog.New(handler)
+	// A netlink socket kept open for the host's links, opened before any
+	// goroutine enters a container's namespace.
+	if err := link.OpenHostHandle(); err != nil {
+		return err
+	}
+	defer link.CloseHostHandle()
 
 	gid := -1
 	if g := c.String("socket-group"); g != "" {

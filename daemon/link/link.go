@@ -56,7 +56,7 @@ func Lookup(name string) (Info, error) {
 	if err := ValidIfName(name); err != nil {
 		return Info{}, err
 	}
-	l, err := netlink.LinkByName(name)
+	l, err := hostNL().LinkByName(name)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
 		if errors.As(err, &nf) || errors.Is(err, unix.ENODEV) {
@@ -73,7 +73,7 @@ func describe(l netlink.Link) Info {
 		Up: a.Flags&net.FlagUp != 0, MAC: a.HardwareAddr}
 	if v, ok := l.(*netlink.Vlan); ok {
 		in.VLAN = v.VlanId
-		if base, err := netlink.LinkByIndex(a.ParentIndex); err == nil {
+		if base, err := hostNL().LinkByIndex(a.ParentIndex); err == nil {
 			in.Base = base.Attrs().Name
 		}
 	}

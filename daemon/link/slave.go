@@ -106,7 +106,7 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 		return fmt.Errorf("unknown driver %q", s.Kind)
 	}
 	t := NewStepTimer(s.Steps)
-	if err := netlink.LinkAdd(l); err != nil {
+	if err := hostNL().LinkAdd(l); err != nil {
 		return fmt.Errorf("create %s on parent: %w", s.Kind, createErr(s.Kind, err))
 	}
 	t.Step("create")

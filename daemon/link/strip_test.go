@@ -12,10 +12,26 @@ import (
 // Strip leaves the interface where it is, under its name, without any
 // address (ipvlan counts a down slave's addresses as taken), so its
 // addresses are free before it is deleted; DeleteSlave then removes it.
+// It runs twice: with the netlink library's socket per request (the CLI)
+// and with the kept host socket (underlayd).
 func TestPrivilegedStrip(t *testing.T) {
 	tl.Require(t)
 	lan := tl.NewLAN(t, "ulkr", "10.57.0.1/24")
-	c := tl.NewContainer(t, "ulkr-c")
+	t.Run("socket per request", func(t *testing.T) { stripTest(t, lan, "ulkr-c0") })
+	t.Run("kept host socket", func(t *testing.T) {
+		if err := OpenHostHandle(); err != nil {
+			t.Fatal(err)
+		}
+		defer CloseHostHandle()
+		if hostHandle.Load() == nil {
+			t.Fatal("no kept socket after OpenHostHandle")
+		}
+		stripTest(t, lan, "ulkr-c1")
+	})
+}
+
+func stripTest(t *testing.T, lan *tl.LAN, id string) {
+	c := tl.NewContainer(t, id)
 	parent, err := Lookup(lan.Uplink)
 	if err != nil {
 		t.Fatal(err)

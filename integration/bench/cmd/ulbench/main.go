@@ -79,6 +79,11 @@ func main1(c *config) (err error) {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root (network namespaces, macvlan)")
 	}
+	// The in-process managers use the kept netlink socket, as underlayd does.
+	if err := link.OpenHostHandle(); err != nil {
+		return err
+	}
+	defer link.CloseHostHandle()
 	if c.bin, err = filepath.Abs(c.bin); err != nil {
 		return err
 	}

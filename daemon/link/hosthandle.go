@@ -1,0 +1,54 @@
+package link
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// hostHandle is a route netlink socket in underlayd's own network
+// namespace, kept open from the start (OpenHostHandle). Without it the
+// netlink library's package functions open, bind, register with the
+// poller and close a socket for every request: three times on an attach's
+// path (the parent's lookup, the create, and the library's lookup of what
+// it created), ten system calls each.
+var hostHandle atomic.Pointer[netlink.Handle]
+
+// OpenHostHandle opens the kept socket. Call it once at start, before any
+// goroutine enters another namespace: a socket belongs to the namespace
+// of the thread that opens it.
+func OpenHostHandle() error {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("netlink socket: %w", err)
+	}
+	// A kernel that never answers must not hold the socket (and every
+	// attach behind its lock) forever.
+	if err := h.SetSocketTimeout(10 * time.Second); err != nil {
+		h.Close()
+		return fmt.Errorf("netlink socket timeout: %w", err)
+	}
+	if old := hostHandle.Swap(h); old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+// CloseHostHandle closes the kept socket; later calls open one per request.
+func CloseHostHandle() {
+	if h := hostHandle.Swap(nil); h != nil {
+		h.Close()
+	}
+}
+
+// hostNL is the handle for requests in the host namespace: the kept one, or
+// the library's socket-per-request one (tests, the CLI's doctor).
+func hostNL() *netlink.Handle {
+	if h := hostHandle.Load(); h != nil {
+		return h
+	}
+	return &netlink.Handle{}
+}
