@@ -46,23 +46,22 @@ func devConfFor(s Slave) []devConf {
 	return conf
 }
 
-// setDevConf writes the sysctls of interface name inside ns, in one visit.
-func setDevConf(ns *Netns, name string, conf []devConf) error {
-	return ns.Do(func() error {
-		for _, c := range conf {
-			err := writeSysctl("/proc/sys/net/"+c.family+"/conf/"+name+"/"+c.key, c.value)
-			if err == nil {
-				continue
-			}
-			if c.family == "ipv6" && errors.Is(err, os.ErrNotExist) {
-				// The kernel runs without IPv6 (ipv6.disable=1): nothing
-				// to turn off, and no IPv6 address could have been added.
-				continue
-			}
-			return fmt.Errorf("set %s.%s=%s on %s: %w", c.family, c.key, c.value, name, err)
+// writeDevConf writes the sysctls of interface name in the calling
+// thread's namespace (inside Netns.Do).
+func writeDevConf(name string, conf []devConf) error {
+	for _, c := range conf {
+		err := writeSysctl("/proc/sys/net/"+c.family+"/conf/"+name+"/"+c.key, c.value)
+		if err == nil {
+			continue
 		}
-		return nil
-	})
+		if c.family == "ipv6" && errors.Is(err, os.ErrNotExist) {
+			// The kernel runs without IPv6 (ipv6.disable=1): nothing
+			// to turn off, and no IPv6 address could have been added.
+			continue
+		}
+		return fmt.Errorf("set %s.%s=%s on %s: %w", c.family, c.key, c.value, name, err)
+	}
+	return nil
 }
 
 func writeSysctl(path, value string) error {

@@ -110,11 +110,23 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 		return fmt.Errorf("create %s on parent: %w", s.Kind, createErr(s.Kind, err))
 	}
 	t.Step("create")
-	h, err := handleAt(ns)
+	// One visit to the container's namespace opens the netlink socket
+	// there and writes the interface's sysctls, before it comes up.
+	var h *netlink.Handle
+	var confErr error
+	err = ns.Do(func() error {
+		var err error
+		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+			return fmt.Errorf("netlink in container namespace: %w", err)
+		}
+		confErr = writeDevConf(tmp, devConfFor(s))
+		return nil
+	})
 	if err != nil {
 		return err
 	}
 	defer h.Close()
+	t.Step("sysctl")
 	created, err := h.LinkByName(tmp)
 	if err != nil {
 		return fmt.Errorf("find new %s %s in container: %w", s.Kind, tmp, err)
@@ -125,10 +137,9 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 			_ = h.LinkDel(created)
 		}
 	}()
-	if err := setDevConf(ns, tmp, devConfFor(s)); err != nil {
-		return err
+	if confErr != nil {
+		return confErr
 	}
-	t.Step("sysctl")
 	for _, p := range s.Addrs {
 		a := &netlink.Addr{IPNet: prefixNet(p)}
 		if p.Addr().Is6() {

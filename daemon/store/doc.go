@@ -34,10 +34,12 @@
 // always written in one transaction, so the store never holds a lease
 // without an endpoint or the reverse.
 //
-// Beside them, intents-<boot id>/<temporary ifname> holds one JSON
-// api.Endpoint per attach or detach in flight, its TempName the file's name
-// (see intents.go); on restart the daemon finishes or undoes what they
-// describe. A directory of an earlier boot is removed unread.
+// Beside them, the file intents-<boot id> holds one 4 KiB slot per attach
+// or detach in flight: a big-endian uint32 length (0: free) and an
+// api.Endpoint as JSON, named by its TempName (see intents.go); on restart
+// the daemon finishes or undoes what they describe. A file of an earlier
+// boot is removed unread; a directory of this boot (one JSON file per
+// intent, the format before) is carried into the file.
 //
 // This is the current format, schema version 3 with endpoint records of
 // version 0x01. Schema versions start at 2 because development versions

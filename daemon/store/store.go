@@ -62,9 +62,9 @@ type OwnedLink struct {
 
 // Store is the bbolt-backed state.
 type Store struct {
-	db      *bolt.DB // durable: networks and owned links
-	eph     *bolt.DB // this boot's endpoints and leases; see ephemeral.go
-	intents string   // this boot's intent directory; see intents.go
+	db      *bolt.DB    // durable: networks and owned links
+	eph     *bolt.DB    // this boot's endpoints and leases; see ephemeral.go
+	intents *intentFile // this boot's intents; see intents.go
 }
 
 // Open opens (creating if needed) the database in dir. A database held by
@@ -88,11 +88,12 @@ func Open(dir string) (*Store, error) {
 	// From here on this process holds the state dir: files of earlier
 	// boots are nobody's.
 	s := &Store{db: db}
-	if s.intents, err = makeIntentDir(dir, boot); err != nil {
+	if s.intents, err = openIntents(dir, boot); err != nil {
 		db.Close()
 		return nil, err
 	}
 	if s.eph, err = openEphemeral(dir, boot); err != nil {
+		s.intents.f.Close()
 		db.Close()
 		return nil, err
 	}
@@ -107,6 +108,9 @@ func Open(dir string) (*Store, error) {
 func (s *Store) Close() error {
 	err := s.eph.Close()
 	if e := s.db.Close(); err == nil {
+		err = e
+	}
+	if e := s.intents.f.Close(); err == nil {
 		err = e
 	}
 	return err
