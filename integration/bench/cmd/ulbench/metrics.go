@@ -171,15 +171,20 @@ func inprocMetrics(work string, n int) (*metricsResult, error) {
 	return r, nil
 }
 
-// metricsRows adds the run's rows and the difference of the medians.
+// metricsRows adds the run's rows, and the paired differences: each
+// attach with metrics on minus the one without it next to it, whose median
+// is steadier than the difference of two medians.
 func metricsRows(rep *Report, r *metricsResult) {
 	note := "interleaved with the other side; on = Prometheus observer, timed store, event broker with a reader, a scrape every second"
 	off := rep.add(durations("daemon", "Manager.Attach, metrics off", r.attachOff))
 	off.Note = note
 	onr := rep.add(durations("daemon", "Manager.Attach, metrics on", r.attachOn))
 	onr.Note = fmt.Sprintf("%+.3f ms at the median", onr.Median-off.Median)
+	rep.add(durations("daemon", "Manager.Attach, metrics on minus off (paired)", paired(r.attachOff, r.attachOn)))
 	doff := rep.add(durations("daemon", "Manager.Detach, metrics off", r.detachOff))
 	don := rep.add(durations("daemon", "Manager.Detach, metrics on", r.detachOn))
 	don.Note = fmt.Sprintf("%+.3f ms at the median", don.Median-doff.Median)
+	rep.add(durations("daemon", "Manager.Detach, metrics on minus off (paired)", paired(r.detachOff, r.detachOn)))
 	rep.add(single("daemon", "one event through the metrics and the event broker", "ms", ms(r.observe)))
 }
+
