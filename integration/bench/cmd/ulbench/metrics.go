@@ -187,4 +187,3 @@ func metricsRows(rep *Report, r *metricsResult) {
 	rep.add(durations("daemon", "Manager.Detach, metrics on minus off (paired)", paired(r.detachOff, r.detachOn)))
 	rep.add(single("daemon", "one event through the metrics and the event broker", "ms", ms(r.observe)))
 }
-
