@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/underlay/underlay/daemon/metrics/metricstest"
 	"github.com/underlay/underlay/ipam/etcd"
 )
 
@@ -39,32 +40,6 @@ func TestTimeEtcd(t *testing.T) {
 	_, _ = kv.Get(ctx, "k")
 	pending = 3
 
-	count := func(name string, labels ...string) float64 {
-		t.Helper()
-		mfs, err := m.Gatherer().Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() != name {
-				continue
-			}
-			for _, mt := range mf.GetMetric() {
-				if len(labels) == 2 && (len(mt.GetLabel()) != 1 || mt.GetLabel()[0].GetValue() != labels[1]) {
-					continue
-				}
-				switch {
-				case mt.Histogram != nil:
-					return float64(mt.Histogram.GetSampleCount())
-				case mt.Counter != nil:
-					return mt.Counter.GetValue()
-				case mt.Gauge != nil:
-					return mt.Gauge.GetValue()
-				}
-			}
-		}
-		return -1
-	}
 	for _, c := range []struct {
 		name   string
 		labels []string
@@ -78,7 +53,7 @@ func TestTimeEtcd(t *testing.T) {
 		{"underlay_etcd_compare_failures_total", nil, 1},
 		{"underlay_etcd_pending_releases", nil, 3},
 	} {
-		if got := count(c.name, c.labels...); got != c.want {
+		if got := metricstest.Value(t, m.Gatherer(), c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
 	}

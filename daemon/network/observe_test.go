@@ -9,6 +9,7 @@ import (
 
 	"github.com/underlay/underlay/daemon/api"
 	"github.com/underlay/underlay/daemon/metrics"
+	"github.com/underlay/underlay/daemon/metrics/metricstest"
 )
 
 // recorder keeps the events it is told, as `underlay events` shows them.
@@ -43,36 +44,7 @@ func TestFakeMetrics(t *testing.T) {
 	mets.AddSource(h.m)
 	value := func(name string, labels ...string) float64 {
 		t.Helper()
-		mfs, err := mets.Gatherer().Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() != name {
-				continue
-			}
-		metric:
-			for _, m := range mf.GetMetric() {
-				got := map[string]string{}
-				for _, l := range m.GetLabel() {
-					got[l.GetName()] = l.GetValue()
-				}
-				for i := 0; i+1 < len(labels); i += 2 {
-					if got[labels[i]] != labels[i+1] {
-						continue metric
-					}
-				}
-				switch {
-				case m.Counter != nil:
-					return m.Counter.GetValue()
-				case m.Gauge != nil:
-					return m.Gauge.GetValue()
-				case m.Histogram != nil:
-					return float64(m.Histogram.GetSampleCount())
-				}
-			}
-		}
-		return -1 // no such series
+		return metricstest.Value(t, mets.Gatherer(), name, labels...)
 	}
 	want := func(what string, got, want float64) {
 		t.Helper()
