@@ -6,12 +6,14 @@
 package resolver
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -91,60 +93,37 @@ func (s *server) shutdown() {
 }
 
 // listen opens the sockets in netns and makes the servers, not started.
+// Go's net package opens them on the calling thread, which Do has moved
+// into netns: no file descriptors to duplicate and adopt afterwards.
 func (r *Resolver) listen(netns *link.Netns) (*server, error) {
 	key := netns.Inode
-	var ufd, tfd int
+	var pc net.PacketConn
+	var ln net.Listener
 	err := netns.Do(func() error {
 		var err error
-		if ufd, err = bound(unix.SOCK_DGRAM); err != nil {
+		udp := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+			// 127.0.0.11 is lo's: lo must be up before the bind.
+			var upErr error
+			if err := c.Control(func(fd uintptr) { upErr = loopbackUp(int(fd)) }); err != nil {
+				return err
+			}
+			return upErr
+		}}
+		if pc, err = udp.ListenPacket(context.Background(), "udp4", Addr.String()); err != nil {
 			return err
 		}
-		if tfd, err = bound(unix.SOCK_STREAM); err != nil {
-			unix.Close(ufd)
-			return err
-		}
-		if err = unix.Listen(tfd, 64); err != nil {
-			unix.Close(ufd)
-			unix.Close(tfd)
+		// Go's TCP listeners set SO_REUSEADDR: a server stopped a moment
+		// ago in this namespace does not hold the port.
+		if ln, err = net.Listen("tcp4", Addr.String()); err != nil {
+			pc.Close()
 		}
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("DNS on %s in network namespace %d: %w", Addr, key, err)
 	}
-	uf, tf := os.NewFile(uintptr(ufd), "dns-udp"), os.NewFile(uintptr(tfd), "dns-tcp")
-	defer uf.Close()
-	defer tf.Close()
-	pc, err := net.FilePacketConn(uf)
-	if err != nil {
-		return nil, err
-	}
-	ln, err := net.FileListener(tf)
-	if err != nil {
-		pc.Close()
-		return nil, err
-	}
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) { r.answer(w, q, key) })
 	return &server{udp: &dns.Server{PacketConn: pc, Handler: h}, tcp: &dns.Server{Listener: ln, Handler: h}}, nil
-}
-
-func bound(typ int) (int, error) {
-	fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
-	if err != nil {
-		return -1, err
-	}
-	if typ == unix.SOCK_DGRAM {
-		if err := loopbackUp(fd); err != nil {
-			unix.Close(fd)
-			return -1, err
-		}
-	}
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(Addr.Port()), Addr: Addr.Addr().As4()}); err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
-	return fd, nil
 }
 
 // Stop stops answering in the namespace of that inode. The sockets close
