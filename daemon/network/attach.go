@@ -151,6 +151,8 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	}
 	n := st.net
 	names := dnsOn(n) && m.dns != nil
+	dns := m.startDNS(n, ns)
+	defer func() { m.servedDNS(dns, ep, ns.Inode, err == nil) }()
 	var spec bundleSpec
 	if names || n.IPAMDriver == dhcpIPAM {
 		spec = readBundle(req.Bundle)
@@ -207,7 +209,6 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	}
 	m.scheduleLeases(ep)
 	m.shimRoutes(st, ep, false)
-	m.serveDNS(n, ep, ns)
 	m.log.Info("attached", "network", n.Name, "container", containerName(ep), "ifname", ep.IfName,
 		"addresses", strings.Join(ep.Addresses, ","), "mac", ep.MAC, "took", time.Since(start).Round(time.Microsecond))
 	return ep, nil

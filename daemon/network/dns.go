@@ -85,28 +85,43 @@ func (m *Manager) dnsRef(inode uint64, d int) {
 	}
 }
 
-// serveDNS starts the namespace's name server after an attach commits.
-// The server starts outside the count's lock, so that attaches into
-// different namespaces do not queue behind each other; a release that
-// came meanwhile is noticed after, and the server stopped again.
-func (m *Manager) serveDNS(n api.Network, ep api.Endpoint, ns *link.Netns) {
+// startDNS counts an attach into ns and starts the namespace's name
+// server beside the attach's kernel work (a goroutine of its own, with
+// its own thread in the namespace). The attach ends it with servedDNS,
+// whatever its outcome, before ns is closed. nil when the network has no
+// DNS.
+func (m *Manager) startDNS(n api.Network, ns *link.Netns) chan error {
 	if m.dns == nil || !dnsOn(n) {
+		return nil
+	}
+	m.dnsRef(ns.Inode, 1)
+	started := make(chan error, 1)
+	go func() { started <- m.dns.Serve(ns) }()
+	return started
+}
+
+// servedDNS waits for the server startDNS started. An attach that failed
+// gives its count back. A server nobody counts any more (the attach
+// failed, or releases came meanwhile) is stopped again: the count is
+// taken outside the server's start, so that attaches into different
+// namespaces do not queue behind each other.
+func (m *Manager) servedDNS(started chan error, ep api.Endpoint, inode uint64, ok bool) {
+	if started == nil {
+		return
+	}
+	err := <-started
+	if ok && err != nil {
+		m.log.Warn("container DNS not served", "container", containerName(ep), "err", err)
+	}
+	if !ok {
+		m.dnsRef(inode, -1)
 		return
 	}
 	m.dnsMu.Lock()
-	if m.dnsRefs == nil {
-		m.dnsRefs = map[uint64]int{}
+	defer m.dnsMu.Unlock()
+	if m.dnsRefs[inode] <= 0 {
+		m.dns.Stop(inode)
 	}
-	m.dnsRefs[ep.NetnsInode]++
-	m.dnsMu.Unlock()
-	if err := m.dns.Serve(ns); err != nil {
-		m.log.Warn("container DNS not served", "container", containerName(ep), "err", err)
-	}
-	m.dnsMu.Lock()
-	if m.dnsRefs[ep.NetnsInode] <= 0 {
-		m.dns.Stop(ep.NetnsInode)
-	}
-	m.dnsMu.Unlock()
 }
 
 // Resolve answers the resolver: name's addresses on the networks (with
