@@ -240,6 +240,15 @@ type Endpoint struct {
 	Names []string `json:"names,omitempty"`
 }
 
+// Container names the endpoint's container as endpoint ls, the events and
+// the logs do: namespace/id, or the id alone outside containerd.
+func (e Endpoint) Container() string {
+	if e.Namespace == "" {
+		return e.ContainerID
+	}
+	return e.Namespace + "/" + e.ContainerID
+}
+
 // DHCPLease is what the LAN's DHCP server granted an endpoint, with the
 // identity underlay gave the container and the times it acts on.
 type DHCPLease struct {

@@ -138,14 +138,3 @@ func count(f float64) string {
 	}
 	return "2^" + strconv.Itoa(int(math.Round(math.Log2(f))))
 }
-
-// endpointRow is an endpoint as templates see it.
-type endpointRow struct{ api.Endpoint }
-
-// Container is namespace/id, as the table shows it.
-func (e endpointRow) Container() string {
-	if e.Namespace != "" {
-		return e.Namespace + "/" + e.ContainerID
-	}
-	return e.ContainerID
-}

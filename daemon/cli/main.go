@@ -334,17 +334,13 @@ func endpointList(c *cli.Context) error {
 		return err
 	case c.Bool("quiet"):
 		for _, ep := range eps {
-			fmt.Println(endpointRow{ep}.Container())
+			fmt.Println(ep.Container())
 		}
 		return nil
 	case out.json:
 		return printJSON(eps)
 	case out.tmpl != nil:
-		rows := make([]endpointRow, len(eps))
-		for i, ep := range eps {
-			rows[i] = endpointRow{ep}
-		}
-		return printTemplate(out, rows)
+		return printTemplate(out, eps)
 	}
 	// Endpoints on DHCP networks add what their leases say.
 	leased := false
@@ -358,7 +354,7 @@ func endpointList(c *cli.Context) error {
 	}
 	fmt.Fprintln(w, head)
 	for _, ep := range eps {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s", ep.Network, endpointRow{ep}.Container(), ep.IfName, strings.Join(ep.Addresses, ","), ep.MAC, ep.State)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s", ep.Network, ep.Container(), ep.IfName, strings.Join(ep.Addresses, ","), ep.MAC, ep.State)
 		if leased {
 			fmt.Fprintf(w, "\t%s\t%s\t%s", leaseColumn(ep.DHCP), dnsColumn(ep.DHCP), domainColumn(ep.DHCP))
 		}

@@ -27,7 +27,7 @@ func (m *Manager) Attach(req api.AttachRequest) (api.AttachResponse, error) {
 	if err := validateAttach(req); err != nil {
 		return api.AttachResponse{}, err
 	}
-	key := containerName(api.Endpoint{Namespace: req.Namespace, ContainerID: req.ContainerID})
+	key := api.Endpoint{Namespace: req.Namespace, ContainerID: req.ContainerID}.Container()
 	m.containers.Lock(key)
 	defer m.containers.Unlock(key)
 	t := m.timer()
@@ -209,7 +209,7 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	}
 	m.scheduleLeases(ep)
 	m.shimRoutes(st, ep, false)
-	m.log.Info("attached", "network", n.Name, "container", containerName(ep), "ifname", ep.IfName,
+	m.log.Info("attached", "network", n.Name, "container", ep.Container(), "ifname", ep.IfName,
 		"addresses", strings.Join(ep.Addresses, ","), "mac", ep.MAC, "took", time.Since(start).Round(time.Microsecond))
 	return ep, nil
 }
@@ -220,7 +220,7 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 func (m *Manager) macHolder(mac net.HardwareAddr, parent string) string {
 	for _, ep := range m.endpointsWhere(func(_ epKey, r *epRecord) bool { return bytes.Equal(r.mac[:], mac) }) {
 		if ep.Parent == parent {
-			return fmt.Sprintf("container %s (%s on network %s)", containerName(ep), ep.IfName, ep.Network)
+			return fmt.Sprintf("container %s (%s on network %s)", ep.Container(), ep.IfName, ep.Network)
 		}
 	}
 	return "an interface underlay did not make"
@@ -402,7 +402,7 @@ func checkAttach(st *netState, na api.NetworkAttach) error {
 	if n.Mode == "passthru" {
 		for k := range st.eps {
 			return fmt.Errorf("macvlan passthru gives parent %s to one container, and %s has it: %w",
-				n.Parent, containerName(api.Endpoint{Namespace: k.ns, ContainerID: k.id}), ErrParentBusy)
+				n.Parent, api.Endpoint{Namespace: k.ns, ContainerID: k.id}.Container(), ErrParentBusy)
 		}
 		if st.pending > 0 {
 			return fmt.Errorf("macvlan passthru gives parent %s to one container, and another is attaching: %w",

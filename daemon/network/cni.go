@@ -71,7 +71,7 @@ func (m *Manager) AttachCNI(req api.CNIRequest) (api.Endpoint, error) {
 		return api.Endpoint{}, err
 	}
 	ns, id := cniKey(req.ContainerID)
-	key := containerName(api.Endpoint{Namespace: ns, ContainerID: id})
+	key := api.Endpoint{Namespace: ns, ContainerID: id}.Container()
 	m.containers.Lock(key)
 	defer m.containers.Unlock(key)
 	netns, err := m.kernel.OpenPath(req.Netns)
@@ -113,7 +113,7 @@ func (m *Manager) DetachCNI(req api.CNIRequest) error {
 		return err
 	}
 	ns, id := cniKey(req.ContainerID)
-	key := containerName(api.Endpoint{Namespace: ns, ContainerID: id})
+	key := api.Endpoint{Namespace: ns, ContainerID: id}.Container()
 	m.containers.Lock(key)
 	defer m.containers.Unlock(key)
 	ep, ok := m.cniEndpoint(req)
@@ -194,7 +194,7 @@ func (m *Manager) GCCNI(gc api.CNIGC) (int, error) {
 	st.mu.Unlock()
 	n := 0
 	for _, ep := range stale {
-		key := containerName(ep)
+		key := ep.Container()
 		m.containers.Lock(key)
 		netns := m.kernel.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0)
 		err := m.detachEndpoint(ep, netns, false, api.ReleaseGC)

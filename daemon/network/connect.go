@@ -44,7 +44,7 @@ func (m *Manager) findContainer(ref string) (epKey, []api.Endpoint, error) {
 	}
 	var names []string
 	for k := range matches {
-		names = append(names, containerName(api.Endpoint{Namespace: k.ns, ContainerID: k.id}))
+		names = append(names, api.Endpoint{Namespace: k.ns, ContainerID: k.id}.Container())
 	}
 	return epKey{}, nil, invalid("container %s is ambiguous: %s", ref, strings.Join(names, ", "))
 }

@@ -439,7 +439,7 @@ func (m *Manager) Remove(name string) error {
 		st.mu.Unlock()
 		var names []string
 		for _, ep := range eps {
-			names = append(names, containerName(ep)+" ("+ep.IfName+")")
+			names = append(names, ep.Container()+" ("+ep.IfName+")")
 		}
 		return fmt.Errorf("network %s has %d attached endpoint(s): %s; stop those containers first: %w",
 			name, len(eps), strings.Join(names, ", "), ErrInUse)
@@ -479,13 +479,6 @@ func (m *Manager) Remove(name string) error {
 	m.log.Info("network removed", "network", name)
 	m.emit(api.Event{Type: api.EventNetworkRemove, Network: name})
 	return nil
-}
-
-func containerName(ep api.Endpoint) string {
-	if ep.Namespace == "" {
-		return ep.ContainerID
-	}
-	return ep.Namespace + "/" + ep.ContainerID
 }
 
 func subnetOf(p ipam.Pool) api.Subnet {

@@ -20,7 +20,7 @@ func (m *Manager) detach(req api.DetachRequest, path string) (api.DetachResponse
 	if err := validID("container id", req.ContainerID); err != nil {
 		return api.DetachResponse{}, err
 	}
-	key := containerName(api.Endpoint{Namespace: req.Namespace, ContainerID: req.ContainerID})
+	key := api.Endpoint{Namespace: req.Namespace, ContainerID: req.ContainerID}.Container()
 	m.containers.Lock(key)
 	defer m.containers.Unlock(key)
 	t := m.timer()
@@ -148,7 +148,7 @@ func (m *Manager) releaseAllLocked(st *netState, rs []release) error {
 	t.Step("strip")
 	for _, r := range rs {
 		m.forgetLocked(st, r.ep)
-		m.log.Info("detached", "network", r.ep.Network, "container", containerName(r.ep), "ifname", r.ep.IfName,
+		m.log.Info("detached", "network", r.ep.Network, "container", r.ep.Container(), "ifname", r.ep.IfName,
 			"addresses", strings.Join(r.ep.Addresses, ","), "path", r.path, "took", time.Since(r.start).Round(time.Microsecond))
 		m.emitDetach(st.net, r.ep, r.path, r.start, nil)
 	}
@@ -177,11 +177,11 @@ func (m *Manager) retire(r retiring, now bool) (retiring, bool) {
 			}
 		}
 		if err != nil {
-			m.log.Warn("addresses not stripped, deleting the interface now", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName, "err", err)
+			m.log.Warn("addresses not stripped, deleting the interface now", "network", ep.Network, "container", ep.Container(), "ifname", ep.IfName, "err", err)
 		}
 	}
 	if err := m.kernel.DeleteSlave(r.ns, ep.IfName); err != nil {
-		m.log.Error("interface not deleted", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName, "err", err)
+		m.log.Error("interface not deleted", "network", ep.Network, "container", ep.Container(), "ifname", ep.IfName, "err", err)
 		return r, false
 	}
 	m.store.EndIntent(ep)
@@ -200,7 +200,7 @@ func (m *Manager) deleteLater(rs []retiring) {
 		for _, r := range rs {
 			ep := r.intent
 			if err := m.kernel.DeleteSlave(r.ns, ep.IfName); err != nil {
-				m.log.Warn("interface not deleted", "network", ep.Network, "container", containerName(ep), "ifname", ep.IfName, "err", err)
+				m.log.Warn("interface not deleted", "network", ep.Network, "container", ep.Container(), "ifname", ep.IfName, "err", err)
 			} else {
 				m.store.EndIntent(ep)
 			}

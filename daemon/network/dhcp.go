@@ -220,7 +220,7 @@ func readBundle(bundle string) bundleSpec {
 func identityOf(ep api.Endpoint) (dhcp.Identity, error) {
 	mac, err := net.ParseMAC(ep.MAC)
 	if err != nil || ep.DHCP == nil {
-		return dhcp.Identity{}, fmt.Errorf("endpoint %s on %s has no DHCP identity", containerName(ep), ep.Network)
+		return dhcp.Identity{}, fmt.Errorf("endpoint %s on %s has no DHCP identity", ep.Container(), ep.Network)
 	}
 	return dhcp.NewIdentity(ep.Network, ep.DHCP.Name, ep.DHCP.Hostname, mac), nil
 }

@@ -151,7 +151,7 @@ func (m *Manager) tending(lk leaseKey) (st *netState, ep api.Endpoint, ns *link.
 	}
 	if id, err = identityOf(ep); err != nil {
 		ns.Close()
-		m.log.Error("DHCP lease not kept", "network", ep.Network, "container", containerName(ep), "err", err)
+		m.log.Error("DHCP lease not kept", "network", ep.Network, "container", ep.Container(), "err", err)
 		return
 	}
 	return st, ep, ns, id, true
@@ -208,7 +208,7 @@ func (m *Manager) tendLease(lk leaseKey) {
 	case errors.Is(err, dhcp.ErrNak):
 		m.loseLease(st, ep, l, err.Error())
 	default:
-		m.log.Warn("DHCP renewal unanswered", "network", ep.Network, "container", containerName(ep),
+		m.log.Warn("DHCP renewal unanswered", "network", ep.Network, "container", ep.Container(),
 			"address", l.Address, "rebinding", rebind, "expires", l.Expires.UTC().Format(time.RFC3339), "err", err)
 		m.scheduleLease(ep, retryAt(phaseEnd))
 	}
@@ -227,7 +227,7 @@ func (m *Manager) keepLease(st *netState, ep api.Endpoint, id dhcp.Identity, l d
 		gw = l.Router
 	}
 	if err := m.leaser.Leased(ns, ep.IfName, l, gw); err != nil {
-		m.log.Error("DHCP lease not put on the interface", "network", ep.Network, "container", containerName(ep), "err", err)
+		m.log.Error("DHCP lease not put on the interface", "network", ep.Network, "container", ep.Container(), "err", err)
 		return err
 	}
 	st.mu.Lock()
@@ -243,13 +243,13 @@ func (m *Manager) keepLease(st *netState, ep api.Endpoint, id dhcp.Identity, l d
 	}
 	st.mu.Unlock()
 	if err != nil {
-		m.log.Error("renewed DHCP lease not stored", "network", ep.Network, "container", containerName(ep), "err", err)
+		m.log.Error("renewed DHCP lease not stored", "network", ep.Network, "container", ep.Container(), "err", err)
 		return err
 	}
 	if fresh {
-		m.log.Info("DHCP lease obtained again", "network", ep.Network, "container", containerName(ep), "address", l.Address)
+		m.log.Info("DHCP lease obtained again", "network", ep.Network, "container", ep.Container(), "address", l.Address)
 	} else {
-		m.log.Debug("DHCP lease renewed", "network", ep.Network, "container", containerName(ep), "address", l.Address,
+		m.log.Debug("DHCP lease renewed", "network", ep.Network, "container", ep.Container(), "address", l.Address,
 			"expires", l.Expires.UTC().Format(time.RFC3339))
 	}
 	m.scheduleLease(cur, l.Renew)
@@ -264,12 +264,12 @@ func (m *Manager) keepLease(st *netState, ep api.Endpoint, id dhcp.Identity, l d
 func (m *Manager) loseLease(st *netState, ep api.Endpoint, l dhcp.Lease, why string) {
 	if ns := m.kernel.FindNetns(ep.NetnsInode, ep.NetnsCookie, 0); ns != nil {
 		if err := m.leaser.Unlease(ns, ep.IfName, l.Address); err != nil {
-			m.log.Error("lost DHCP address not removed", "network", ep.Network, "container", containerName(ep), "err", err)
+			m.log.Error("lost DHCP address not removed", "network", ep.Network, "container", ep.Container(), "err", err)
 		}
 		ns.Close()
 	}
 	m.log.Warn("DHCP lease lost: address removed from the container", "network", ep.Network,
-		"container", containerName(ep), "address", l.Address, "reason", why)
+		"container", ep.Container(), "address", l.Address, "reason", why)
 	m.emitLeaseLost(ep, l.Address.String(), why)
 	st.mu.Lock()
 	cur, ok := st.get(keyOf(ep))
@@ -328,7 +328,7 @@ func (m *Manager) tendLease6(lk leaseKey) {
 	case errors.Is(err, dhcp.ErrNak):
 		m.loseLease6(st, ns, ep, addr, err.Error())
 	default:
-		m.log.Warn("DHCPv6 renewal unanswered", "network", ep.Network, "container", containerName(ep),
+		m.log.Warn("DHCPv6 renewal unanswered", "network", ep.Network, "container", ep.Container(),
 			"address", l.Address, "rebinding", rebind, "expires", l.Expires.UTC().Format(time.RFC3339), "err", err)
 		m.scheduleLease6(ep, retryAt(phaseEnd))
 	}
@@ -339,7 +339,7 @@ func (m *Manager) tendLease6(lk leaseKey) {
 func (m *Manager) keepLease6(st *netState, ns *link.Netns, ep api.Endpoint, l dhcp.Lease6) error {
 	addr := v6Prefix(st.addrs.Pools(), l.Address)
 	if err := m.leaser.Leased6(ns, ep.IfName, addr, l); err != nil {
-		m.log.Error("DHCPv6 lease not put on the interface", "network", ep.Network, "container", containerName(ep), "err", err)
+		m.log.Error("DHCPv6 lease not put on the interface", "network", ep.Network, "container", ep.Container(), "err", err)
 		return err
 	}
 	st.mu.Lock()
@@ -355,7 +355,7 @@ func (m *Manager) keepLease6(st *netState, ns *link.Netns, ep api.Endpoint, l dh
 	}
 	st.mu.Unlock()
 	if err != nil {
-		m.log.Error("DHCPv6 lease not stored", "network", ep.Network, "container", containerName(ep), "err", err)
+		m.log.Error("DHCPv6 lease not stored", "network", ep.Network, "container", ep.Container(), "err", err)
 		return err
 	}
 	m.scheduleLease6(cur, l.Renew)
@@ -366,10 +366,10 @@ func (m *Manager) keepLease6(st *netState, ns *link.Netns, ep api.Endpoint, l dh
 // interface and records why.
 func (m *Manager) loseLease6(st *netState, ns *link.Netns, ep api.Endpoint, addr netip.Prefix, why string) {
 	if err := m.leaser.Unlease(ns, ep.IfName, addr); err != nil {
-		m.log.Error("lost DHCPv6 address not removed", "network", ep.Network, "container", containerName(ep), "err", err)
+		m.log.Error("lost DHCPv6 address not removed", "network", ep.Network, "container", ep.Container(), "err", err)
 	}
 	m.log.Warn("DHCPv6 lease lost: address removed from the container", "network", ep.Network,
-		"container", containerName(ep), "address", addr, "reason", why)
+		"container", ep.Container(), "address", addr, "reason", why)
 	m.emitLeaseLost(ep, addr.String(), why)
 	st.mu.Lock()
 	cur, ok := st.get(keyOf(ep))

@@ -111,7 +111,7 @@ func (m *Manager) servedDNS(started chan error, ep api.Endpoint, inode uint64, o
 	}
 	err := <-started
 	if ok && err != nil {
-		m.log.Warn("container DNS not served", "container", containerName(ep), "err", err)
+		m.log.Warn("container DNS not served", "container", ep.Container(), "err", err)
 	}
 	if !ok {
 		m.dnsRef(inode, -1)

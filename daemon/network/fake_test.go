@@ -115,7 +115,7 @@ func (h *fakeHost) leased(network string) []string {
 func (h *fakeHost) eps() []string {
 	var out []string
 	for _, ep := range h.m.Endpoints() {
-		out = append(out, strings.Join(append([]string{ep.Network, containerName(ep), ep.IfName}, ep.Addresses...), " "))
+		out = append(out, strings.Join(append([]string{ep.Network, ep.Container(), ep.IfName}, ep.Addresses...), " "))
 	}
 	return out
 }

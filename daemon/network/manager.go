@@ -242,7 +242,7 @@ func New(s Store, k Kernel, log *slog.Logger, opts ...Option) (*Manager, error) 
 				// The container still uses the address: for a global
 				// network held by another host now, that is a duplicate
 				// on the wire, which the operator must see.
-				log.Error("stored lease not loaded: the container's address may be in use elsewhere", "network", ep.Network, "container", containerName(ep), "address", a, "err", err)
+				log.Error("stored lease not loaded: the container's address may be in use elsewhere", "network", ep.Network, "container", ep.Container(), "address", a, "err", err)
 			}
 		}
 		st.put(ep, m.intern)
@@ -334,11 +334,11 @@ func (m *Manager) undoInterrupted() error {
 			continue
 		}
 		if err := m.undoIntent(ep); err != nil {
-			m.log.Error("interrupted attach or detach not finished", "network", ep.Network, "container", containerName(ep), "err", err)
+			m.log.Error("interrupted attach or detach not finished", "network", ep.Network, "container", ep.Container(), "err", err)
 			continue
 		}
 		m.store.EndIntent(ep)
-		m.log.Info("interrupted attach or detach finished", "network", ep.Network, "container", containerName(ep))
+		m.log.Info("interrupted attach or detach finished", "network", ep.Network, "container", ep.Container())
 	}
 	return nil
 }

@@ -37,7 +37,7 @@ func (m *Manager) emitAttach(n api.Network, ep api.Endpoint, start time.Time, er
 		return
 	}
 	e := api.Event{Type: api.EventAttach, Network: n.Name, Driver: n.Driver,
-		Container: containerName(ep), IfName: ep.IfName, Parent: ep.Parent,
+		Container: ep.Container(), IfName: ep.IfName, Parent: ep.Parent,
 		Seconds: time.Since(start).Seconds(), Result: ErrorClass(err)}
 	if err != nil {
 		e.Error = err.Error()
@@ -54,7 +54,7 @@ func (m *Manager) emitDetach(n api.Network, ep api.Endpoint, path string, start 
 		return
 	}
 	e := api.Event{Type: api.EventDetach, Network: n.Name, Driver: n.Driver,
-		Container: containerName(ep), IfName: ep.IfName, Parent: ep.Parent, Addresses: ep.Addresses,
+		Container: ep.Container(), IfName: ep.IfName, Parent: ep.Parent, Addresses: ep.Addresses,
 		MAC: ep.MAC, Path: path, Result: ErrorClass(err)}
 	if !start.IsZero() {
 		e.Seconds = time.Since(start).Seconds()
@@ -68,7 +68,7 @@ func (m *Manager) emitDetach(n api.Network, ep api.Endpoint, path string, start 
 // emitLeaseLost tells of a DHCP lease the server stopped granting.
 func (m *Manager) emitLeaseLost(ep api.Endpoint, addr, why string) {
 	m.emit(api.Event{Type: api.EventLeaseLost, Network: ep.Network,
-		Container: containerName(ep), IfName: ep.IfName, Addresses: []string{addr}, Error: why})
+		Container: ep.Container(), IfName: ep.IfName, Addresses: []string{addr}, Error: why})
 }
 
 // ErrorClass names the kind of err for metrics and events: one word per

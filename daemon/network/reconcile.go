@@ -157,7 +157,7 @@ func (m *Manager) releaseDead(dead []api.Endpoint, why string, findNS bool, path
 			if !ok || c.NetnsInode != ep.NetnsInode || c.Created != ep.Created {
 				continue // already released, or replaced by a newer attach
 			}
-			m.log.Info("releasing dead endpoint", "network", c.Network, "container", containerName(c),
+			m.log.Info("releasing dead endpoint", "network", c.Network, "container", c.Container(),
 				"ifname", c.IfName, "reason", why)
 			cur = append(cur, release{ep: c, ns: namespaces[[2]uint64{c.NetnsInode, c.NetnsCookie}], path: path, start: start})
 		}

@@ -262,7 +262,7 @@ func (m *Manager) shimRoutes(st *netState, ep api.Endpoint, del bool) {
 		err = m.syncShim(st)
 	}
 	if err != nil {
-		m.log.Warn("host route through the shim not updated", "network", n.Name, "container", containerName(ep), "err", err)
+		m.log.Warn("host route through the shim not updated", "network", n.Name, "container", ep.Container(), "err", err)
 	}
 }
 

@@ -54,7 +54,7 @@ type target struct {
 }
 
 func (t *target) name() string {
-	return containerName(api.Endpoint{Namespace: t.key.ns, ContainerID: t.key.id})
+	return api.Endpoint{Namespace: t.key.ns, ContainerID: t.key.id}.Container()
 }
 
 func (t *target) close() {
@@ -147,7 +147,7 @@ func (m *Manager) targetByNetns(req api.ConnectRequest) (*target, error) {
 		t.close()
 		var names []string
 		for k := range owners {
-			names = append(names, containerName(api.Endpoint{Namespace: k.ns, ContainerID: k.id}))
+			names = append(names, api.Endpoint{Namespace: k.ns, ContainerID: k.id}.Container())
 		}
 		sort.Strings(names)
 		if req.Container == "" {

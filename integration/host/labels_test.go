@@ -96,6 +96,20 @@ func TestPrivilegedOutputFormats(t *testing.T) {
 	if err := json.Unmarshal([]byte(d.MustCLI(t, "endpoint", "ls", "--format", "json")), &eps); err != nil || len(eps) != 1 || eps[0]["container_id"] != c.ID {
 		t.Errorf("endpoint ls --format json: %v %v", eps, err)
 	}
+	// Docker's habits: -q and Go templates, with headers for "table".
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"endpoint", "ls", "-q"}, c.ID},
+		{[]string{"endpoint", "ls", "--format", "{{.Container}} {{.IfName}} {{.Network}}"}, c.ID + " eth0 fmt"},
+		{[]string{"network", "ls", "--format", `table {{.Name}}\t{{.InUse}}`}, "NAME   IN USE\nfmt    1"},
+		{[]string{"network", "ls", "--format", "{{.Name}} {{.InUse}} {{.Free}}"}, "fmt 1 252"},
+	} {
+		if out := strings.TrimSpace(d.MustCLI(t, tc.args...)); out != tc.want {
+			t.Errorf("%v: %q, want %q", tc.args, out, tc.want)
+		}
+	}
 	attached := false
 	for _, line := range strings.Split(strings.TrimSpace(d.Log()), "\n") {
 		if strings.HasPrefix(line, "--- test:") {

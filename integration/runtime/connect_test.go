@@ -34,11 +34,7 @@ func (u *underlayd) endpointsOf(t *testing.T, container string) map[string]api.E
 	}
 	out := map[string]api.Endpoint{}
 	for _, ep := range eps {
-		name := ep.ContainerID
-		if ep.Namespace != "" {
-			name = ep.Namespace + "/" + name
-		}
-		if name == container {
+		if ep.Container() == container {
 			out[ep.Network] = ep
 		}
 	}
