@@ -71,8 +71,8 @@ func (m *Manager) emitLeaseLost(ep api.Endpoint, addr, why string) {
 		Container: ep.Container(), IfName: ep.IfName, Addresses: []string{addr}, Error: why})
 }
 
-// ErrorClass names the kind of err for metrics and events: one word per
-// sentinel the API maps to a status code, "ok" for nil.
+// ErrorClass names the kind of err for metrics and events, and the API
+// answers with the status code of its class: "ok" for nil.
 func ErrorClass(err error) string {
 	switch {
 	case err == nil:
@@ -84,7 +84,8 @@ func ErrorClass(err error) string {
 		return api.ErrorClassInvalid
 	case errors.Is(err, ErrNotFound):
 		return api.ErrorClassNotFound
-	case errors.Is(err, ErrAddressInUse), errors.Is(err, ErrExists), errors.Is(err, ErrParentBusy), errors.Is(err, ErrInUse):
+	case errors.Is(err, ErrAddressInUse), errors.Is(err, ErrExists), errors.Is(err, ErrParentBusy), errors.Is(err, ErrInUse),
+		errors.Is(err, ErrNotRunning):
 		return api.ErrorClassInUse
 	case errors.Is(err, ErrExhausted):
 		return api.ErrorClassFull

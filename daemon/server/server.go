@@ -15,7 +15,6 @@ import (
 
 	"github.com/underlay/underlay/daemon/api"
 	"github.com/underlay/underlay/daemon/network"
-	"github.com/underlay/underlay/ipam"
 )
 
 // Manager is what the API needs from the network manager.
@@ -315,22 +314,22 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
+// classStatus is the HTTP status of each class of error (network.ErrorClass,
+// the one mapping of the manager's sentinels); any other is a 500.
+var classStatus = map[string]int{
+	api.ErrorClassInvalid:  http.StatusBadRequest,
+	api.ErrorClassNoParent: http.StatusBadRequest,
+	api.ErrorClassNotFound: http.StatusNotFound,
+	api.ErrorClassInUse:    http.StatusConflict,
+	api.ErrorClassFull:     http.StatusInsufficientStorage,
+	api.ErrorClassNoLease:  http.StatusGatewayTimeout,
+}
+
 // statusOf maps an error to its HTTP status by the sentinel it wraps;
 // anything else is underlayd's own failure, a 500.
 func statusOf(err error) int {
-	switch {
-	case errors.Is(err, network.ErrInvalid), errors.Is(err, network.ErrNoParent),
-		errors.Is(err, ipam.ErrNotInSubnet), errors.Is(err, ipam.ErrReserved), errors.Is(err, ipam.ErrNoSubnet):
-		return http.StatusBadRequest
-	case errors.Is(err, network.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, network.ErrExists), errors.Is(err, network.ErrAddressInUse),
-		errors.Is(err, network.ErrParentBusy), errors.Is(err, network.ErrInUse), errors.Is(err, network.ErrNotRunning):
-		return http.StatusConflict
-	case errors.Is(err, network.ErrExhausted):
-		return http.StatusInsufficientStorage
-	case errors.Is(err, network.ErrNoLease):
-		return http.StatusGatewayTimeout
+	if code, ok := classStatus[network.ErrorClass(err)]; ok {
+		return code
 	}
 	return http.StatusInternalServerError
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -126,6 +127,10 @@ func TestErrorSurface(t *testing.T) {
 		{fmt.Errorf("parent eth1: %w", network.ErrParentBusy), 409, "parent eth1: parent busy"},
 		{fmt.Errorf("network x has 1 attached endpoint(s):\n c1 (eth0): %w", network.ErrInUse), 409, "network x has 1 attached endpoint(s): c1 (eth0): network in use"},
 		{fmt.Errorf("%w in 10.0.0.0/30", ipam.ErrPoolExhausted), 507, "no free address in 10.0.0.0/30"},
+		{fmt.Errorf("parent eth9: %w", network.ErrNoParent), 400, "parent eth9: parent interface missing"},
+		{fmt.Errorf("containerd container default/web is stopped: %w", network.ErrNotRunning), 409, "containerd container default/web is stopped: container not running"},
+		{fmt.Errorf("eth0: %w", network.ErrNoLease), 504, "eth0: no DHCP lease"},
+		{fmt.Errorf("etcd: %w", context.DeadlineExceeded), 500, "etcd: context deadline exceeded"},
 		{errors.New("netlink exploded"), 500, "netlink exploded"},
 	}
 	sock := filepath.Join(t.TempDir(), "s.sock")
