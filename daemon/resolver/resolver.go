@@ -102,9 +102,17 @@ func (r *Resolver) listen(netns *link.Netns) (*server, error) {
 	err := netns.Do(func() error {
 		var err error
 		udp := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-			// 127.0.0.11 is lo's: lo must be up before the bind.
+			// 127.0.0.11 is lo's: lo must be up before the bind. The
+			// socket of a server stopped a moment ago in this namespace
+			// may not be closed yet (Stop closes in the background):
+			// SO_REUSEADDR lets this one bind beside it.
 			var upErr error
-			if err := c.Control(func(fd uintptr) { upErr = loopbackUp(int(fd)) }); err != nil {
+			err := c.Control(func(fd uintptr) {
+				if upErr = loopbackUp(int(fd)); upErr == nil {
+					upErr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+				}
+			})
+			if err != nil {
 				return err
 			}
 			return upErr
