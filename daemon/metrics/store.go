@@ -32,11 +32,6 @@ func (s TimedStore) DeleteEndpoints(eps []api.Endpoint) error {
 	return s.Store.DeleteEndpoints(eps)
 }
 
-func (s TimedStore) BeginIntent(ep api.Endpoint) error {
-	defer s.time("begin_intent", time.Now())
-	return s.Store.BeginIntent(ep)
-}
-
 func (s TimedStore) CreateNetwork(n api.Network) error {
 	defer s.time("create_network", time.Now())
 	return s.Store.CreateNetwork(n)

@@ -150,14 +150,13 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 		return ep, err
 	}
 	n := st.net
-	names := dnsOn(n) && m.dns != nil
-	dns := m.startDNS(n, ns)
+	dns := m.startDNS(n, ns) // nil without DNS on the network
 	defer func() { m.servedDNS(dns, ep, ns.Inode, err == nil) }()
 	var spec bundleSpec
-	if names || n.IPAMDriver == dhcpIPAM {
+	if dns != nil || n.IPAMDriver == dhcpIPAM {
 		spec = readBundle(req.Bundle)
 	}
-	if names {
+	if dns != nil {
 		ep.Names = containerNames(req, spec)
 	}
 	parent, mtu, err := m.parentFor(n)

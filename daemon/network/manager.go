@@ -447,8 +447,8 @@ func (m *Manager) lookup(name string) (*netState, error) {
 	return st, err
 }
 
-// List returns every network, sorted by name; with a shared store, those
-// other hosts created too.
+// List returns every network with how full its subnets are, sorted by
+// name; with a shared store, those other hosts created too.
 func (m *Manager) List() []api.Network {
 	if m.global != nil {
 		m.createMu.Lock()
@@ -457,11 +457,6 @@ func (m *Manager) List() []api.Network {
 		}
 		m.createMu.Unlock()
 	}
-	return m.known()
-}
-
-// known returns the networks in memory, sorted by name.
-func (m *Manager) known() []api.Network {
 	states := m.states()
 	out := make([]api.Network, 0, len(states))
 	for _, st := range states {
@@ -471,8 +466,25 @@ func (m *Manager) known() []api.Network {
 		st.mu.Unlock()
 		out = append(out, n)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	sortNetworks(out)
 	return out
+}
+
+// known returns the networks in memory, sorted by name, without their
+// usage: what a create checks against.
+func (m *Manager) known() []api.Network {
+	m.mu.RLock()
+	out := make([]api.Network, 0, len(m.nets))
+	for _, st := range m.nets {
+		out = append(out, st.net)
+	}
+	m.mu.RUnlock()
+	sortNetworks(out)
+	return out
+}
+
+func sortNetworks(ns []api.Network) {
+	sort.Slice(ns, func(i, j int) bool { return ns[i].Name < ns[j].Name })
 }
 
 // Inspect returns a network with its endpoints and what the kernel says of
