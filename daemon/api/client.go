@@ -1,9 +1,12 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strconv"
 	"syscall"
 	"time"
@@ -38,6 +41,12 @@ func (c *Client) Call(method, path string, body []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return answer(code, resp)
+}
+
+// answer returns the body of a 2xx answer, or the daemon's message as a
+// *StatusError.
+func answer(code int, resp []byte) ([]byte, error) {
 	if code < 200 || code > 299 {
 		e, err := decodeError(resp)
 		if err != nil || e.Error == "" {
@@ -56,12 +65,66 @@ func (c *Client) socket() string {
 }
 
 func (c *Client) roundTrip(method, path string, body []byte) (int, []byte, error) {
-	fd, err := c.dial()
+	fd, err := c.send(method, path, body)
 	if err != nil {
 		return 0, nil, err
 	}
 	defer syscall.Close(fd)
+	resp, err := readAll(fd)
+	if err != nil {
+		return 0, nil, fmt.Errorf("read from underlayd at %s: %w", c.socket(), err)
+	}
+	return parseResponse(resp)
+}
 
+// Stream sends a GET of path and returns the body of a 2xx answer as
+// underlayd writes it (`underlay events`): the HTTP/1.0 answer has no
+// length and ends when underlayd closes it. The timeout covers the
+// answer's head, not the wait for the body. Errors are Call's.
+func (c *Client) Stream(path string) (io.ReadCloser, error) {
+	fd, err := c.send("GET", "/"+Version+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "underlayd")
+	r := bufio.NewReader(f)
+	var head []byte
+	for !bytes.HasSuffix(head, []byte("\r\n\r\n")) {
+		line, err := r.ReadSlice('\n')
+		head = append(head, line...)
+		if err != nil {
+			f.Close()
+			if len(head) == 0 {
+				return nil, fmt.Errorf("read from underlayd at %s: %w", c.socket(), err)
+			}
+			break // parseResponse names what is missing
+		}
+	}
+	code, _, err := parseResponse(head)
+	if err == nil && (code < 200 || code > 299) {
+		body, _ := io.ReadAll(r)
+		f.Close()
+		_, err = answer(code, body)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	var none syscall.Timeval
+	_ = syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &none)
+	return struct {
+		io.Reader
+		io.Closer
+	}{r, f}, nil
+}
+
+// send connects and writes the request; the caller reads the answer from
+// the returned socket and closes it.
+func (c *Client) send(method, path string, body []byte) (int, error) {
+	fd, err := c.dial()
+	if err != nil {
+		return -1, err
+	}
 	var req bytes.Buffer
 	req.Grow(128 + len(body))
 	req.WriteString(method + " " + path + " HTTP/1.0\r\nHost: underlayd\r\n")
@@ -71,13 +134,10 @@ func (c *Client) roundTrip(method, path string, body []byte) (int, []byte, error
 	req.WriteString("\r\n")
 	req.Write(body)
 	if err := writeAll(fd, req.Bytes()); err != nil {
-		return 0, nil, fmt.Errorf("send to underlayd at %s: %w", c.socket(), err)
+		syscall.Close(fd)
+		return -1, fmt.Errorf("send to underlayd at %s: %w", c.socket(), err)
 	}
-	resp, err := readAll(fd)
-	if err != nil {
-		return 0, nil, fmt.Errorf("read from underlayd at %s: %w", c.socket(), err)
-	}
-	return parseResponse(resp)
+	return fd, nil
 }
 
 func (c *Client) dial() (int, error) {

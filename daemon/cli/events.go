@@ -2,17 +2,13 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -52,26 +48,12 @@ func events(c *cli.Context) error {
 	for _, f := range c.StringSlice("filter") {
 		q.Add("filter", f)
 	}
-	sock := c.String("socket")
-	hc := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-		},
-	}}
-	resp, err := hc.Get("http://underlayd/" + api.Version + "/events?" + q.Encode())
+	body, err := client(c).Stream("/events?" + q.Encode())
 	if err != nil {
-		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-			return fmt.Errorf("%w (nothing listens on %s)", api.ErrDaemonDown, sock)
-		}
-		return fmt.Errorf("connect to underlayd at %s: %w", sock, err)
+		return err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error string }
-		_ = json.NewDecoder(resp.Body).Decode(&e)
-		return fmt.Errorf("events: %s", valueOr(e.Error, resp.Status))
-	}
-	sc := bufio.NewScanner(resp.Body)
+	defer body.Close()
+	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	w := bufio.NewWriter(os.Stdout)
 	for sc.Scan() {

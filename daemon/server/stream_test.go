@@ -3,37 +3,43 @@ package server
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"log/slog"
+	"net"
 	"net/http"
-	"net/http/httptest"
-	"strings"
+	"net/url"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/underlay/underlay/daemon/api"
 )
 
-// streamFrom opens GET /v1/events with filters and returns its lines.
-func streamFrom(t *testing.T, b *Broker, filters ...string) (*bufio.Scanner, func()) {
+// serveUnix serves the API with broker b on a unix socket, as underlayd
+// does, and returns a client of it.
+func serveUnix(t *testing.T, b *Broker) *api.Client {
 	t.Helper()
-	srv := httptest.NewServer(Handler(&fakeManager{}, slog.New(slog.DiscardHandler), nil, b))
-	q := ""
-	for i, f := range filters {
-		if i == 0 {
-			q = "?"
-		} else {
-			q += "&"
-		}
-		q += "filter=" + f
-	}
-	resp, err := http.Get(srv.URL + "/v1/events" + q)
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET /v1/events%s: %s", q, resp.Status)
+	srv := &http.Server{Handler: Handler(&fakeManager{}, slog.New(slog.DiscardHandler), nil, b)}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return &api.Client{Socket: sock, Timeout: 5 * time.Second}
+}
+
+// streamFrom opens GET /v1/events with filters through api.Client.Stream,
+// as `underlay events` does, and returns its lines.
+func streamFrom(t *testing.T, b *Broker, filters ...string) (*bufio.Scanner, func()) {
+	t.Helper()
+	q := url.Values{"filter": filters}
+	body, err := serveUnix(t, b).Stream("/events?" + q.Encode())
+	if err != nil {
+		t.Fatalf("GET /v1/events?%s: %v", q.Encode(), err)
 	}
-	return bufio.NewScanner(resp.Body), func() { resp.Body.Close(); srv.Close() }
+	return bufio.NewScanner(body), func() { body.Close() }
 }
 
 func next(t *testing.T, sc *bufio.Scanner) api.Event {
@@ -89,13 +95,24 @@ func TestEventStream(t *testing.T) {
 	}
 }
 
-func TestEventStreamBadFilter(t *testing.T) {
-	h := Handler(&fakeManager{}, slog.New(slog.DiscardHandler), nil, &Broker{})
-	for _, f := range []string{"colour=red", "network", "network="} {
-		code, body := do(t, h, "GET", "/v1/events?filter="+f, "")
-		if code != 400 || !strings.Contains(body, "filter") {
-			t.Errorf("filter %q: %d %s, want 400 naming the filter", f, code, body)
+// A bad filter is refused with one line naming it, as the CLI prints it;
+// a daemon that is down is named as such.
+func TestEventStreamRefused(t *testing.T) {
+	c := serveUnix(t, &Broker{})
+	for f, want := range map[string]string{
+		"colour=red": `filter "colour=red": unknown key colour (want network or type)`,
+		"network":    `filter "network": want KEY=VALUE`,
+		"network=":   `filter "network=": want KEY=VALUE`,
+	} {
+		_, err := c.Stream("/events?" + url.Values{"filter": {f}}.Encode())
+		var se *api.StatusError
+		if !errors.As(err, &se) || se.Code != 400 || err.Error() != want {
+			t.Errorf("filter %q: %v, want 400 %q", f, err, want)
 		}
+	}
+	down := &api.Client{Socket: filepath.Join(t.TempDir(), "none.sock")}
+	if _, err := down.Stream("/events"); !errors.Is(err, api.ErrDaemonDown) {
+		t.Errorf("no daemon: %v, want %v", err, api.ErrDaemonDown)
 	}
 }
 
