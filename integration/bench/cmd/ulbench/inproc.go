@@ -66,16 +66,25 @@ func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard,
 // (with its writes timed) and the manager loaded from it. close closes the
 // store once the manager's background work is done.
 func openManager(dir string) (m *network.Manager, ts *timedStore, close func(), err error) {
+	m, close, err = openManagerWith(dir, func(s *store.Store) network.Store {
+		ts = &timedStore{Store: s}
+		return ts
+	})
+	return m, ts, close, err
+}
+
+// openManagerWith is openManager with opts, and the store wrapped by wrap.
+func openManagerWith(dir string, wrap func(*store.Store) network.Store, opts ...network.Option) (*network.Manager, func(), error) {
 	st, err := store.Open(dir)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	ts = &timedStore{Store: st}
-	if m, err = network.New(ts, link.Host{}, discardLog()); err != nil {
+	m, err := network.New(wrap(st), link.Host{}, discardLog(), opts...)
+	if err != nil {
 		st.Close()
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	return m, ts, func() { m.Wait(); st.Close() }, nil
+	return m, func() { m.Wait(); st.Close() }, nil
 }
 
 // inprocResult is the daemon-side cost of attach and detach, without the

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/underlay/underlay/daemon/api"
-	"github.com/underlay/underlay/daemon/link"
 	"github.com/underlay/underlay/daemon/metrics"
 	"github.com/underlay/underlay/daemon/network"
 	"github.com/underlay/underlay/daemon/server"
@@ -25,21 +24,6 @@ type metricsResult struct {
 	// observe is the time of one event through the metrics and the
 	// broker (with a reader), in a tight loop.
 	observe time.Duration
-}
-
-// openManagerWith opens a state dir as openManager does, with opts and
-// the store wrapped by wrap.
-func openManagerWith(dir string, wrap func(*store.Store) network.Store, opts ...network.Option) (*network.Manager, func(), error) {
-	st, err := store.Open(dir)
-	if err != nil {
-		return nil, nil, err
-	}
-	m, err := network.New(wrap(st), link.Host{}, discardLog(), opts...)
-	if err != nil {
-		st.Close()
-		return nil, nil, err
-	}
-	return m, func() { m.Wait(); st.Close() }, nil
 }
 
 func inprocMetrics(work string, n int) (*metricsResult, error) {
@@ -106,51 +90,34 @@ func inprocMetrics(work string, n int) (*metricsResult, error) {
 	defer killContainers(cOn)
 
 	r := &metricsResult{}
-	attach := func(m *network.Manager, c *container, net string) (time.Duration, error) {
-		t0 := time.Now()
-		_, err := m.Attach(api.AttachRequest{ContainerID: c.ID, Pid: c.Pid, Networks: []api.NetworkAttach{{Name: net}}})
-		return time.Since(t0), err
+	type side struct {
+		m              *network.Manager
+		cs             []*container
+		net, what      string
+		attach, detach *[]time.Duration
 	}
-	detach := func(m *network.Manager, c *container) (time.Duration, error) {
-		t0 := time.Now()
-		_, err := m.Detach(api.DetachRequest{ContainerID: c.ID, Pid: c.Pid})
-		d := time.Since(t0)
-		m.Wait() // the link's deletion in the background must not overlap the other side
-		return d, err
-	}
-	for i := 0; i < n; i++ {
-		// Alternate which goes first, so that neither always follows the
-		// other's fsync.
-		for k := 0; k < 2; k++ {
-			if (i+k)%2 == 0 {
-				d, err := attach(off, cOff[i], "ulbmoff")
-				if err != nil {
-					return nil, fmt.Errorf("attach, metrics off: %w", err)
+	sides := [2]side{{off, cOff, "ulbmoff", "metrics off", &r.attachOff, &r.detachOff},
+		{on, cOn, "ulbmon", "metrics on", &r.attachOn, &r.detachOn}}
+	for _, op := range []string{"attach", "detach"} {
+		for i := 0; i < n; i++ {
+			// Alternate which goes first, so that neither always
+			// follows the other's commit.
+			for k := 0; k < 2; k++ {
+				s := sides[(i+k)%2]
+				c := s.cs[i]
+				t0 := time.Now()
+				var err error
+				if op == "attach" {
+					_, err = s.m.Attach(api.AttachRequest{ContainerID: c.ID, Pid: c.Pid, Networks: []api.NetworkAttach{{Name: s.net}}})
+					*s.attach = append(*s.attach, time.Since(t0))
+				} else {
+					_, err = s.m.Detach(api.DetachRequest{ContainerID: c.ID, Pid: c.Pid})
+					*s.detach = append(*s.detach, time.Since(t0))
+					s.m.Wait() // the link's deletion in the background must not overlap the other side
 				}
-				r.attachOff = append(r.attachOff, d)
-			} else {
-				d, err := attach(on, cOn[i], "ulbmon")
 				if err != nil {
-					return nil, fmt.Errorf("attach, metrics on: %w", err)
+					return nil, fmt.Errorf("%s, %s: %w", op, s.what, err)
 				}
-				r.attachOn = append(r.attachOn, d)
-			}
-		}
-	}
-	for i := 0; i < n; i++ {
-		for k := 0; k < 2; k++ {
-			if (i+k)%2 == 0 {
-				d, err := detach(off, cOff[i])
-				if err != nil {
-					return nil, fmt.Errorf("detach, metrics off: %w", err)
-				}
-				r.detachOff = append(r.detachOff, d)
-			} else {
-				d, err := detach(on, cOn[i])
-				if err != nil {
-					return nil, fmt.Errorf("detach, metrics on: %w", err)
-				}
-				r.detachOn = append(r.detachOn, d)
 			}
 		}
 	}
