@@ -38,6 +38,10 @@ type Slave struct {
 	// interface takes router advertisements (and, for slaac, an address
 	// from them).
 	IPv6Mode string
+	// Index is the ifindex to ask for in the container (0: the kernel's
+	// choice). Knowing it spares a lookup after the create; one that is
+	// taken falls back to the kernel's choice.
+	Index int
 	// Steps, if set, is told the wall time of each kernel step.
 	Steps func(step string, d time.Duration)
 }
@@ -95,6 +99,7 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 	attrs.ParentIndex = s.ParentIndex
 	attrs.MTU = s.MTU
 	attrs.Namespace = netlink.NsFd(ns.Fd())
+	attrs.Index = s.Index
 	var l netlink.Link
 	switch s.Kind {
 	case "macvlan":
@@ -106,9 +111,17 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 		return fmt.Errorf("unknown driver %q", s.Kind)
 	}
 	t := NewStepTimer(s.Steps)
-	if err := hostNL().LinkAdd(l); err != nil {
+	err = hostNL().LinkAdd(l)
+	if err != nil && s.Index != 0 && (errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST)) {
+		// Another interface has that index: EBUSY, or EEXIST where
+		// the kernel looks the index up before creating.
+		l.Attrs().Index = 0
+		err = hostNL().LinkAdd(l)
+	}
+	if err != nil {
 		return fmt.Errorf("create %s on parent: %w", s.Kind, createErr(s.Kind, err))
 	}
+	index := l.Attrs().Index // 0 when the kernel chose it
 	t.Step("create")
 	// One visit to the container's namespace opens the netlink socket
 	// there and writes the interface's sysctls, before it comes up.
@@ -127,11 +140,13 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 	}
 	defer h.Close()
 	t.Step("sysctl")
-	created, err := h.LinkByName(tmp)
-	if err != nil {
-		return fmt.Errorf("find new %s %s in container: %w", s.Kind, tmp, err)
+	var created netlink.Link = &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index, Name: tmp}}
+	if index == 0 {
+		if created, err = h.LinkByName(tmp); err != nil {
+			return fmt.Errorf("find new %s %s in container: %w", s.Kind, tmp, err)
+		}
+		t.Step("look up")
 	}
-	t.Step("look up")
 	defer func() {
 		if err != nil {
 			_ = h.LinkDel(created)

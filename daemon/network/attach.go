@@ -302,7 +302,8 @@ func (m *Manager) parentFor(n api.Network) (link.Info, int, error) {
 func planSlave(st *netState, ep *api.Endpoint, na api.NetworkAttach, parent link.Info, mtu int, addrs []netip.Prefix, routed map[int]bool) (link.Slave, error) {
 	n := st.net
 	slave := link.Slave{Kind: n.Driver, Mode: n.Mode, Flag: n.Flag, ParentIndex: parent.Index,
-		Name: ep.IfName, MTU: mtu, Addrs: addrs, DevRoutes: n.Driver == "ipvlan" && n.Mode != "l2"}
+		Name: ep.IfName, MTU: mtu, Addrs: addrs, DevRoutes: n.Driver == "ipvlan" && n.Mode != "l2",
+		Index: indexHint(ep.IfName)}
 	pools := st.addrs.Pools()
 	// Like Docker: no IPv6 subnet, no IPv6 at all on the interface, so a
 	// router advertisement on the LAN cannot give the container any.
@@ -387,6 +388,18 @@ func (m *Manager) createAndCommit(st *netState, ns *link.Netns, ep *api.Endpoint
 	m.store.EndIntent(intent)
 	t.Step("commit")
 	return nil
+}
+
+// indexHint is the ifindex ethK most likely finds free in its container:
+// 2+K, what the kernel itself gives when a namespace holds lo and the
+// interfaces underlay made in order (Docker's containers look the same).
+// Other names get the kernel's choice.
+func indexHint(ifname string) int {
+	k, err := strconv.Atoi(strings.TrimPrefix(ifname, "eth"))
+	if err != nil || !strings.HasPrefix(ifname, "eth") || k < 0 || k > 1000 {
+		return 0
+	}
+	return 2 + k
 }
 
 // checkAttach applies the per-network rules that need no kernel call.
