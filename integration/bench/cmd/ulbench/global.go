@@ -179,12 +179,18 @@ func globalPhase(c *config, rep *Report, members int) error {
 	if members < 3 {
 		return nil
 	}
-	per, wall, err := contention(store, 3, 1000)
+	per, wall, err := contention(store, 3, 1000, filepath.Join(c.profiles, "allocation-3-hosts.pprof"))
 	if err != nil {
 		return err
 	}
 	r := rep.add(durations("global", "allocation, 3 hosts at once (drivers in process, 3 members)", per))
 	r.Note = fmt.Sprintf("%.0f allocations/s in all, one at a time per host as a network's lock has them", float64(len(per))/wall.Seconds())
+	floor3, err := casContended(store, 3, 1000)
+	if err != nil {
+		return err
+	}
+	f3 := rep.add(durations("global", "bare etcd compare-and-swap, 3 clients at once (3 members)", floor3))
+	f3.Note = fmt.Sprintf("the allocation's load with nothing of underlay's: allocation p99 is %.2fx this p99", r.P99/f3.P99)
 	return nil
 }
 
@@ -216,7 +222,7 @@ func casFloor(kv *etcd.Client, n int) ([]time.Duration, error) {
 // perHost addresses of one /16 at once, one at a time each (a host's
 // manager allocates under the network's lock), and returns each
 // allocation's time and the wall time of the whole.
-func contention(store string, hosts, perHost int) ([]time.Duration, time.Duration, error) {
+func contention(store string, hosts, perHost int, profile string) ([]time.Duration, time.Duration, error) {
 	pools, err := ipam.BuildPools(ipam.Spec{Subnets: []string{"10.204.0.0/16"}})
 	if err != nil {
 		return nil, 0, err
@@ -243,19 +249,60 @@ func contention(store string, hosts, perHost int) ([]time.Duration, time.Duratio
 		}
 		drivers = append(drivers, d)
 	}
+	stopProfile, err := startProfile(profile)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer stopProfile()
+	return atOnce(len(drivers), perHost, func(h, i int) error {
+		o := ipam.Owner{Network: "ulballoc", Container: fmt.Sprintf("b%d-%d", h, i), IfName: "eth0"}
+		_, _, err := drivers[h].Allocate(o, 4)
+		return err
+	})
+}
+
+// casContended times put-if-absent transactions on fresh keys from
+// clients clients at once, each on its own connection and one at a time:
+// the allocation's load with nothing of underlay's in it.
+func casContended(store string, clients, per int) ([]time.Duration, error) {
+	var kvs []*etcd.Client
+	for range clients {
+		kv, err := etcd.Dial(store, etcd.TLSFiles{}, 2*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		defer kv.Close()
+		kvs = append(kvs, kv)
+	}
+	times, _, err := atOnce(clients, per, func(c, i int) error {
+		key := fmt.Sprintf("/ulbench/floor3/%d-%d-%d", os.Getpid(), c, i)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		ok, _, _, err := kvs[c].Txn(ctx, []etcd.Cmp{etcd.Absent(key)}, []etcd.Op{etcd.Put(key, []byte("x"))}, nil)
+		if err == nil && !ok {
+			err = fmt.Errorf("compare-and-swap %s: key taken", key)
+		}
+		return err
+	})
+	return times, err
+}
+
+// atOnce runs workers goroutines that each call op n times, one after
+// another, and returns every call's time, the wall time of the whole and
+// the first error.
+func atOnce(workers, n int, op func(w, i int) error) ([]time.Duration, time.Duration, error) {
 	var mu sync.Mutex
 	var per []time.Duration
 	var firstErr error
 	var wg sync.WaitGroup
 	t0 := time.Now()
-	for h, d := range drivers {
+	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range perHost {
-				o := ipam.Owner{Network: "ulballoc", Container: fmt.Sprintf("b%d-%d", h, i), IfName: "eth0"}
+			for i := range n {
 				s := time.Now()
-				_, _, err := d.Allocate(o, 4)
+				err := op(w, i)
 				el := time.Since(s)
 				mu.Lock()
 				if err != nil && firstErr == nil {
