@@ -80,48 +80,43 @@ func ValidMode(kind, mode, flag string) error {
 	return nil
 }
 
-// CreateSlave creates the interface directly inside ns under a temporary
-// name, gives it its addresses, renames it, and brings it up with its
-// routes. On any failure it deletes what it created, so the namespace is
-// left as found. The addresses come before the rename so that an ethN
-// interface of underlayd's always carries its addresses: after a crash,
-// they are what tells it apart from another interface of the same name and
-// MAC (ipvlan slaves share their parent's).
+// CreateSlave creates the interface directly inside ns, gives it its
+// addresses and brings it up with its routes. On any failure it deletes
+// what it created, so the namespace is left as found.
+//
+// After a crash, what tells an interface of underlayd's apart from another
+// one of the same name is its MAC and its addresses (DeleteSlaveMatching).
+// A macvlan has a MAC of its own, so it is made under its final name. An
+// ipvlan shares its parent's MAC: it is made under a temporary name and
+// renamed only once it has its addresses, so that an ethN ipvlan of
+// underlayd's always carries them. A macvlan takes that path too where the
+// kernel refuses the final name: kernels that look a new link's name and
+// index up in the caller's namespace (not the container's) find the
+// host's own eth0.
 func CreateSlave(ns *Netns, s Slave) (err error) {
+	if s.Kind != "macvlan" && s.Kind != "ipvlan" {
+		return fmt.Errorf("unknown driver %q", s.Kind)
+	}
 	tmp := s.TempName
 	if tmp == "" {
 		if tmp, err = NewTempName(); err != nil {
 			return err
 		}
 	}
-	attrs := netlink.NewLinkAttrs()
-	attrs.Name = tmp
-	attrs.ParentIndex = s.ParentIndex
-	attrs.MTU = s.MTU
-	attrs.Namespace = netlink.NsFd(ns.Fd())
-	attrs.Index = s.Index
-	var l netlink.Link
-	switch s.Kind {
-	case "macvlan":
-		attrs.HardwareAddr = s.MAC
-		l = &netlink.Macvlan{LinkAttrs: attrs, Mode: macvlanModes[s.Mode]}
-	case "ipvlan":
-		l = &netlink.IPVlan{LinkAttrs: attrs, Mode: ipvlanModes[s.Mode], Flag: ipvlanFlags[s.Flag]}
-	default:
-		return fmt.Errorf("unknown driver %q", s.Kind)
-	}
 	t := NewStepTimer(s.Steps)
-	err = hostNL().LinkAdd(l)
-	if err != nil && s.Index != 0 && (errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST)) {
-		// Another interface has that index: EBUSY, or EEXIST where
-		// the kernel looks the index up before creating.
-		l.Attrs().Index = 0
-		err = hostNL().LinkAdd(l)
+	var name string
+	var index int
+	tries := createTries(s, tmp)
+	for i, try := range tries {
+		name, index = try.name, try.index
+		err = hostNL().LinkAdd(slaveLink(s, name, index, ns))
+		if err == nil || i == len(tries)-1 || !errors.Is(err, unix.EEXIST) && !errors.Is(err, unix.EBUSY) {
+			break
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("create %s on parent: %w", s.Kind, createErr(s.Kind, err))
 	}
-	index := l.Attrs().Index // 0 when the kernel chose it
 	t.Step("create")
 	// One visit to the container's namespace opens the netlink socket
 	// there and writes the interface's sysctls, before it comes up.
@@ -132,7 +127,7 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 			return fmt.Errorf("netlink in container namespace: %w", err)
 		}
-		confErr = writeDevConf(tmp, devConfFor(s))
+		confErr = writeDevConf(name, devConfFor(s))
 		return nil
 	})
 	if err != nil {
@@ -140,10 +135,10 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 	}
 	defer h.Close()
 	t.Step("sysctl")
-	var created netlink.Link = &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index, Name: tmp}}
+	var created netlink.Link = &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index, Name: name}}
 	if index == 0 {
-		if created, err = h.LinkByName(tmp); err != nil {
-			return fmt.Errorf("find new %s %s in container: %w", s.Kind, tmp, err)
+		if created, err = h.LinkByName(name); err != nil {
+			return fmt.Errorf("find new %s %s in container: %w", s.Kind, name, err)
 		}
 		t.Step("look up")
 	}
@@ -167,13 +162,15 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 		}
 	}
 	t.Step("address")
-	if err := h.LinkSetName(created, s.Name); err != nil {
-		if errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("rename to %s: the container already has an interface %s", s.Name, s.Name)
+	if name != s.Name {
+		if err := h.LinkSetName(created, s.Name); err != nil {
+			if errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("rename to %s: the container already has an interface %s", s.Name, s.Name)
+			}
+			return fmt.Errorf("rename %s to %s: %w", tmp, s.Name, err)
 		}
-		return fmt.Errorf("rename %s to %s: %w", tmp, s.Name, err)
+		t.Step("rename")
 	}
-	t.Step("rename")
 	// Up: the kernel announces the addresses now (devconf.go).
 	if err := h.LinkSetUp(created); err != nil {
 		return fmt.Errorf("bring %s up: %w", s.Name, err)
@@ -184,6 +181,47 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 	}
 	t.Step("route")
 	return nil
+}
+
+// createTry is a name and an ifindex (0: the kernel's) to create a slave
+// under.
+type createTry struct {
+	name  string
+	index int
+}
+
+// createTries lists what to ask for, best first: the final name (a macvlan
+// only) with the index hint, then with the kernel's index, then the
+// temporary name. A taken name or index is refused with EEXIST (or EBUSY:
+// the index, in the container) before anything is made, and the next try
+// follows.
+func createTries(s Slave, tmp string) []createTry {
+	var tries []createTry
+	if s.Kind == "macvlan" && len(s.MAC) > 0 {
+		if s.Index != 0 {
+			tries = append(tries, createTry{s.Name, s.Index})
+		}
+		tries = append(tries, createTry{s.Name, 0})
+	} else if s.Index != 0 {
+		tries = append(tries, createTry{tmp, s.Index})
+	}
+	return append(tries, createTry{tmp, 0})
+}
+
+// slaveLink is the link to create: s under name, with ifindex index (0:
+// the kernel's choice), inside ns.
+func slaveLink(s Slave, name string, index int, ns *Netns) netlink.Link {
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = name
+	attrs.Index = index
+	attrs.ParentIndex = s.ParentIndex
+	attrs.MTU = s.MTU
+	attrs.Namespace = netlink.NsFd(ns.Fd())
+	if s.Kind == "ipvlan" {
+		return &netlink.IPVlan{LinkAttrs: attrs, Mode: ipvlanModes[s.Mode], Flag: ipvlanFlags[s.Flag]}
+	}
+	attrs.HardwareAddr = s.MAC
+	return &netlink.Macvlan{LinkAttrs: attrs, Mode: macvlanModes[s.Mode]}
 }
 
 func addDefaultRoutes(h *netlink.Handle, l netlink.Link, s Slave) error {

@@ -3,8 +3,10 @@ package link
 import (
 	"net"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	tl "github.com/underlay/underlay/integration/testlab"
 )
@@ -56,5 +58,69 @@ func TestPrivilegedIndexHint(t *testing.T) {
 	}
 	if _, err := c.Exec("ping", "-c1", "-W2", "10.58.0.1"); err != nil {
 		t.Errorf("eth1 does not reach the router: %v", err)
+	}
+}
+
+// A macvlan is made under its final name, even where the kernel refuses
+// that name because underlayd's own namespace has an interface of the same
+// name (kernels that look it up there): it then goes through a temporary
+// name and a rename. Either way the container gets it, with its address,
+// and the host's interface of that name is left alone.
+func TestPrivilegedFinalName(t *testing.T) {
+	tl.Require(t)
+	lan := tl.NewLAN(t, "ulkf", "10.61.0.1/24")
+	if err := OpenHostHandle(); err != nil {
+		t.Fatal(err)
+	}
+	defer CloseHostHandle()
+	c := tl.NewContainer(t, "ulkf-c0")
+	parent, err := Lookup(lan.Uplink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := OpenPid(c.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	// The host's own interface named like the container's.
+	hostMAC := net.HardwareAddr{2, 0, 0, 0, 0x61, 0xfe}
+	if out, err := exec.Command("ip", "link", "add", "ulkfx", "address", hostMAC.String(), "link", lan.Uplink, "type", "macvlan", "mode", "bridge").CombinedOutput(); err != nil {
+		t.Fatalf("host interface: %v: %s", err, out)
+	}
+	defer exec.Command("ip", "link", "del", "ulkfx").Run()
+	for _, name := range []string{"ulkfy", "ulkfx"} {
+		var steps []string
+		s := Slave{Kind: "macvlan", Mode: "bridge", ParentIndex: parent.Index, Name: name, MTU: 1500, Index: 2,
+			MAC: net.HardwareAddr{2, 0, 0, 0, 0x61, 2}, Addrs: []netip.Prefix{netip.MustParsePrefix("10.61.0.2/24")},
+			Steps: func(step string, _ time.Duration) { steps = append(steps, step) }}
+		if name == "ulkfx" {
+			s.MAC[5], s.Addrs[0] = 3, netip.MustParsePrefix("10.61.0.3/24")
+		}
+		if err := CreateSlave(ns, s); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		t.Logf("%s: steps %v", name, steps)
+		out, _ := c.Exec("ip", "-o", "addr", "show", "dev", name)
+		if !strings.Contains(out, s.Addrs[0].String()) {
+			t.Errorf("%s lacks %s:\n%s", name, s.Addrs[0], out)
+		}
+		if out, _ := c.Exec("ip", "-o", "link", "show", "dev", name); !strings.Contains(out, s.MAC.String()) || !strings.Contains(out, ",UP") {
+			t.Errorf("%s: want MAC %s, up:\n%s", name, s.MAC, out)
+		}
+	}
+	// A name the container has already: refused, and nothing is left.
+	before, _ := c.Exec("ip", "-o", "link")
+	err = CreateSlave(ns, Slave{Kind: "macvlan", Mode: "bridge", ParentIndex: parent.Index, Name: "ulkfy", MTU: 1500, Index: 2,
+		MAC: net.HardwareAddr{2, 0, 0, 0, 0x61, 4}, Addrs: []netip.Prefix{netip.MustParsePrefix("10.61.0.4/24")}})
+	if err == nil || !strings.Contains(err.Error(), "the container already has an interface ulkfy") {
+		t.Errorf("a second ulkfy: want the container's name refused, got %v", err)
+	}
+	if after, _ := c.Exec("ip", "-o", "link"); strings.Count(after, "\n") != strings.Count(before, "\n") || strings.Count(after, "@") != strings.Count(before, "@") {
+		t.Errorf("a refused create left something:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	out, err := exec.Command("ip", "-o", "link", "show", "dev", "ulkfx").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), hostMAC.String()) {
+		t.Errorf("the host's ulkfx changed: %v\n%s", err, out)
 	}
 }

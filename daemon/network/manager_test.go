@@ -134,7 +134,8 @@ func TestPrivilegedInterruptedIntentUndone(t *testing.T) {
 	// twin: eth0 has the intent's MAC but not its address (ipvlan slaves
 	// all have their parent's MAC): someone else's.
 	// stripped: a detach committed, its interface stripped of its
-	// addresses, not yet deleted.
+	// addresses, not yet deleted; or an attach cut between the create of
+	// a macvlan under its final name and its address (the same state).
 	// done: a committed attach whose intent was not yet removed.
 	cut, foreign, done := tl.NewContainer(t, "ulmi-cut"), tl.NewContainer(t, "ulmi-foreign"), tl.NewContainer(t, "ulmi-done")
 	stripped, twin := tl.NewContainer(t, "ulmi-stripped"), tl.NewContainer(t, "ulmi-twin")
