@@ -257,9 +257,9 @@ func startProfile(path string) (func(), error) {
 }
 
 // linkFloor times underlayd's own netlink package alone: CreateSlave (make
-// the macvlan inside the netns, its sysctls, address, rename, up, which
-// makes the kernel announce, default route) and DeleteSlave, with no store
-// and no locks.
+// the macvlan inside the netns under its final name, its sysctls, address,
+// up, which makes the kernel announce, default route) and DeleteSlave,
+// with no store and no locks.
 func linkFloor(n int) (create, del []time.Duration, err error) {
 	conts, err := newContainers("ulb-link", n)
 	if err != nil {
