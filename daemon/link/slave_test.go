@@ -16,22 +16,7 @@ import (
 // that is taken falls back to the kernel's choice, and the interface is
 // made all the same, with its address and route.
 func TestPrivilegedIndexHint(t *testing.T) {
-	tl.Require(t)
-	lan := tl.NewLAN(t, "ulki", "10.58.0.1/24")
-	if err := OpenHostHandle(); err != nil {
-		t.Fatal(err)
-	}
-	defer CloseHostHandle()
-	c := tl.NewContainer(t, "ulki-c0")
-	parent, err := Lookup(lan.Uplink)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns, err := OpenPid(c.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	_, c, parent, ns := slaveLab(t, "ulki", "10.58.0.1/24")
 	for i, s := range []Slave{
 		{Name: "eth0", Index: 2, MAC: net.HardwareAddr{2, 0, 0, 0, 0x58, 2}, Addrs: []netip.Prefix{netip.MustParsePrefix("10.58.0.2/24")}},
 		{Name: "eth1", Index: 2, MAC: net.HardwareAddr{2, 0, 0, 0, 0x58, 3}, Addrs: []netip.Prefix{netip.MustParsePrefix("10.58.0.3/24")},
@@ -67,22 +52,7 @@ func TestPrivilegedIndexHint(t *testing.T) {
 // name and a rename. Either way the container gets it, with its address,
 // and the host's interface of that name is left alone.
 func TestPrivilegedFinalName(t *testing.T) {
-	tl.Require(t)
-	lan := tl.NewLAN(t, "ulkf", "10.61.0.1/24")
-	if err := OpenHostHandle(); err != nil {
-		t.Fatal(err)
-	}
-	defer CloseHostHandle()
-	c := tl.NewContainer(t, "ulkf-c0")
-	parent, err := Lookup(lan.Uplink)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns, err := OpenPid(c.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	lan, c, parent, ns := slaveLab(t, "ulkf", "10.61.0.1/24")
 	// The host's own interface named like the container's.
 	hostMAC := net.HardwareAddr{2, 0, 0, 0, 0x61, 0xfe}
 	if out, err := exec.Command("ip", "link", "add", "ulkfx", "address", hostMAC.String(), "link", lan.Uplink, "type", "macvlan", "mode", "bridge").CombinedOutput(); err != nil {
@@ -111,7 +81,7 @@ func TestPrivilegedFinalName(t *testing.T) {
 	}
 	// A name the container has already: refused, and nothing is left.
 	before, _ := c.Exec("ip", "-o", "link")
-	err = CreateSlave(ns, Slave{Kind: "macvlan", Mode: "bridge", ParentIndex: parent.Index, Name: "ulkfy", MTU: 1500, Index: 2,
+	err := CreateSlave(ns, Slave{Kind: "macvlan", Mode: "bridge", ParentIndex: parent.Index, Name: "ulkfy", MTU: 1500, Index: 2,
 		MAC: net.HardwareAddr{2, 0, 0, 0, 0x61, 4}, Addrs: []netip.Prefix{netip.MustParsePrefix("10.61.0.4/24")}})
 	if err == nil || !strings.Contains(err.Error(), "the container already has an interface ulkfy") {
 		t.Errorf("a second ulkfy: want the container's name refused, got %v", err)
@@ -123,4 +93,35 @@ func TestPrivilegedFinalName(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), hostMAC.String()) {
 		t.Errorf("the host's ulkfx changed: %v\n%s", err, out)
 	}
+}
+
+// slaveLab is a LAN named prefix with a router at cidr, underlayd's kept
+// host socket, and a container (prefix-c0) on it.
+func slaveLab(t *testing.T, prefix, cidr string) (*tl.LAN, *tl.Container, Info, *Netns) {
+	t.Helper()
+	tl.Require(t)
+	lan := tl.NewLAN(t, prefix, cidr)
+	if err := OpenHostHandle(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(CloseHostHandle)
+	c, parent, ns := containerOn(t, lan, prefix+"-c0")
+	return lan, c, parent, ns
+}
+
+// containerOn is a container named id, the LAN's uplink (the parent) and
+// the container's namespace, open until the test ends.
+func containerOn(t *testing.T, lan *tl.LAN, id string) (*tl.Container, Info, *Netns) {
+	t.Helper()
+	c := tl.NewContainer(t, id)
+	parent, err := Lookup(lan.Uplink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := OpenPid(c.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return c, parent, ns
 }

@@ -31,18 +31,9 @@ func TestPrivilegedStrip(t *testing.T) {
 }
 
 func stripTest(t *testing.T, lan *tl.LAN, id string) {
-	c := tl.NewContainer(t, id)
-	parent, err := Lookup(lan.Uplink)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns, err := OpenPid(c.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	c, parent, ns := containerOn(t, lan, id)
 	mac, _ := net.ParseMAC("02:00:00:00:57:02")
-	err = CreateSlave(ns, Slave{Kind: "macvlan", Mode: "bridge", ParentIndex: parent.Index, Name: "eth0", MAC: mac, MTU: 1500,
+	err := CreateSlave(ns, Slave{Kind: "macvlan", Mode: "bridge", ParentIndex: parent.Index, Name: "eth0", MAC: mac, MTU: 1500,
 		Addrs: []netip.Prefix{netip.MustParsePrefix("10.57.0.2/24"), netip.MustParsePrefix("2001:db8:57::2/64")}})
 	if err != nil {
 		t.Fatal(err)
