@@ -38,6 +38,12 @@ type Slave struct {
 	// interface takes router advertisements (and, for slaac, an address
 	// from them).
 	IPv6Mode string
+	// Addressed, if set, is called once the interface exists, before its
+	// addresses are added: it fills in Addrs and the routes (Gateways,
+	// DevRouteFamilies) of an address decided meanwhile. Its error undoes
+	// the create. Only a macvlan may leave its addresses to it: an ipvlan
+	// must be made with them (see CreateSlave).
+	Addressed func(*Slave) error
 	// Index is the ifindex to ask for in the container (0: the kernel's
 	// choice). Knowing it spares a lookup after the create; one that is
 	// taken falls back to the kernel's choice.
@@ -149,6 +155,12 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 	}()
 	if confErr != nil {
 		return confErr
+	}
+	if s.Addressed != nil {
+		if err := s.Addressed(&s); err != nil {
+			return err
+		}
+		t.Step("wait address")
 	}
 	for _, p := range s.Addrs {
 		a := &netlink.Addr{IPNet: prefixNet(p)}

@@ -144,7 +144,7 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 		}
 	}()
 	t := m.timer()
-	ep, addrs, done, err := m.reserve(st, ns, req, idx, na, &undo)
+	ep, addrs, pending, done, err := m.reserve(st, ns, req, idx, na, &undo)
 	t.Step("reserve")
 	if err != nil || done {
 		return ep, err
@@ -199,6 +199,16 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	if err != nil {
 		return ep, err
 	}
+	if pending != nil {
+		slave.Addressed = func(s *link.Slave) error {
+			addrs, err := pending.wait()
+			if err != nil {
+				return err
+			}
+			planAddrs(st, &ep, s, addrs, routed)
+			return nil
+		}
+	}
 	if n.IPAMDriver == dhcpIPAM {
 		slave.DisableIPv6, slave.IPv6Mode = !n.IPv6, ipv6Mode(n)
 	}
@@ -229,11 +239,11 @@ func (m *Manager) macHolder(mac net.HardwareAddr, parent string) string {
 // under the network's lock, counting the attach as pending until it
 // commits or rolls back. done reports a repeated hook for an endpoint that
 // is already whole: ep is that endpoint and nothing else is to do.
-func (m *Manager) reserve(st *netState, ns *link.Netns, req api.AttachRequest, idx int, na api.NetworkAttach, undo *undoList) (ep api.Endpoint, addrs []netip.Prefix, done bool, err error) {
+func (m *Manager) reserve(st *netState, ns *link.Netns, req api.AttachRequest, idx int, na api.NetworkAttach, undo *undoList) (ep api.Endpoint, addrs []netip.Prefix, pending *pendingAddrs, done bool, err error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.removed {
-		return ep, nil, false, inNetwork(na.Name, ErrNotFound)
+		return ep, nil, nil, false, inNetwork(na.Name, ErrNotFound)
 	}
 	n := st.net
 	ep = api.Endpoint{Network: n.Name, Namespace: req.Namespace, ContainerID: req.ContainerID,
@@ -245,18 +255,18 @@ func (m *Manager) reserve(st *netState, ns *link.Netns, req api.AttachRequest, i
 	prefer := st.recent[keyOf(ep)]
 	if old, ok := st.get(keyOf(ep)); ok {
 		if ns.Same(old.NetnsInode, old.NetnsCookie) {
-			return old, nil, true, nil // the hook ran twice for the same container
+			return old, nil, nil, true, nil // the hook ran twice for the same container
 		}
 		// A restarted container: its old namespace is gone. Give back the
 		// old lease and try to keep the same addresses.
 		prefer = addrsOf(old)
 		if err := m.releaseLocked(st, old, nil, api.ReleaseReplaced); err != nil {
-			return ep, nil, false, err
+			return ep, nil, nil, false, err
 		}
 		defer m.releaseParent(old.Parent)
 	}
 	if err := checkAttach(st, na); err != nil {
-		return ep, nil, false, err
+		return ep, nil, nil, false, err
 	}
 	st.pending++
 	undo.add(func() { st.mu.Lock(); st.pending--; st.mu.Unlock() })
@@ -265,19 +275,24 @@ func (m *Manager) reserve(st *netState, ns *link.Netns, req api.AttachRequest, i
 	m.addRef(n.Parent, 1)
 	undo.add(func() { m.addRef(n.Parent, -1); m.releaseParent(n.Parent) })
 	if n.IPAMDriver == dhcpIPAM {
-		return ep, nil, false, nil // the server gives the address later
+		return ep, nil, nil, false, nil // the server gives the address later
 	}
 	if concurrent(st.addrs) {
 		// A shared driver waits on a round trip per address and keeps
 		// its own state safe: the network's other attaches need not
 		// queue behind it. The pending count holds the network meanwhile.
+		// A macvlan is made while etcd decides (link.Slave.Addressed):
+		// its own MAC tells it apart after a crash, with no address yet.
+		if n.Driver == "macvlan" {
+			return ep, nil, m.takeLater(st, ep, na, prefer, undo), false, nil
+		}
 		st.mu.Unlock()
 		addrs, err = m.takeAddresses(st, ep, na, prefer, undo)
 		st.mu.Lock()
-		return ep, addrs, false, err
+		return ep, addrs, nil, false, err
 	}
 	addrs, err = m.takeAddresses(st, ep, na, prefer, undo)
-	return ep, addrs, false, err
+	return ep, addrs, nil, false, err
 }
 
 // parentFor makes sure n's parent exists and returns it with the MTU the
@@ -302,12 +317,30 @@ func (m *Manager) parentFor(n api.Network) (link.Info, int, error) {
 func planSlave(st *netState, ep *api.Endpoint, na api.NetworkAttach, parent link.Info, mtu int, addrs []netip.Prefix, routed map[int]bool) (link.Slave, error) {
 	n := st.net
 	slave := link.Slave{Kind: n.Driver, Mode: n.Mode, Flag: n.Flag, ParentIndex: parent.Index,
-		Name: ep.IfName, MTU: mtu, Addrs: addrs, DevRoutes: n.Driver == "ipvlan" && n.Mode != "l2",
+		Name: ep.IfName, MTU: mtu, DevRoutes: n.Driver == "ipvlan" && n.Mode != "l2",
 		Index: indexHint(ep.IfName)}
-	pools := st.addrs.Pools()
 	// Like Docker: no IPv6 subnet, no IPv6 at all on the interface, so a
 	// router advertisement on the LAN cannot give the container any.
-	slave.DisableIPv6 = !hasFamily(pools, 6)
+	slave.DisableIPv6 = !hasFamily(st.addrs.Pools(), 6)
+	planAddrs(st, ep, &slave, addrs, routed)
+	if n.Driver != "macvlan" {
+		ep.MAC = parent.MAC.String() // ipvlan shares the parent's
+		return slave, nil
+	}
+	var err error
+	if slave.MAC, err = chooseMAC(na.MAC); err != nil {
+		return slave, err
+	}
+	ep.MAC = slave.MAC.String()
+	return slave, nil
+}
+
+// planAddrs gives the interface its addresses and the routes that come
+// with them, and records both in ep.
+func planAddrs(st *netState, ep *api.Endpoint, slave *link.Slave, addrs []netip.Prefix, routed map[int]bool) {
+	n := st.net
+	pools := st.addrs.Pools()
+	slave.Addrs = addrs
 	for _, a := range addrs {
 		ep.Addresses = append(ep.Addresses, a.String())
 		fam := 4
@@ -326,16 +359,31 @@ func planSlave(st *netState, ep *api.Endpoint, na api.NetworkAttach, parent link
 			routed[fam] = true
 		}
 	}
-	if n.Driver != "macvlan" {
-		ep.MAC = parent.MAC.String() // ipvlan shares the parent's
-		return slave, nil
-	}
-	var err error
-	if slave.MAC, err = chooseMAC(na.MAC); err != nil {
-		return slave, err
-	}
-	ep.MAC = slave.MAC.String()
-	return slave, nil
+}
+
+// pendingAddrs is an allocation that runs beside the attach's kernel work.
+type pendingAddrs struct {
+	done  chan struct{}
+	addrs []netip.Prefix
+	err   error
+}
+
+// takeLater runs takeAddresses in a goroutine of its own. The attach's
+// undo waits for it and gives back what it took.
+func (m *Manager) takeLater(st *netState, ep api.Endpoint, na api.NetworkAttach, prefer []netip.Addr, undo *undoList) *pendingAddrs {
+	p := &pendingAddrs{done: make(chan struct{})}
+	var own undoList
+	go func() {
+		defer close(p.done)
+		p.addrs, p.err = m.takeAddresses(st, ep, na, prefer, &own)
+	}()
+	undo.add(func() { <-p.done; own.run() })
+	return p
+}
+
+func (p *pendingAddrs) wait() ([]netip.Prefix, error) {
+	<-p.done
+	return p.addrs, p.err
 }
 
 // createAndCommit records the attach's intent, creates the interface

@@ -36,6 +36,7 @@ type fakeKernel struct {
 	missing map[string]bool          // drivers the kernel lacks (Probe)
 	fail    map[string]*fault        // operation -> its next failure
 	gates   map[string]chan struct{} // operation -> closed when it may go on
+	reached map[string]chan struct{} // operation -> closed when first called
 }
 
 // fault is a failure to come: skip calls succeed, the next one fails.
@@ -66,7 +67,7 @@ type fakeIf struct {
 func newFakeKernel() *fakeKernel {
 	return &fakeKernel{links: map[string]*fakeLink{}, nextIdx: 2, netns: map[uint64]*fakeNetns{},
 		pids: map[int]uint64{}, missing: map[string]bool{}, fail: map[string]*fault{},
-		gates: map[string]chan struct{}{}}
+		gates: map[string]chan struct{}{}, reached: map[string]chan struct{}{}}
 }
 
 // addLink adds a host link the user made (a NIC, a VLAN of their own).
@@ -188,10 +189,23 @@ func (k *fakeKernel) hold(op string) (release func()) {
 	return func() { close(gate) }
 }
 
+// reach returns a channel closed when op is next called.
+func (k *fakeKernel) reach(op string) <-chan struct{} {
+	ch := make(chan struct{})
+	k.mu.Lock()
+	k.reached[op] = ch
+	k.mu.Unlock()
+	return ch
+}
+
 // await waits while op is held; the caller does not hold k.mu.
 func (k *fakeKernel) await(op string) {
 	k.mu.Lock()
 	gate := k.gates[op]
+	if ch, ok := k.reached[op]; ok {
+		close(ch)
+		delete(k.reached, op)
+	}
 	k.mu.Unlock()
 	if gate != nil {
 		<-gate
@@ -341,6 +355,13 @@ func (k *fakeKernel) slavesOf(idx int) []*fakeIf {
 
 func (k *fakeKernel) CreateSlave(h *link.Netns, s link.Slave) error {
 	k.await("CreateSlave")
+	// The real one calls it once the interface exists and deletes that
+	// again on its error: the same outcome as calling it first.
+	if s.Addressed != nil {
+		if err := s.Addressed(&s); err != nil {
+			return err
+		}
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.failing("CreateSlave"); err != nil {

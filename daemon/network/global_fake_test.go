@@ -1,0 +1,223 @@
+package network
+
+import (
+	"errors"
+	"maps"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/underlay/underlay/daemon/api"
+	"github.com/underlay/underlay/ipam"
+)
+
+// fakeGlobal is the shared store of global networks in memory, as one host
+// sees it. Its address drivers may be called concurrently, as etcd's are,
+// and their allocations wait at a gate the test opens: a slow round trip.
+type fakeGlobal struct {
+	mu      sync.Mutex
+	recs    map[string][]byte
+	drivers map[string]*fakeShared
+	gate    chan struct{} // allocations wait until it is closed, if set
+	fail    error         // the allocations fail with it, if set
+}
+
+func newFakeGlobal() *fakeGlobal {
+	return &fakeGlobal{recs: map[string][]byte{}, drivers: map[string]*fakeShared{}}
+}
+
+func (g *fakeGlobal) Networks() (map[string][]byte, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return maps.Clone(g.recs), nil
+}
+
+func (g *fakeGlobal) CreateNetwork(name string, rec []byte) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.recs[name] = rec
+	return nil
+}
+
+func (g *fakeGlobal) RemoveNetwork(name string, _ []byte) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.recs, name)
+	return nil
+}
+
+func (g *fakeGlobal) Addresses(name string, _ []byte, pools []ipam.Pool) (AddressDriver, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	d := &fakeShared{g: g, a: ipam.NewAllocator(pools), held: map[netip.Addr]ipam.Owner{}}
+	g.drivers[name] = d
+	return d, nil
+}
+
+func (g *fakeGlobal) Hosts() ([]api.Host, error) { return nil, nil }
+
+func (g *fakeGlobal) Reclaim(string, func(string, []netip.Addr) (map[netip.Addr]bool, error)) (int, int, error) {
+	return 0, 0, nil
+}
+
+// held lists the addresses network's driver holds.
+func (g *fakeGlobal) held(network string) []string {
+	g.mu.Lock()
+	d := g.drivers[network]
+	g.mu.Unlock()
+	var out []string
+	d.Held(func(_ ipam.Owner, a netip.Addr) { out = append(out, a.String()) })
+	return out
+}
+
+// fakeShared is a global network's address driver.
+type fakeShared struct {
+	g    *fakeGlobal
+	mu   sync.Mutex
+	a    *ipam.Allocator
+	held map[netip.Addr]ipam.Owner
+}
+
+func (d *fakeShared) Concurrent() bool { return true }
+
+func (d *fakeShared) Pools() []ipam.Pool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.a.Pools()
+}
+
+// roundTrip waits at the gate and returns the failure set, if any.
+func (d *fakeShared) roundTrip() error {
+	d.g.mu.Lock()
+	gate, fail := d.g.gate, d.g.fail
+	d.g.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	return fail
+}
+
+func (d *fakeShared) Claim(o ipam.Owner, a netip.Addr) (ipam.Pool, error) {
+	if err := d.roundTrip(); err != nil {
+		return ipam.Pool{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, err := d.a.Claim(a)
+	if err == nil {
+		d.held[a] = o
+	}
+	return p, err
+}
+
+func (d *fakeShared) Allocate(o ipam.Owner, family int) (netip.Addr, ipam.Pool, error) {
+	if err := d.roundTrip(); err != nil {
+		return netip.Addr{}, ipam.Pool{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	a, p, err := d.a.Allocate(family)
+	if err == nil {
+		d.held[a] = o
+	}
+	return a, p, err
+}
+
+func (d *fakeShared) Release(_ ipam.Owner, a netip.Addr) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.held[a]; ok {
+		delete(d.held, a)
+		d.a.Release(a)
+	}
+}
+
+func (d *fakeShared) Hold(o ipam.Owner, a netip.Addr) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.a.Mark(a); err != nil {
+		return err
+	}
+	d.held[a] = o
+	return nil
+}
+
+func (d *fakeShared) Held(fn func(ipam.Owner, netip.Addr)) {
+	d.mu.Lock()
+	held := maps.Clone(d.held)
+	d.mu.Unlock()
+	for a, o := range held {
+		fn(o, a)
+	}
+}
+
+func (d *fakeShared) Renew() error { return nil }
+
+var errEtcdDown = errors.New("etcd: context deadline exceeded")
+
+// A global macvlan network's address comes from a round trip to the shared
+// store, which runs while the interface is made: the interface exists
+// before the round trip ends, and gets its address and route from it.
+// When the round trip fails, or something before the interface fails,
+// nothing is left: no interface, no endpoint, no intent, no address held.
+func TestFakeGlobalAddressBeside(t *testing.T) {
+	g := newFakeGlobal()
+	h := newFakeHost(t)
+	h.opts = append(h.opts, WithGlobal(g, nil, 0))
+	h.restart()
+	req := netReq("pub", "macvlan", "10.7.0.0/24", "parent=eth1")
+	req.Scope = scopeGlobal
+	h.create(req)
+
+	// The round trip is held until the kernel is asked for the interface.
+	reached := h.k.reach("CreateSlave")
+	gate := make(chan struct{})
+	g.mu.Lock()
+	g.gate = gate
+	g.mu.Unlock()
+	done := make(chan error, 1)
+	h.k.container(2)
+	go func() { _, err := h.m.Attach(on("c", 2, "pub")); done <- err }()
+	select {
+	case <-reached:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the interface was not made while its address was pending")
+	}
+	close(gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	same(t, "interfaces", h.k.ifs(2), []string{"eth0 10.7.0.2/24"})
+	same(t, "endpoints", h.eps(), []string{"pub c eth0 10.7.0.2/24"})
+	same(t, "held", g.held("pub"), []string{"10.7.0.2"})
+	if ep := h.m.Endpoints()[0]; len(ep.Gateways) != 1 || ep.Gateways[0] != "10.7.0.1" {
+		t.Errorf("gateways %v, want the subnet's 10.7.0.1", ep.Gateways)
+	}
+
+	for _, c := range []struct {
+		name string
+		fail func()
+		want error
+	}{
+		{"round trip fails", func() { g.mu.Lock(); g.gate, g.fail = nil, errEtcdDown; g.mu.Unlock() }, errEtcdDown},
+		{"parent lookup fails", func() { g.mu.Lock(); g.fail = nil; g.mu.Unlock(); h.k.failAfter("Lookup", 0, errNetlink) }, errNetlink},
+		{"interface not created", func() { h.k.failAfter("CreateSlave", 0, errNetlink) }, errNetlink},
+		{"endpoint not committed", func() { h.k.failAfter("PutEndpoint", 0, errNetlink) }, errNetlink},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.fail()
+			_, err := h.attach(on("d", 3, "pub"))
+			if !errors.Is(err, c.want) {
+				t.Fatalf("got %v, want %v", err, c.want)
+			}
+			h.m.Wait()
+			same(t, "interfaces", h.k.ifs(3), none)
+			same(t, "endpoints", h.eps(), []string{"pub c eth0 10.7.0.2/24"})
+			same(t, "held", g.held("pub"), []string{"10.7.0.2"})
+			same(t, "intents", h.intents(), none)
+		})
+	}
+	h.stop("", "c")
+	same(t, "held after the detach", g.held("pub"), none)
+}
