@@ -95,9 +95,11 @@ clean:
 
 include integration/vm/vm.mk
 # In the VM: the kernel smoke test, then the tests of every driver and mode
-# on a kernel that has ipvlan, 802.1q and dummy. The rest of the privileged
-# tests run on the host (make test-privileged), where they are faster.
-VM_TEST_PKGS += ./integration/host/ ./daemon/network/ ./integration/dhcp/ ./integration/cni/
-VM_TEST_RUN = TestVM|TestPrivileged(MacvlanModes|PassthruOneEndpoint|MissingKernelFeature|SeedPubNet|SeedDualStack|IPv4OnlyHasNoIPv6|AnnounceUpdatesRouter|DHCPIpvlan|DHCPLeaseAndRelease|Shim|CNIVLAN)
+# on a kernel that has ipvlan, 802.1q and dummy, and the interface's
+# create on Debian's own kernel, which looks a new link's name and index up
+# in underlayd's namespace. The rest of the privileged tests run on the
+# host (make test-privileged), where they are faster.
+VM_TEST_PKGS += ./integration/host/ ./daemon/network/ ./integration/dhcp/ ./integration/cni/ ./daemon/link/
+VM_TEST_RUN = TestVM|TestPrivileged(FinalName|IndexHint|Strip|MacvlanModes|PassthruOneEndpoint|MissingKernelFeature|SeedPubNet|SeedDualStack|IPv4OnlyHasNoIPv6|AnnounceUpdatesRouter|DHCPIpvlan|DHCPLeaseAndRelease|Shim|CNIVLAN)
 test-vm: build
 test-vm: export UNDERLAY_VM_BIN := $(BIN)

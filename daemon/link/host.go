@@ -18,6 +18,7 @@ func (Host) FindNetns(inode, cookie uint64, hintPid int) *Netns {
 }
 func (Host) LiveNetns() map[uint64]string                          { return LiveNetns() }
 func (Host) Lookup(name string) (Info, error)                      { return Lookup(name) }
+func (Host) LookupParent(name string) (Info, error)                { return LookupParent(name) }
 func (Host) Probe(kind string) error                               { return Probe(kind) }
 func (Host) CreateVLAN(base string, vid int, name string) error    { return CreateVLAN(base, vid, name) }
 func (Host) CreateDummy(name string) error                         { return CreateDummy(name) }

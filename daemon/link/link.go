@@ -52,7 +52,13 @@ func retryDump[T any](fn func() (T, error)) (T, error) {
 }
 
 // Lookup describes a link of the host namespace.
-func Lookup(name string) (Info, error) {
+func Lookup(name string) (Info, error) { return lookup(name, true) }
+
+// LookupParent is Lookup without the base of a VLAN, which takes a second
+// request: all an attach needs of its parent.
+func LookupParent(name string) (Info, error) { return lookup(name, false) }
+
+func lookup(name string, base bool) (Info, error) {
 	if err := ValidIfName(name); err != nil {
 		return Info{}, err
 	}
@@ -64,20 +70,18 @@ func Lookup(name string) (Info, error) {
 		}
 		return Info{}, fmt.Errorf("look up %s: %w", name, err)
 	}
-	return describe(l), nil
-}
-
-func describe(l netlink.Link) Info {
 	a := l.Attrs()
 	in := Info{Name: a.Name, Index: a.Index, Kind: l.Type(), MTU: a.MTU,
 		Up: a.Flags&net.FlagUp != 0, MAC: a.HardwareAddr}
 	if v, ok := l.(*netlink.Vlan); ok {
 		in.VLAN = v.VlanId
-		if base, err := hostNL().LinkByIndex(a.ParentIndex); err == nil {
-			in.Base = base.Attrs().Name
+		if base {
+			if b, err := hostNL().LinkByIndex(a.ParentIndex); err == nil {
+				in.Base = b.Attrs().Name
+			}
 		}
 	}
-	return in
+	return in, nil
 }
 
 // ValidIfName checks a Linux interface name: 1-15 bytes, no '/', ':',

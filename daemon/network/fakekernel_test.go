@@ -279,6 +279,9 @@ func (k *fakeKernel) Lookup(name string) (link.Info, error) {
 	return l.info, nil
 }
 
+// LookupParent is Lookup: the fake's VLANs have no base to look up.
+func (k *fakeKernel) LookupParent(name string) (link.Info, error) { return k.Lookup(name) }
+
 func (k *fakeKernel) Probe(driver string) error {
 	if k.missing[driver] {
 		return fmt.Errorf("%s interfaces are %w", driver, link.ErrUnsupported)

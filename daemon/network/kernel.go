@@ -19,8 +19,11 @@ type Kernel interface {
 	LiveNetns() map[uint64]string
 
 	// Parents. Lookup fails with link.ErrNotFound for a missing link;
-	// Probe reports whether the kernel has a driver (link.ErrUnsupported).
+	// LookupParent is Lookup without a VLAN's base (one request, for an
+	// attach); Probe reports whether the kernel has a driver
+	// (link.ErrUnsupported).
 	Lookup(name string) (link.Info, error)
+	LookupParent(name string) (link.Info, error)
 	Probe(driver string) error
 	CreateVLAN(base string, vid int, name string) error
 	CreateDummy(name string) error

@@ -43,7 +43,7 @@ func (m *Manager) refCount(parent string) int {
 func (m *Manager) ensureParent(n api.Network) (link.Info, bool, error) {
 	m.parents.Lock(n.Parent)
 	defer m.parents.Unlock(n.Parent)
-	if in, err := m.kernel.Lookup(n.Parent); err == nil {
+	if in, err := m.kernel.LookupParent(n.Parent); err == nil {
 		return in, false, nil
 	} else if !errors.Is(err, link.ErrNotFound) {
 		return in, false, err
@@ -51,7 +51,7 @@ func (m *Manager) ensureParent(n api.Network) (link.Info, bool, error) {
 	if err := m.createParentLocked(n); err != nil {
 		return link.Info{}, false, err
 	}
-	in, err := m.kernel.Lookup(n.Parent)
+	in, err := m.kernel.LookupParent(n.Parent)
 	if err != nil {
 		return in, true, fmt.Errorf("parent %w", err)
 	}
