@@ -13,8 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-
 	"github.com/underlay/underlay/daemon/api"
 )
 
@@ -48,10 +46,12 @@ func run(args []string, stdin io.Reader) error {
 		return err
 	}
 	if stage == "" {
-		switch specs.ContainerState(st.Status) {
-		case specs.StateCreating, specs.StateCreated:
+		// The runtime spec's states, spelled out: its package would run
+		// fmt.Sprintf at every start of the hook for its Version.
+		switch st.Status {
+		case "creating", "created":
 			stage = "createRuntime"
-		case specs.StateStopped:
+		case "stopped":
 			stage = "poststop"
 		default:
 			return fmt.Errorf("no stage given and container status %q names none", st.Status)
