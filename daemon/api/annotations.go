@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Annotation keys understood on a container.
@@ -118,6 +120,16 @@ func splitNetworks(raw string) ([]string, error) {
 	return names, nil
 }
 
+// keyText is an annotation's key as an error shows it: quoted if it has
+// spaces or characters that do not print, so that the error stays one
+// line that says what was given.
+func keyText(key string) string {
+	if strings.IndexFunc(key, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) >= 0 {
+		return strconv.Quote(key)
+	}
+	return key
+}
+
 func applyAnnotation(nets []NetworkAttach, index map[string]int, first, key, val string) error {
 	base, netName := key, first
 	for _, b := range []string{AnnotationIP6, AnnotationIP, AnnotationMAC} {
@@ -132,11 +144,11 @@ func applyAnnotation(nets []NetworkAttach, index map[string]int, first, key, val
 	}
 	if base == key && key != AnnotationIP && key != AnnotationIP6 && key != AnnotationMAC {
 		return fmt.Errorf("unknown annotation %s (known: %s, %s[.NET], %s[.NET], %s[.NET], %s)",
-			key, AnnotationNetwork, AnnotationIP, AnnotationIP6, AnnotationMAC, AnnotationName)
+			keyText(key), AnnotationNetwork, AnnotationIP, AnnotationIP6, AnnotationMAC, AnnotationName)
 	}
 	i, ok := index[netName]
 	if !ok {
-		return fmt.Errorf("annotation %s names network %s, which is not in %s", key, netName, AnnotationNetwork)
+		return fmt.Errorf("annotation %s names network %s, which is not in %s", keyText(key), keyText(netName), AnnotationNetwork)
 	}
 	val = strings.TrimSpace(val)
 	n := &nets[i]
@@ -145,24 +157,24 @@ func applyAnnotation(nets []NetworkAttach, index map[string]int, first, key, val
 	case AnnotationIP:
 		a, err := netip.ParseAddr(val)
 		if err != nil || !a.Is4() {
-			return fmt.Errorf("annotation %s=%q: not an IPv4 address", key, val)
+			return fmt.Errorf("annotation %s=%q: not an IPv4 address", keyText(key), val)
 		}
 		slot, val = &n.IP, a.String()
 	case AnnotationIP6:
 		a, err := netip.ParseAddr(val)
 		if err != nil || !a.Is6() || a.Is4In6() || a.Zone() != "" {
-			return fmt.Errorf("annotation %s=%q: not an IPv6 address", key, val)
+			return fmt.Errorf("annotation %s=%q: not an IPv6 address", keyText(key), val)
 		}
 		slot, val = &n.IP6, a.String()
 	case AnnotationMAC:
 		m, err := ParseMAC(val)
 		if err != nil {
-			return fmt.Errorf("annotation %s=%q: %w", key, val, err)
+			return fmt.Errorf("annotation %s=%q: %w", keyText(key), val, err)
 		}
 		slot, val = &n.MAC, m
 	}
 	if *slot != "" && *slot != val {
-		return fmt.Errorf("annotation %s=%q conflicts with %s given for the same network", key, val, *slot)
+		return fmt.Errorf("annotation %s=%q conflicts with %s given for the same network", keyText(key), val, *slot)
 	}
 	*slot = val
 	return nil

@@ -36,6 +36,7 @@ func TestParseAnnotations(t *testing.T) {
 		{"zero mac", map[string]string{"io.underlay.network": "a", "io.underlay.mac": "00:00:00:00:00:00"}, nil, "all-zero"},
 		{"unlisted network", map[string]string{"io.underlay.network": "a", "io.underlay.ip.b": "10.0.0.1"}, nil, "names network b, which is not in io.underlay.network"},
 		{"unknown key", map[string]string{"io.underlay.network": "a", "io.underlay.vlan": "5"}, nil, "unknown annotation io.underlay.vlan"},
+		{"key with a newline", map[string]string{"io.underlay.network": "a", "io.underlay.0\n": "5"}, nil, `unknown annotation "io.underlay.0\n" (known:`},
 		{"too many", map[string]string{"io.underlay.network": "a0,a1,a2,a3,a4,a5,a6,a7,a8,a9,b0,b1,b2,b3,b4,b5,b6"}, nil, "at most 16"},
 	}
 	for _, c := range cases {
