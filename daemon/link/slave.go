@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -112,6 +113,7 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 	t := NewStepTimer(s.Steps)
 	var name string
 	var index int
+	var refused []createTry
 	tries := createTries(s, tmp)
 	for i, try := range tries {
 		name, index = try.name, try.index
@@ -119,6 +121,8 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 		if err == nil || i == len(tries)-1 || !errors.Is(err, unix.EEXIST) && !errors.Is(err, unix.EBUSY) {
 			break
 		}
+		refused = append(refused, try)
+		t.Step("create refused")
 	}
 	if err != nil {
 		return fmt.Errorf("create %s on parent: %w", s.Kind, createErr(s.Kind, err))
@@ -151,7 +155,9 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 	defer func() {
 		if err != nil {
 			_ = h.LinkDel(created)
+			return
 		}
+		learnRefusals(refused, s.Name, created.Attrs().Index)
 	}()
 	if confErr != nil {
 		return confErr
@@ -209,15 +215,41 @@ type createTry struct {
 // follows.
 func createTries(s Slave, tmp string) []createTry {
 	var tries []createTry
-	if s.Kind == "macvlan" && len(s.MAC) > 0 {
-		if s.Index != 0 {
-			tries = append(tries, createTry{s.Name, s.Index})
+	index := s.Index
+	if _, ok := hostHas.indexes.Load(index); ok {
+		index = 0
+	}
+	_, hostName := hostHas.names.Load(s.Name)
+	if s.Kind == "macvlan" && len(s.MAC) > 0 && !hostName {
+		if index != 0 {
+			tries = append(tries, createTry{s.Name, index})
 		}
 		tries = append(tries, createTry{s.Name, 0})
-	} else if s.Index != 0 {
-		tries = append(tries, createTry{tmp, s.Index})
+	} else if index != 0 {
+		tries = append(tries, createTry{tmp, index})
 	}
 	return append(tries, createTry{tmp, 0})
+}
+
+// hostHas holds the names and ifindexes that a kernel refused for a new
+// link although the container turned out to have neither: kernels that
+// look them up in underlayd's own namespace (Debian 12's 6.1) refuse what
+// the host has. Later creates skip those tries; the temporary name, with
+// the kernel's index, always remains.
+var hostHas struct{ names, indexes sync.Map }
+
+// learnRefusals records in hostHas what the refused tries of a create
+// asked for that the container did not have: the interface now has the
+// final name, and index is the one it got.
+func learnRefusals(refused []createTry, final string, index int) {
+	for _, r := range refused {
+		switch {
+		case r.index != 0 && r.index == index:
+			hostHas.indexes.Store(r.index, true)
+		case r.index == 0 && r.name == final:
+			hostHas.names.Store(final, true)
+		}
+	}
 }
 
 // slaveLink is the link to create: s under name, with ifindex index (0:

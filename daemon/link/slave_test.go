@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,6 +93,23 @@ func TestPrivilegedFinalName(t *testing.T) {
 	out, err := exec.Command("ip", "-o", "link", "show", "dev", "ulkfx").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), hostMAC.String()) {
 		t.Errorf("the host's ulkfx changed: %v\n%s", err, out)
+	}
+	// What was refused only because the host has it is not asked for
+	// again: a fresh container's ulkfx is made with no refused try.
+	c1, _, ns1 := containerOn(t, lan, "ulkf-c1")
+	var steps []string
+	err = CreateSlave(ns1, Slave{Kind: "macvlan", Mode: "bridge", ParentIndex: parent.Index, Name: "ulkfx", MTU: 1500, Index: 2,
+		MAC: net.HardwareAddr{2, 0, 0, 0, 0x61, 5}, Addrs: []netip.Prefix{netip.MustParsePrefix("10.61.0.5/24")},
+		Steps: func(step string, _ time.Duration) { steps = append(steps, step) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ulkfx in a second container: steps %v", steps)
+	if slices.Contains(steps, "create refused") {
+		t.Errorf("a second ulkfx was refused again: steps %v", steps)
+	}
+	if out, _ := c1.Exec("ip", "-o", "addr", "show", "dev", "ulkfx"); !strings.Contains(out, "10.61.0.5/24") {
+		t.Errorf("second ulkfx lacks its address:\n%s", out)
 	}
 }
 
