@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"text/template"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/underlay/underlay/daemon/api"
 )
 
@@ -84,6 +86,31 @@ func headerOf(field string) string {
 // docker's --format does.
 func unescape(s string) string {
 	return strings.NewReplacer(`\t`, "\t", `\n`, "\n").Replace(s)
+}
+
+// printList prints items as --quiet (name's line each), --format json or
+// a --format template (over row of each) ask, and reports whether it did:
+// false leaves the built-in table to the caller.
+func printList[T, R any](c *cli.Context, items []T, name func(T) string, row func(T) R) (bool, error) {
+	out, err := parseFormat(c.String("format"))
+	switch {
+	case err != nil:
+		return true, err
+	case c.Bool("quiet"):
+		for _, it := range items {
+			fmt.Println(name(it))
+		}
+		return true, nil
+	case out.json:
+		return true, printJSON(items)
+	case out.tmpl != nil:
+		rows := make([]R, len(items))
+		for i, it := range items {
+			rows[i] = row(it)
+		}
+		return true, printTemplate(out, rows)
+	}
+	return false, nil
 }
 
 // printTemplate prints each row through o's template, one line each,

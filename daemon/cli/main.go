@@ -170,23 +170,9 @@ func networkList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	out, err := parseFormat(c.String("format"))
-	switch {
-	case err != nil:
+	if done, err := printList(c, nets, func(n api.Network) string { return n.Name },
+		func(n api.Network) networkRow { return networkRow{n} }); done {
 		return err
-	case c.Bool("quiet"):
-		for _, n := range nets {
-			fmt.Println(n.Name)
-		}
-		return nil
-	case out.json:
-		return printJSON(nets)
-	case out.tmpl != nil:
-		rows := make([]networkRow, len(nets))
-		for i, n := range nets {
-			rows[i] = networkRow{n}
-		}
-		return printTemplate(out, rows)
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
 	fmt.Fprintln(w, "NETWORK ID\tNAME\tDRIVER\tSCOPE\tMODE\tPARENT\tSUBNETS\tIN USE\tFREE")
@@ -328,19 +314,9 @@ func endpointList(c *cli.Context) error {
 		return err
 	}
 	sort.SliceStable(eps, func(i, j int) bool { return eps[i].Network < eps[j].Network })
-	out, err := parseFormat(c.String("format"))
-	switch {
-	case err != nil:
+	if done, err := printList(c, eps, api.Endpoint.Container,
+		func(ep api.Endpoint) api.Endpoint { return ep }); done {
 		return err
-	case c.Bool("quiet"):
-		for _, ep := range eps {
-			fmt.Println(ep.Container())
-		}
-		return nil
-	case out.json:
-		return printJSON(eps)
-	case out.tmpl != nil:
-		return printTemplate(out, eps)
 	}
 	// Endpoints on DHCP networks add what their leases say.
 	leased := false

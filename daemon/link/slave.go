@@ -185,7 +185,7 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 			if errors.Is(err, unix.EEXIST) {
 				return fmt.Errorf("rename to %s: the container already has an interface %s", s.Name, s.Name)
 			}
-			return fmt.Errorf("rename %s to %s: %w", tmp, s.Name, err)
+			return fmt.Errorf("rename %s to %s: %w", name, s.Name, err)
 		}
 		t.Step("rename")
 	}

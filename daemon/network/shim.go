@@ -172,7 +172,7 @@ func (m *Manager) syncShim(st *netState) error {
 		}
 		return out
 	}
-	parent, err := m.kernel.Lookup(n.Parent)
+	parent, err := m.kernel.LookupParent(n.Parent)
 	if errors.Is(err, link.ErrNotFound) {
 		return nil
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -166,12 +165,7 @@ func globalPhase(c *config, rep *Report, members int) error {
 	gr.Note = fmt.Sprintf("median %s over the local network's, interleaved with it", fmtVal(gr.Median-lr.Median, "ms"))
 	rep.add(durations("global", "detach, global network ("+label+")", times[1].detach))
 
-	kv, err := etcd.Dial(store, etcd.TLSFiles{}, 2*time.Second)
-	if err != nil {
-		return err
-	}
-	defer kv.Close()
-	cas, err := casFloor(kv, 200)
+	cas, err := casTimes(store, 1, 200)
 	if err != nil {
 		return err
 	}
@@ -185,7 +179,7 @@ func globalPhase(c *config, rep *Report, members int) error {
 	}
 	r := rep.add(durations("global", "allocation, 3 hosts at once (drivers in process, 3 members)", per))
 	r.Note = fmt.Sprintf("%.0f allocations/s in all, one at a time per host as a network's lock has them", float64(len(per))/wall.Seconds())
-	floor3, err := casContended(store, 3, 1000)
+	floor3, err := casTimes(store, 3, 1000)
 	if err != nil {
 		return err
 	}
@@ -199,23 +193,6 @@ func underlayOn(h *hookRunner, name, subnet string) *contender {
 	u := underlayContender(h)
 	u.Name, u.Subnet = name, subnet
 	return u
-}
-
-// casFloor times n put-if-absent transactions on fresh keys.
-func casFloor(kv *etcd.Client, n int) ([]time.Duration, error) {
-	out := make([]time.Duration, 0, n)
-	for i := range n {
-		key := fmt.Sprintf("/ulbench/floor/%d-%d", os.Getpid(), i)
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		t0 := time.Now()
-		ok, _, _, err := kv.Txn(ctx, []etcd.Cmp{etcd.Absent(key)}, []etcd.Op{etcd.Put(key, []byte("x"))}, nil)
-		out = append(out, time.Since(t0))
-		cancel()
-		if err != nil || !ok {
-			return nil, fmt.Errorf("compare-and-swap %s: %v %v", key, ok, err)
-		}
-	}
-	return out, nil
 }
 
 // contention has hosts drivers, each on its own connection, allocate
@@ -261,10 +238,11 @@ func contention(store string, hosts, perHost int, profile string) ([]time.Durati
 	})
 }
 
-// casContended times put-if-absent transactions on fresh keys from
-// clients clients at once, each on its own connection and one at a time:
-// the allocation's load with nothing of underlay's in it.
-func casContended(store string, clients, per int) ([]time.Duration, error) {
+// casTimes times put-if-absent transactions on fresh keys from clients
+// clients at once, each on its own connection and one at a time: with one
+// client the floor of an allocation, with three its load with nothing of
+// underlay's in it.
+func casTimes(store string, clients, per int) ([]time.Duration, error) {
 	var kvs []*etcd.Client
 	for range clients {
 		kv, err := etcd.Dial(store, etcd.TLSFiles{}, 2*time.Second)
@@ -274,8 +252,9 @@ func casContended(store string, clients, per int) ([]time.Duration, error) {
 		defer kv.Close()
 		kvs = append(kvs, kv)
 	}
+	run := time.Now().UnixNano()
 	times, _, err := atOnce(clients, per, func(c, i int) error {
-		key := fmt.Sprintf("/ulbench/floor3/%d-%d-%d", os.Getpid(), c, i)
+		key := fmt.Sprintf("/ulbench/floor/%d-%d-%d", run, c, i)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		ok, _, _, err := kvs[c].Txn(ctx, []etcd.Cmp{etcd.Absent(key)}, []etcd.Op{etcd.Put(key, []byte("x"))}, nil)
