@@ -17,6 +17,13 @@ import (
 // it created), ten system calls each.
 var hostHandle atomic.Pointer[netlink.Handle]
 
+// hostIoctl is a datagram socket in underlayd's own namespace, kept open
+// beside hostHandle, for the interface ioctls of LookupParent; -1 when not
+// open.
+var hostIoctl atomic.Int64
+
+func init() { hostIoctl.Store(-1) }
+
 // OpenHostHandle opens the kept socket. Call it once at start, before any
 // goroutine enters another namespace: a socket belongs to the namespace
 // of the thread that opens it.
@@ -31,8 +38,16 @@ func OpenHostHandle() error {
 		h.Close()
 		return fmt.Errorf("netlink socket timeout: %w", err)
 	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		h.Close()
+		return fmt.Errorf("ioctl socket: %w", err)
+	}
 	if old := hostHandle.Swap(h); old != nil {
 		old.Close()
+	}
+	if old := hostIoctl.Swap(int64(fd)); old >= 0 {
+		unix.Close(int(old))
 	}
 	return nil
 }
@@ -42,6 +57,22 @@ func CloseHostHandle() {
 	if h := hostHandle.Swap(nil); h != nil {
 		h.Close()
 	}
+	if fd := hostIoctl.Swap(-1); fd >= 0 {
+		unix.Close(int(fd))
+	}
+}
+
+// ioctlSocket is the kept ioctl socket, or a new one (and what closes it)
+// when none is kept.
+func ioctlSocket() (int, func(), error) {
+	if fd := hostIoctl.Load(); fd >= 0 {
+		return int(fd), func() {}, nil
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, nil, err
+	}
+	return fd, func() { unix.Close(fd) }, nil
 }
 
 // hostNL is the handle for requests in the host namespace: the kept one, or

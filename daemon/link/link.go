@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -54,9 +56,55 @@ func retryDump[T any](fn func() (T, error)) (T, error) {
 // Lookup describes a link of the host namespace.
 func Lookup(name string) (Info, error) { return lookup(name, true) }
 
-// LookupParent is Lookup without the base of a VLAN, which takes a second
-// request: all an attach needs of its parent.
-func LookupParent(name string) (Info, error) { return lookup(name, false) }
+// LookupParent describes a host link by what an attach needs of its
+// parent: index, MTU, MAC and whether it is up (no Kind, VLAN or Base). It
+// asks with ioctls on the kept socket. A netlink lookup makes the kernel
+// write the link's whole description, statistics included, and the
+// library parse it: about 0.15 ms here, against 0.02 ms.
+func LookupParent(name string) (Info, error) {
+	if err := ValidIfName(name); err != nil {
+		return Info{}, err
+	}
+	fd, closeFd, err := ioctlSocket()
+	if err != nil {
+		return Info{}, fmt.Errorf("look up %s: %w", name, err)
+	}
+	defer closeFd()
+	in := Info{Name: name}
+	for _, q := range []struct {
+		req uint
+		set func(r *ifreq)
+	}{
+		{unix.SIOCGIFINDEX, func(r *ifreq) { in.Index = int(r.uint32()) }},
+		{unix.SIOCGIFMTU, func(r *ifreq) { in.MTU = int(r.uint32()) }},
+		{unix.SIOCGIFFLAGS, func(r *ifreq) { in.Up = r.uint32()&unix.IFF_UP != 0 }},
+		{unix.SIOCGIFHWADDR, func(r *ifreq) { in.MAC = r.hwaddr() }},
+	} {
+		var r ifreq
+		copy(r.name[:], name)
+		if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(q.req), uintptr(unsafe.Pointer(&r))); e != 0 {
+			if e == unix.ENODEV {
+				return Info{}, fmt.Errorf("%s: %w", name, ErrNotFound)
+			}
+			return Info{}, fmt.Errorf("look up %s: %w", name, e)
+		}
+		q.set(&r)
+	}
+	return in, nil
+}
+
+// ifreq is the kernel's struct ifreq: a name, then a union read here as
+// an int or a struct sockaddr (a hardware address's family and bytes).
+type ifreq struct {
+	name  [unix.IFNAMSIZ]byte
+	union [24]byte
+}
+
+func (r *ifreq) uint32() uint32 { return *(*uint32)(unsafe.Pointer(&r.union[0])) }
+
+// hwaddr is an Ethernet address: sa_data of the sockaddr, after its
+// 2-byte family.
+func (r *ifreq) hwaddr() net.HardwareAddr { return net.HardwareAddr(slices.Clone(r.union[2:8])) }
 
 func lookup(name string, base bool) (Info, error) {
 	if err := ValidIfName(name); err != nil {

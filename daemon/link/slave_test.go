@@ -1,6 +1,8 @@
 package link
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -110,6 +112,65 @@ func TestPrivilegedFinalName(t *testing.T) {
 	}
 	if out, _ := c1.Exec("ip", "-o", "addr", "show", "dev", "ulkfx"); !strings.Contains(out, "10.61.0.5/24") {
 		t.Errorf("second ulkfx lacks its address:\n%s", out)
+	}
+}
+
+// The settings an interface gets before it comes up, read back inside the
+// container: arp_notify (set over netlink) on both, disable_ipv6 on an
+// IPv4-only one, ndisc_notify on one with IPv6.
+func TestPrivilegedDevConf(t *testing.T) {
+	_, c, parent, ns := slaveLab(t, "ulkd", "10.62.0.1/24")
+	want := map[string]map[string]string{
+		"eth0": {"ipv4/conf/eth0/arp_notify": "1", "ipv6/conf/eth0/disable_ipv6": "1"},
+		"eth1": {"ipv4/conf/eth1/arp_notify": "1", "ipv6/conf/eth1/disable_ipv6": "0", "ipv6/conf/eth1/ndisc_notify": "1"},
+	}
+	for i, name := range []string{"eth0", "eth1"} {
+		s := Slave{Kind: "macvlan", Mode: "bridge", ParentIndex: parent.Index, Name: name, MTU: 1500, DisableIPv6: name == "eth0",
+			MAC: net.HardwareAddr{2, 0, 0, 0, 0x62, byte(2 + i)}, Addrs: []netip.Prefix{netip.MustParsePrefix(fmt.Sprintf("10.62.0.%d/24", 2+i))}}
+		if err := CreateSlave(ns, s); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for key, v := range want[name] {
+			if out, err := c.Exec("cat", "/proc/sys/net/"+key); err != nil || strings.TrimSpace(out) != v {
+				t.Errorf("%s: want %s, got %q (%v)", key, v, out, err)
+			}
+		}
+	}
+	// A setting for an interface the namespace lacks names both.
+	err := ns.Do(func() error { return setIPv4Conf("ulkdnone", devConfFor(Slave{DisableIPv6: true})) })
+	if err == nil || !strings.Contains(err.Error(), "ipv4.arp_notify=1 on ulkdnone") {
+		t.Errorf("arp_notify on a missing interface: want an error naming both, got %v", err)
+	}
+}
+
+// LookupParent's ioctls agree with the netlink lookup on what an attach
+// uses, with the kept socket and without; a missing link is ErrNotFound.
+func TestPrivilegedLookupParent(t *testing.T) {
+	lan, _, _, _ := slaveLab(t, "ulkp", "10.63.0.1/24")
+	if out, err := exec.Command("ip", "link", "set", "dev", lan.Uplink, "mtu", "1400").CombinedOutput(); err != nil {
+		t.Fatalf("mtu: %v: %s", err, out)
+	}
+	want, err := Lookup(lan.Uplink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kept := range []bool{true, false} {
+		if !kept {
+			CloseHostHandle()
+		}
+		got, err := LookupParent(lan.Uplink)
+		if err != nil {
+			t.Fatalf("kept socket %v: %v", kept, err)
+		}
+		if got.Index != want.Index || got.MTU != 1400 || got.MAC.String() != want.MAC.String() || got.Up != want.Up || got.Name != lan.Uplink {
+			t.Errorf("kept socket %v: LookupParent %+v, netlink %+v", kept, got, want)
+		}
+		if _, err := LookupParent("ulkpnone"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "ulkpnone") {
+			t.Errorf("kept socket %v: a missing link: want ErrNotFound naming it, got %v", kept, err)
+		}
+	}
+	if _, err := LookupParent("ulkp/x"); err == nil || !strings.Contains(err.Error(), `invalid interface name "ulkp/x"`) {
+		t.Errorf("a bad name: got %v", err)
 	}
 }
 
