@@ -12,8 +12,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/underlay/underlay/daemon/api"
 )
 
 func main() {
@@ -129,7 +132,7 @@ func addHooks(path string) error {
 	if err != nil {
 		return err
 	}
-	var env []string
+	env := slices.Clone(api.HookEnv)
 	if s := os.Getenv("UNDERLAY_SOCKET"); s != "" {
 		env = append(env, "UNDERLAY_SOCKET="+s)
 	}

@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+
+	"github.com/underlay/underlay/daemon/api"
 )
 
 func TestBundleOf(t *testing.T) {
@@ -63,11 +66,31 @@ func TestAddHooks(t *testing.T) {
 	}
 	cr, ps := spec.Hooks["createRuntime"], spec.Hooks["poststop"]
 	if len(cr) != 2 || cr[0].Path != "/usr/bin/nerdctl" || cr[1].Path != "/usr/local/bin/underlay-hook" ||
-		cr[1].Args[1] != "createRuntime" || cr[1].Env[0] != "UNDERLAY_SOCKET=/tmp/u.sock" {
+		cr[1].Args[1] != "createRuntime" || !slices.Equal(cr[1].Env, []string{"GOMAXPROCS=1", "UNDERLAY_SOCKET=/tmp/u.sock"}) {
 		t.Fatalf("createRuntime hooks: %+v", cr)
 	}
 	if len(ps) != 1 || ps[0].Args[1] != "poststop" {
 		t.Fatalf("poststop hooks: %+v", ps)
+	}
+}
+
+// The hooks.d file podman and CRI-O read gives the hook the environment
+// underlay-runc gives it.
+func TestHooksDirEnv(t *testing.T) {
+	b, err := os.ReadFile("../../contrib/hooks.d/underlay.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct {
+		Hook struct {
+			Env []string `json:"env"`
+		} `json:"hook"`
+	}
+	if err := json.Unmarshal(b, &h); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(h.Hook.Env, api.HookEnv) {
+		t.Errorf("contrib/hooks.d/underlay.json: env %q, want api.HookEnv %q", h.Hook.Env, api.HookEnv)
 	}
 }
 

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/underlay/underlay/daemon/api"
 	tl "github.com/underlay/underlay/integration/testlab"
 )
 
@@ -78,7 +80,8 @@ runroot = %q
 
 // writeHooks writes hooks.d JSON (schema 1.0.0, as in contrib/) running
 // hook at createRuntime and poststop for containers that carry the
-// io.underlay.network annotation, with UNDERLAY_SOCKET=sock.
+// io.underlay.network annotation, in the hook's environment (api.HookEnv)
+// with UNDERLAY_SOCKET=sock.
 func (p *podman) writeHooks(t *testing.T, hook, sock string) {
 	t.Helper()
 	for _, stage := range []string{"createRuntime", "poststop"} {
@@ -87,7 +90,7 @@ func (p *podman) writeHooks(t *testing.T, hook, sock string) {
 			"hook": map[string]any{
 				"path":    hook,
 				"args":    []string{"underlay-hook", stage},
-				"env":     []string{"UNDERLAY_SOCKET=" + sock},
+				"env":     append(slices.Clone(api.HookEnv), "UNDERLAY_SOCKET="+sock),
 				"timeout": 30,
 			},
 			"when":   map[string]any{"annotations": map[string]string{`^io\.underlay\.network$`: ".*"}},

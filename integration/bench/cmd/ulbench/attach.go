@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/underlay/underlay/daemon/api"
 )
 
 // A contender attaches a fake container to its macvlan network on its own
@@ -84,7 +87,13 @@ func (h *hookRunner) takeCommits() []time.Duration {
 
 func newHookRunner(tmp, bin string, d *daemon, net string) *hookRunner {
 	return &hookRunner{tmp: tmp, hook: filepath.Join(bin, "underlay-hook"), d: d,
-		env: []string{basePath, "UNDERLAY_SOCKET=" + d.Socket}, ann: map[string]string{"io.underlay.network": net}}
+		env: hookEnv(d.Socket), ann: map[string]string{"io.underlay.network": net}}
+}
+
+// hookEnv is the environment runc gives the hook as underlay-runc and the
+// hooks.d file define it: api.HookEnv and the socket, nothing else.
+func hookEnv(socket string) []string {
+	return append(slices.Clone(api.HookEnv), "UNDERLAY_SOCKET="+socket)
 }
 
 // underlayContender runs the hook as runc does: createRuntime attaches,

@@ -10,14 +10,15 @@ type startup struct {
 	wall, cpu [5][]time.Duration // floor, no-op hook, round-trip hook; -bin-b's no-op and round-trip hooks
 }
 
-// hookStartup execs, interleaved, the bare Go binary (the floor), the hook
+// hookStartup execs, interleaved, the bare Go binary (the floor, in the
+// hook's environment, so that both start the same number of threads), the hook
 // with a state that has no annotation (it must exit at once), and the hook
 // at poststop for a container underlayd does not know (a full socket round
 // trip with no kernel or store work). With binB set, that build's two
 // hooks follow, against socketB.
 func hookStartup(tmp, bin, floor, socket string, n int, binB, socketB string) (*startup, error) {
 	hook := filepath.Join(bin, "underlay-hook")
-	env := []string{basePath, "UNDERLAY_SOCKET=" + socket}
+	env := hookEnv(socket)
 	plain := ociState("ulb-noop", 1, "creating", "/x", nil)
 	unknown := ociState("ulb-unknown", 1, "stopped", "/x", map[string]string{"io.underlay.network": "ulbnet"})
 	runs := []struct {
@@ -27,7 +28,7 @@ func hookStartup(tmp, bin, floor, socket string, n int, binB, socketB string) (*
 		stdin []byte
 	}{{floor, nil, env, plain}, {hook, []string{"createRuntime"}, env, plain}, {hook, []string{"poststop"}, env, unknown}}
 	if binB != "" {
-		hookB, envB := filepath.Join(binB, "underlay-hook"), []string{basePath, "UNDERLAY_SOCKET=" + socketB}
+		hookB, envB := filepath.Join(binB, "underlay-hook"), hookEnv(socketB)
 		runs = append(runs, runs[1], runs[2])
 		runs[3].path, runs[3].env = hookB, envB
 		runs[4].path, runs[4].env = hookB, envB

@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/underlay/underlay/daemon/api"
 	"github.com/underlay/underlay/daemon/link"
 )
 
@@ -285,7 +286,7 @@ func latency(c *config, rep *Report) error {
 		r := durations("", "", su.cpu[k])
 		return fmt.Sprintf("CPU (user+sys) median %s", fmtVal(r.Median, "ms"))
 	}
-	rep.add(durations("startup", "bare Go binary (floor)", su.wall[0])).Note = cpuNote(0)
+	rep.add(durations("startup", "bare Go binary (floor)", su.wall[0])).Note = cpuNote(0) + "; run in the hook's environment (" + strings.Join(api.HookEnv, " ") + ")"
 	rep.add(durations("startup", "underlay-hook, no annotation (exits at once)", su.wall[1])).Note = cpuNote(1)
 	rep.add(durations("startup", "underlay-hook poststop, unknown container (socket round trip)", su.wall[2])).Note = cpuNote(2) + "; no kernel or store work"
 	over := rep.add(durations("startup", "hook overhead over floor (paired difference)", paired(su.wall[0], su.wall[1])))
