@@ -3,6 +3,7 @@
 package vm
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -10,9 +11,10 @@ import (
 	"github.com/underlay/underlay/daemon/link"
 )
 
-// An attach looks its parent up with one request: a VLAN parent's index,
-// MTU and VLAN id, without its base's name, which Lookup (network
-// inspect, create's checks) finds with a second request.
+// An attach looks its parent up by what it needs of it (LookupParent's
+// ioctls): a VLAN parent's index, MTU, MAC and state, as Lookup (network
+// inspect, create's checks) reads them over netlink, without the kind,
+// the VLAN id or the base.
 func TestVMLookupParentVLAN(t *testing.T) {
 	requireVM(t)
 	const base, name = "ulvl0", "ulvl0.30"
@@ -39,10 +41,12 @@ func TestVMLookupParentVLAN(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.VLAN != 30 || p.Base != "" || p.MTU != 9000 || p.Index != full.Index || p.Kind != full.Kind {
-		t.Errorf("LookupParent(%s) = %+v, want Lookup's %+v without the base", name, p, full)
+	want := link.Info{Name: name, Index: full.Index, MTU: 9000, Up: true, MAC: full.MAC}
+	if p.Name != want.Name || p.Index != want.Index || p.MTU != want.MTU || p.Up != want.Up || p.MAC.String() != want.MAC.String() ||
+		p.Kind != "" || p.VLAN != 0 || p.Base != "" {
+		t.Errorf("LookupParent(%s) = %+v, want %+v (Lookup's index, MTU, state and MAC)", name, p, want)
 	}
-	if _, err := link.LookupParent("ulvl0.31"); err == nil {
-		t.Error("LookupParent of a missing VLAN: no error")
+	if _, err := link.LookupParent("ulvl0.31"); !errors.Is(err, link.ErrNotFound) {
+		t.Errorf("LookupParent of a missing VLAN: want ErrNotFound, got %v", err)
 	}
 }
