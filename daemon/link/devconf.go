@@ -33,13 +33,10 @@ type devConf struct{ family, key, value string }
 // netlink (IFLA_AF_SPEC, AF_INET, IFLA_INET_CONF) but not IPv6 ones.
 var ipv4DevconfIDs = map[string]uint16{"arp_notify": 22}
 
-// Why IPv4 settings go over netlink: a write to
-// /proc/sys/net/ipv4/conf/IF/KEY looks "conf" up in a directory that every
-// network namespace shares in the dentry cache, and each namespace whose
-// conf was ever looked up leaves a dentry of that name there. The lookup
-// compares them one by one, so it costs more with every live container:
-// about 50 µs on an empty host and 300 µs with 200 containers here. The
-// IPv6 settings have no netlink equivalent and keep the sysctl.
+// Why IPv4 settings go over netlink: one request on a socket the visit
+// opens anyway, where a sysctl costs a path lookup whose cost grows with
+// the number of live containers (procsys.go). The IPv6 settings have no
+// netlink equivalent and stay sysctls.
 
 // devConfFor lists the sysctls an interface gets before it comes up.
 func devConfFor(s Slave) []devConf {
@@ -119,8 +116,10 @@ func setIPv4Conf(name string, conf []devConf) error {
 	return nil
 }
 
+// writeSysctl writes value to path, a file under /proc/sys (procsys.go
+// says through which procfs).
 func writeSysctl(path, value string) error {
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	fd, err := openProc(path)
 	if err != nil {
 		return &os.PathError{Op: "open", Path: path, Err: err}
 	}
