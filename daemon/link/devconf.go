@@ -4,10 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 
-	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,16 +24,6 @@ import (
 
 // devConf is one per-interface sysctl.
 type devConf struct{ family, key, value string }
-
-// ipv4DevconfIDs are the IPV4_DEVCONF_* numbers (include/uapi/linux/ip.h)
-// of the IPv4 settings underlayd sets. The kernel takes IPv4 settings over
-// netlink (IFLA_AF_SPEC, AF_INET, IFLA_INET_CONF) but not IPv6 ones.
-var ipv4DevconfIDs = map[string]uint16{"arp_notify": 22}
-
-// Why IPv4 settings go over netlink: one request on a socket the visit
-// opens anyway, where a sysctl costs a path lookup whose cost grows with
-// the number of live containers (procsys.go). The IPv6 settings have no
-// netlink equivalent and stay sysctls.
 
 // devConfFor lists the sysctls an interface gets before it comes up.
 func devConfFor(s Slave) []devConf {
@@ -59,17 +46,10 @@ func devConfFor(s Slave) []devConf {
 	return conf
 }
 
-// writeDevConf applies conf to interface name in the calling thread's
-// namespace (inside Netns.Do): the IPv4 settings in one netlink request,
-// the others as sysctls.
+// writeDevConf writes the sysctls of interface name in the calling
+// thread's namespace (inside Netns.Do).
 func writeDevConf(name string, conf []devConf) error {
-	if err := setIPv4Conf(name, conf); err != nil {
-		return err
-	}
 	for _, c := range conf {
-		if _, ok := ipv4DevconfIDs[c.key]; ok && c.family == "ipv4" {
-			continue
-		}
 		err := writeSysctl("/proc/sys/net/"+c.family+"/conf/"+name+"/"+c.key, c.value)
 		if err == nil {
 			continue
@@ -80,38 +60,6 @@ func writeDevConf(name string, conf []devConf) error {
 			continue
 		}
 		return fmt.Errorf("set %s.%s=%s on %s: %w", c.family, c.key, c.value, name, err)
-	}
-	return nil
-}
-
-// setIPv4Conf sets the IPv4 settings of conf on interface name through a
-// netlink socket of the calling thread's namespace.
-func setIPv4Conf(name string, conf []devConf) error {
-	inetConf := nl.NewRtAttr(unix.IFLA_INET_CONF, nil)
-	var what []string
-	for _, c := range conf {
-		id, ok := ipv4DevconfIDs[c.key]
-		if !ok || c.family != "ipv4" {
-			continue
-		}
-		v, err := strconv.ParseUint(c.value, 10, 32)
-		if err != nil {
-			return fmt.Errorf("ipv4.%s=%s: %w", c.key, c.value, err)
-		}
-		inetConf.AddRtAttr(int(id), nl.Uint32Attr(uint32(v)))
-		what = append(what, "ipv4."+c.key+"="+c.value)
-	}
-	if len(what) == 0 {
-		return nil
-	}
-	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
-	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
-	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
-	spec := nl.NewRtAttr(unix.IFLA_AF_SPEC, nil)
-	spec.AddRtAttr(unix.AF_INET, nil).AddChild(inetConf)
-	req.AddData(spec)
-	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil {
-		return fmt.Errorf("set %s on %s: %w", strings.Join(what, ", "), name, err)
 	}
 	return nil
 }

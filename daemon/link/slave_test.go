@@ -116,8 +116,8 @@ func TestPrivilegedFinalName(t *testing.T) {
 }
 
 // The settings an interface gets before it comes up, read back inside the
-// container: arp_notify (set over netlink) on both, disable_ipv6 on an
-// IPv4-only one, ndisc_notify on one with IPv6.
+// container: arp_notify on both, disable_ipv6 on an IPv4-only one,
+// ndisc_notify on one with IPv6.
 func TestPrivilegedDevConf(t *testing.T) {
 	_, c, parent, ns := slaveLab(t, "ulkd", "10.62.0.1/24")
 	want := map[string]map[string]string{
@@ -137,7 +137,7 @@ func TestPrivilegedDevConf(t *testing.T) {
 		}
 	}
 	// A setting for an interface the namespace lacks names both.
-	err := ns.Do(func() error { return setIPv4Conf("ulkdnone", devConfFor(Slave{DisableIPv6: true})) })
+	err := ns.Do(func() error { return writeDevConf("ulkdnone", devConfFor(Slave{DisableIPv6: true})) })
 	if err == nil || !strings.Contains(err.Error(), "ipv4.arp_notify=1 on ulkdnone") {
 		t.Errorf("arp_notify on a missing interface: want an error naming both, got %v", err)
 	}
