@@ -20,7 +20,7 @@ import (
 // more than a few to compare: 15-40 µs with 200 containers. (The IPv4
 // settings could go over netlink instead, but that request, on a socket
 // of its own, cost 0.1 ms.) A kernel without fsopen (before 5.2), or one
-// that refuses it, gets /proc.
+// that refuses it once, gets /proc from then on.
 const procRenewAfter = 16
 
 // procInstance is one private procfs instance; users counts the opens in
