@@ -102,9 +102,15 @@ type ifreq struct {
 
 func (r *ifreq) uint32() uint32 { return *(*uint32)(unsafe.Pointer(&r.union[0])) }
 
-// hwaddr is an Ethernet address: sa_data of the sockaddr, after its
-// 2-byte family.
-func (r *ifreq) hwaddr() net.HardwareAddr { return net.HardwareAddr(slices.Clone(r.union[2:8])) }
+// hwaddr is the link's Ethernet address: sa_data of the sockaddr, after
+// its 2-byte family. A link of another type has none that macvlan or
+// ipvlan could use: nil, as netlink gives none for a link without one.
+func (r *ifreq) hwaddr() net.HardwareAddr {
+	if *(*uint16)(unsafe.Pointer(&r.union[0])) != unix.ARPHRD_ETHER {
+		return nil
+	}
+	return net.HardwareAddr(slices.Clone(r.union[2:8]))
+}
 
 func lookup(name string, base bool) (Info, error) {
 	if err := ValidIfName(name); err != nil {

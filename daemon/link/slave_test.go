@@ -169,6 +169,10 @@ func TestPrivilegedLookupParent(t *testing.T) {
 			t.Errorf("kept socket %v: a missing link: want ErrNotFound naming it, got %v", kept, err)
 		}
 	}
+	// A link that is not Ethernet has no MAC to give.
+	if lo, err := LookupParent("lo"); err != nil || lo.Index != 1 || lo.MAC != nil || !lo.Up {
+		t.Errorf("lo: want index 1, up, no MAC, got %+v (%v)", lo, err)
+	}
 	if _, err := LookupParent("ulkp/x"); err == nil || !strings.Contains(err.Error(), `invalid interface name "ulkp/x"`) {
 		t.Errorf("a bad name: got %v", err)
 	}
