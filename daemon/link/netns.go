@@ -29,9 +29,10 @@ func ownNetnsFd() (int, error) {
 }
 
 // Do runs fn on an OS thread that has entered ns, then returns the thread
-// to the daemon's namespace. fn must not start goroutines, call Do or block
-// for long: the thread serves nobody else meanwhile. What fn opens belongs
-// to ns (sockets, /proc/sys/net files), whatever thread later uses it.
+// to the daemon's namespace. fn must not start goroutines, call Do or wait
+// on anything but the kernel: the thread serves nobody else meanwhile.
+// What fn opens belongs to ns (sockets, /proc/sys/net files), whatever
+// thread later uses it.
 func (n *Netns) Do(fn func() error) error {
 	runtime.LockOSThread()
 	self, err := ownNetnsFd()

@@ -76,14 +76,15 @@ func mountProc() (int, error) {
 	return unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
 }
 
-// openProc opens path, a file under /proc, for writing: in the private
-// instance when there is one. What /proc/sys/net shows depends on the
-// calling thread's network namespace, whichever instance it is read in.
-func openProc(path string) (int, error) {
+// openProc opens path, a file under /proc, with flags (O_RDONLY or
+// O_WRONLY): in the private instance when there is one. What
+// /proc/sys/net shows depends on the calling thread's network namespace,
+// whichever instance it is read in.
+func openProc(path string, flags int) (int, error) {
 	p := acquireProc()
 	if p == nil {
-		return unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		return unix.Open(path, flags|unix.O_CLOEXEC, 0)
 	}
 	defer p.users.Done()
-	return unix.Openat(p.fd, strings.TrimPrefix(path, "/proc/"), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	return unix.Openat(p.fd, strings.TrimPrefix(path, "/proc/"), flags|unix.O_CLOEXEC, 0)
 }

@@ -111,36 +111,69 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 		}
 	}
 	t := NewStepTimer(s.Steps)
+	// One visit to the container's namespace opens the netlink socket
+	// there, has the interface made with IPv6 off if it must have none,
+	// and writes its sysctls, before it comes up. The create itself goes
+	// through a socket of underlayd's namespace, from the visiting thread:
+	// the kept one, or one opened now, before the visit.
+	host, err := hostSocket()
+	if err != nil {
+		return err
+	}
+	defer host.release()
+	// Creates into one namespace take turns: the default an interface
+	// copies its IPv6 state from is changed for the length of one.
+	lock := &nsCreate[ns.Inode%uint64(len(nsCreate))]
+	lock.Lock()
+	var h *netlink.Handle
 	var name string
 	var index int
 	var refused []createTry
-	tries := createTries(s, tmp)
-	for i, try := range tries {
-		name, index = try.name, try.index
-		err = hostNL().LinkAdd(slaveLink(s, name, index, ns))
-		if err == nil || i == len(tries)-1 || !errors.Is(err, unix.EEXIST) && !errors.Is(err, unix.EBUSY) {
-			break
-		}
-		refused = append(refused, try)
-		t.Step("create refused")
-	}
-	if err != nil {
-		return fmt.Errorf("create %s on parent: %w", s.Kind, createErr(s.Kind, err))
-	}
-	t.Step("create")
-	// One visit to the container's namespace opens the netlink socket
-	// there and writes the interface's sysctls, before it comes up.
-	var h *netlink.Handle
 	var confErr error
 	err = ns.Do(func() error {
 		var err error
 		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 			return fmt.Errorf("netlink in container namespace: %w", err)
 		}
-		confErr = writeDevConf(name, devConfFor(s))
+		var restore string // the namespace's default disable_ipv6 to put back
+		if s.DisableIPv6 {
+			if restore, err = ipv6OffByDefault(); err != nil {
+				return fmt.Errorf("create %s with IPv6 off: %w", s.Name, err)
+			}
+		}
+		t.Step("netns")
+		tries := createTries(s, tmp)
+		for i, try := range tries {
+			name, index = try.name, try.index
+			err = host.h.LinkAdd(slaveLink(s, name, index, ns))
+			if err == nil || i == len(tries)-1 || !errors.Is(err, unix.EEXIST) && !errors.Is(err, unix.EBUSY) {
+				break
+			}
+			refused = append(refused, try)
+			t.Step("create refused")
+		}
+		if restore != "" {
+			if e := writeSysctl(defaultDisableIPv6, restore); e != nil {
+				e = fmt.Errorf("put the namespace's default disable_ipv6=%s back: %w", restore, e)
+				if err == nil {
+					confErr = e // and the interface goes again
+				}
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("create %s on parent: %w", s.Kind, createErr(s.Kind, err))
+		}
+		t.Step("create")
+		if confErr == nil {
+			confErr = writeDevConf(name, devConfFor(s))
+		}
 		return nil
 	})
+	lock.Unlock()
 	if err != nil {
+		if h != nil {
+			h.Close()
+		}
 		return err
 	}
 	defer h.Close()
@@ -200,6 +233,11 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 	t.Step("route")
 	return nil
 }
+
+// nsCreate are the locks that make creates into one namespace take turns,
+// picked by the namespace's inode: two namespaces may share one, which
+// costs them no more than waiting for each other's create.
+var nsCreate [64]sync.Mutex
 
 // createTry is a name and an ifindex (0: the kernel's) to create a slave
 // under.

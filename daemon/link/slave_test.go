@@ -116,7 +116,8 @@ func TestPrivilegedFinalName(t *testing.T) {
 }
 
 // The settings an interface gets before it comes up, read back inside the
-// container: arp_notify on both, disable_ipv6 on an IPv4-only one,
+// container: arp_notify on both, disable_ipv6 on an IPv4-only one (made
+// with IPv6 off through the namespace's default, which is put back),
 // ndisc_notify on one with IPv6.
 func TestPrivilegedDevConf(t *testing.T) {
 	_, c, parent, ns := slaveLab(t, "ulkd", "10.62.0.1/24")
@@ -134,6 +135,24 @@ func TestPrivilegedDevConf(t *testing.T) {
 			if out, err := c.Exec("cat", "/proc/sys/net/"+key); err != nil || strings.TrimSpace(out) != v {
 				t.Errorf("%s: want %s, got %q (%v)", key, v, out, err)
 			}
+		}
+	}
+	const dflt = "/proc/sys/net/ipv6/conf/default/disable_ipv6"
+	if out, _ := c.Exec("cat", dflt); strings.TrimSpace(out) != "0" {
+		t.Errorf("the namespace's default disable_ipv6 after the creates: want 0 back, got %q", out)
+	}
+	// A namespace whose default is already 1 keeps it.
+	if _, err := c.Exec("sh", "-c", "echo 1 > "+dflt); err != nil {
+		t.Fatal(err)
+	}
+	s := Slave{Kind: "macvlan", Mode: "bridge", ParentIndex: parent.Index, Name: "eth2", MTU: 1500, DisableIPv6: true,
+		MAC: net.HardwareAddr{2, 0, 0, 0, 0x62, 4}, Addrs: []netip.Prefix{netip.MustParsePrefix("10.62.0.4/24")}}
+	if err := CreateSlave(ns, s); err != nil {
+		t.Fatal(err)
+	}
+	for key, v := range map[string]string{"ipv6/conf/eth2/disable_ipv6": "1", "ipv6/conf/default/disable_ipv6": "1"} {
+		if out, err := c.Exec("cat", "/proc/sys/net/"+key); err != nil || strings.TrimSpace(out) != v {
+			t.Errorf("%s: want %s, got %q (%v)", key, v, out, err)
 		}
 	}
 	// A setting for an interface the namespace lacks names both.
