@@ -141,7 +141,7 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 				return fmt.Errorf("create %s with IPv6 off: %w", s.Name, err)
 			}
 		}
-		t.Step("netns")
+		t.Step("socket + ipv6 off")
 		tries := createTries(s, tmp)
 		for i, try := range tries {
 			name, index = try.name, try.index
@@ -152,17 +152,20 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 			refused = append(refused, try)
 			t.Step("create refused")
 		}
+		var restoreErr error
 		if restore != "" {
 			if e := writeSysctl(defaultDisableIPv6, restore); e != nil {
-				e = fmt.Errorf("put the namespace's default disable_ipv6=%s back: %w", restore, e)
-				if err == nil {
-					confErr = e // and the interface goes again
-				}
+				restoreErr = fmt.Errorf("put the namespace's default disable_ipv6=%s back: %w", restore, e)
 			}
 		}
 		if err != nil {
+			if restoreErr != nil {
+				return fmt.Errorf("create %s on parent: %w (and %v)", s.Kind, createErr(s.Kind, err), restoreErr)
+			}
 			return fmt.Errorf("create %s on parent: %w", s.Kind, createErr(s.Kind, err))
 		}
+		// A default left at 1 fails the attach: the interface goes again.
+		confErr = restoreErr
 		t.Step("create")
 		if confErr == nil {
 			confErr = writeDevConf(name, devConfFor(s))
