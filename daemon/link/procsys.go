@@ -20,7 +20,9 @@ import (
 // more than a few to compare: 15-40 µs with 200 containers. (The IPv4
 // settings could go over netlink instead, but that request, on a socket
 // of its own, cost 0.1 ms.) A kernel without fsopen (before 5.2), or one
-// that refuses it once, gets /proc from then on.
+// that refuses it once, gets /proc from then on. So does an underlayd whose
+// /proc/sys is read-only (systemd's ProtectKernelTunables=, a container's
+// mounts): a private instance must not write what /proc is kept from.
 const procRenewAfter = 16
 
 // procInstance is one private procfs instance; users counts the opens in
@@ -45,6 +47,10 @@ func acquireProc() *procInstance {
 	if procSys.failed {
 		return nil
 	}
+	if procSys.cur == nil && procSysReadOnly() {
+		procSys.failed = true
+		return nil
+	}
 	if procSys.cur == nil || procSys.opens >= procRenewAfter {
 		fd, err := mountProc()
 		if err != nil {
@@ -61,6 +67,16 @@ func acquireProc() *procInstance {
 	procSys.opens++
 	procSys.cur.users.Add(1)
 	return procSys.cur
+}
+
+// procSysReadOnly reports whether /proc/sys is mounted read-only for
+// underlayd (or cannot be told).
+func procSysReadOnly() bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs("/proc/sys", &st); err != nil {
+		return true
+	}
+	return st.Flags&unix.ST_RDONLY != 0
 }
 
 // mountProc makes a procfs instance attached nowhere and returns its root.

@@ -1,9 +1,15 @@
 package link
 
 import (
+	"errors"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
+
+	tl "github.com/underlay/underlay/integration/testlab"
+	"golang.org/x/sys/unix"
 )
 
 // Sysctls go through a private procfs instance that is replaced after
@@ -52,5 +58,30 @@ func TestPrivilegedProcSys(t *testing.T) {
 	}
 	if err := ns.Do(func() error { return writeSysctl("/proc/sys/net/ipv6/conf/ulkqnone/hop_limit", "1") }); err == nil || !strings.Contains(err.Error(), "ulkqnone") {
 		t.Errorf("a missing interface: want an error naming it, got %v", err)
+	}
+}
+
+// Where /proc/sys is read-only for underlayd (systemd's
+// ProtectKernelTunables=), the private instance does not write around it:
+// a sysctl write fails as it would through /proc. The check runs in a
+// copy of this test binary in a mount namespace of its own.
+func TestPrivilegedProcSysReadOnly(t *testing.T) {
+	tl.Require(t)
+	if os.Getenv("ULKQ_READONLY_CHILD") == "1" {
+		const path = "/proc/sys/net/ipv4/conf/lo/arp_notify"
+		v, err := readSysctl(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := writeSysctl(path, v); !errors.Is(err, unix.EROFS) {
+			t.Fatalf("write to a read-only /proc/sys: want EROFS, got %v", err)
+		}
+		return
+	}
+	cmd := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
+		`mount -o bind,ro /proc/sys /proc/sys && exec "$0" -test.run '^TestPrivilegedProcSysReadOnly$' -test.count=1`, os.Args[0])
+	cmd.Env = append(os.Environ(), "ULKQ_READONLY_CHILD=1")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "PASS") {
+		t.Errorf("in a mount namespace with /proc/sys read-only: %v\n%s", err, out)
 	}
 }
