@@ -69,6 +69,10 @@ func TestPrivilegedProcSysReadOnly(t *testing.T) {
 	tl.Require(t)
 	if os.Getenv("ULKQ_READONLY_CHILD") == "1" {
 		const path = "/proc/sys/net/ipv4/conf/lo/arp_notify"
+		if fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0); !errors.Is(err, unix.EROFS) {
+			unix.Close(fd)
+			t.Fatalf("/proc/sys is not read-only here (open for write: %v): the test's mount did not take", err)
+		}
 		v, err := readSysctl(path)
 		if err != nil {
 			t.Fatal(err)
@@ -79,7 +83,7 @@ func TestPrivilegedProcSysReadOnly(t *testing.T) {
 		return
 	}
 	cmd := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
-		`mount -o bind,ro /proc/sys /proc/sys && exec "$0" -test.run '^TestPrivilegedProcSysReadOnly$' -test.count=1`, os.Args[0])
+		`mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec "$0" -test.run '^TestPrivilegedProcSysReadOnly$' -test.count=1`, os.Args[0])
 	cmd.Env = append(os.Environ(), "ULKQ_READONLY_CHILD=1")
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "PASS") {
 		t.Errorf("in a mount namespace with /proc/sys read-only: %v\n%s", err, out)
