@@ -34,8 +34,7 @@ type devConf struct{ family, key, value string }
 // took up to 31 ms each and 18-27 ms of CPU in all; writes of the
 // namespace's default, which takes no lock, at most 1 ms and no CPU to
 // speak of. A new interface copies the default of its namespace, so
-// CreateSlave sets it to 1 around the create (ipv6OffByDefault) and puts
-// it back after.
+// CreateSlave sets it to 1 around the create (withIPv6Off).
 const defaultDisableIPv6 = "/proc/sys/net/ipv6/conf/default/disable_ipv6"
 
 // ipv6OffByDefault makes new interfaces of the calling thread's namespace
@@ -58,8 +57,34 @@ func ipv6OffByDefault() (string, error) {
 	return was, nil
 }
 
+// withIPv6Off runs create, the create of interface name, in the calling
+// thread's namespace with the namespace's default disable_ipv6 at 1 if off
+// is set, and puts the default back after. A default that cannot be put
+// back fails it: an interface create made goes again.
+func withIPv6Off(off bool, name string, create func() error) error {
+	if !off {
+		return create()
+	}
+	restore, err := ipv6OffByDefault()
+	if err != nil {
+		return fmt.Errorf("create %s with IPv6 off: %w", name, err)
+	}
+	err = create()
+	if restore == "" {
+		return err
+	}
+	if e := writeSysctl(defaultDisableIPv6, restore); e != nil {
+		e = fmt.Errorf("put the namespace's default disable_ipv6=%s back: %w", restore, e)
+		if err != nil {
+			return fmt.Errorf("%w (and %v)", err, e)
+		}
+		return e
+	}
+	return err
+}
+
 // devConfFor lists the sysctls an interface gets before it comes up. One
-// without IPv6 was created with it off (ipv6OffByDefault).
+// without IPv6 was created with it off (withIPv6Off).
 func devConfFor(s Slave) []devConf {
 	conf := []devConf{{"ipv4", "arp_notify", "1"}}
 	if s.DisableIPv6 {

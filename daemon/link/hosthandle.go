@@ -62,25 +62,19 @@ func CloseHostHandle() {
 	}
 }
 
-// heldSocket is a netlink handle of underlayd's namespace for requests
-// sent from a thread in another one: a handle with no socket of its own
-// would open one in the thread's namespace.
-type heldSocket struct {
-	h       *netlink.Handle
-	release func()
-}
-
-// hostSocket is the kept handle, or a new one (closed by release) when
-// none is kept. Call it from underlayd's namespace.
-func hostSocket() (heldSocket, error) {
+// hostSocket is the kept handle, or a new one (and what closes it) when
+// none is kept: a handle with a socket of underlayd's namespace, for
+// requests sent from a thread in another one, where hostNL's fallback
+// would open its socket. Call it from underlayd's namespace.
+func hostSocket() (*netlink.Handle, func(), error) {
 	if h := hostHandle.Load(); h != nil {
-		return heldSocket{h, func() {}}, nil
+		return h, func() {}, nil
 	}
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
-		return heldSocket{}, fmt.Errorf("netlink socket: %w", err)
+		return nil, nil, fmt.Errorf("netlink socket: %w", err)
 	}
-	return heldSocket{h, h.Close}, nil
+	return h, h.Close, nil
 }
 
 // ioctlSocket is the kept ioctl socket, or a new one (and what closes it)

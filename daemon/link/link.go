@@ -53,9 +53,6 @@ func retryDump[T any](fn func() (T, error)) (T, error) {
 	return v, err
 }
 
-// Lookup describes a link of the host namespace.
-func Lookup(name string) (Info, error) { return lookup(name, true) }
-
 // LookupParent describes a host link by what an attach needs of its
 // parent: index, MTU, MAC and whether it is up (no Kind, VLAN or Base). It
 // asks with ioctls on the kept socket. A netlink lookup makes the kernel
@@ -112,7 +109,9 @@ func (r *ifreq) hwaddr() net.HardwareAddr {
 	return net.HardwareAddr(slices.Clone(r.union[2:8]))
 }
 
-func lookup(name string, base bool) (Info, error) {
+// Lookup describes a link of the host namespace, with a VLAN's id and
+// base (network inspect, create's checks).
+func Lookup(name string) (Info, error) {
 	if err := ValidIfName(name); err != nil {
 		return Info{}, err
 	}
@@ -129,10 +128,8 @@ func lookup(name string, base bool) (Info, error) {
 		Up: a.Flags&net.FlagUp != 0, MAC: a.HardwareAddr}
 	if v, ok := l.(*netlink.Vlan); ok {
 		in.VLAN = v.VlanId
-		if base {
-			if b, err := hostNL().LinkByIndex(a.ParentIndex); err == nil {
-				in.Base = b.Attrs().Name
-			}
+		if b, err := hostNL().LinkByIndex(a.ParentIndex); err == nil {
+			in.Base = b.Attrs().Name
 		}
 	}
 	return in, nil

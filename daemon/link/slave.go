@@ -116,11 +116,11 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 	// and writes its sysctls, before it comes up. The create itself goes
 	// through a socket of underlayd's namespace, from the visiting thread:
 	// the kept one, or one opened now, before the visit.
-	host, err := hostSocket()
+	host, release, err := hostSocket()
 	if err != nil {
 		return err
 	}
-	defer host.release()
+	defer release()
 	// Creates into one namespace take turns: the default an interface
 	// copies its IPv6 state from is changed for the length of one.
 	lock := &nsCreate[ns.Inode%uint64(len(nsCreate))]
@@ -129,51 +129,30 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 	var name string
 	var index int
 	var refused []createTry
-	var confErr error
+	made := false
 	err = ns.Do(func() error {
 		var err error
 		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 			return fmt.Errorf("netlink in container namespace: %w", err)
 		}
-		var restore string // the namespace's default disable_ipv6 to put back
-		if s.DisableIPv6 {
-			if restore, err = ipv6OffByDefault(); err != nil {
-				return fmt.Errorf("create %s with IPv6 off: %w", s.Name, err)
-			}
-		}
-		t.Step("socket + ipv6 off")
-		tries := createTries(s, tmp)
-		for i, try := range tries {
-			name, index = try.name, try.index
-			err = host.h.LinkAdd(slaveLink(s, name, index, ns))
-			if err == nil || i == len(tries)-1 || !errors.Is(err, unix.EEXIST) && !errors.Is(err, unix.EBUSY) {
-				break
-			}
-			refused = append(refused, try)
-			t.Step("create refused")
-		}
-		var restoreErr error
-		if restore != "" {
-			if e := writeSysctl(defaultDisableIPv6, restore); e != nil {
-				restoreErr = fmt.Errorf("put the namespace's default disable_ipv6=%s back: %w", restore, e)
-			}
-		}
+		err = withIPv6Off(s.DisableIPv6, s.Name, func() error {
+			t.Step("socket + ipv6 off")
+			var err error
+			name, index, refused, err = createTried(host, ns, s, tmp, &t)
+			made = err == nil
+			return err
+		})
 		if err != nil {
-			if restoreErr != nil {
-				return fmt.Errorf("create %s on parent: %w (and %v)", s.Kind, createErr(s.Kind, err), restoreErr)
-			}
-			return fmt.Errorf("create %s on parent: %w", s.Kind, createErr(s.Kind, err))
+			return err
 		}
-		// A default left at 1 fails the attach: the interface goes again.
-		confErr = restoreErr
 		t.Step("create")
-		if confErr == nil {
-			confErr = writeDevConf(name, devConfFor(s))
-		}
-		return nil
+		return writeDevConf(name, devConfFor(s))
 	})
 	lock.Unlock()
 	if err != nil {
+		if made {
+			_ = h.LinkDel(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index, Name: name}})
+		}
 		if h != nil {
 			h.Close()
 		}
@@ -195,9 +174,6 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 		}
 		learnRefusals(refused, s.Name, created.Attrs().Index)
 	}()
-	if confErr != nil {
-		return confErr
-	}
 	if s.Addressed != nil {
 		if err := s.Addressed(&s); err != nil {
 			return err
@@ -235,6 +211,26 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 	}
 	t.Step("route")
 	return nil
+}
+
+// createTried creates s through host, inside ns, under the first of its
+// tries (createTries) the kernel accepts, and returns the name and index
+// it asked for and the tries refused before.
+func createTried(host *netlink.Handle, ns *Netns, s Slave, tmp string, t *StepTimer) (name string, index int, refused []createTry, err error) {
+	tries := createTries(s, tmp)
+	for i, try := range tries {
+		name, index = try.name, try.index
+		err = host.LinkAdd(slaveLink(s, name, index, ns))
+		if err == nil || i == len(tries)-1 || !errors.Is(err, unix.EEXIST) && !errors.Is(err, unix.EBUSY) {
+			break
+		}
+		refused = append(refused, try)
+		t.Step("create refused")
+	}
+	if err != nil {
+		return name, index, refused, fmt.Errorf("create %s on parent: %w", s.Kind, createErr(s.Kind, err))
+	}
+	return name, index, refused, nil
 }
 
 // nsCreate are the locks that make creates into one namespace take turns,

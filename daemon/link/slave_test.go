@@ -141,6 +141,22 @@ func TestPrivilegedDevConf(t *testing.T) {
 	if out, _ := c.Exec("cat", dflt); strings.TrimSpace(out) != "0" {
 		t.Errorf("the namespace's default disable_ipv6 after the creates: want 0 back, got %q", out)
 	}
+	// During the create the default is 1; a failed create puts it back
+	// too, and its error is the create's.
+	errCreate := errors.New("ulkd create failed")
+	var during string
+	err := ns.Do(func() error {
+		return withIPv6Off(true, "ulkdx", func() error {
+			during, _ = readSysctl(dflt)
+			return errCreate
+		})
+	})
+	if !errors.Is(err, errCreate) || during != "1" {
+		t.Errorf("a failed create with IPv6 off: default %q during it (want 1), error %v", during, err)
+	}
+	if out, _ := c.Exec("cat", dflt); strings.TrimSpace(out) != "0" {
+		t.Errorf("the default after a failed create: want 0 back, got %q", out)
+	}
 	// A namespace whose default is already 1 keeps it.
 	if _, err := c.Exec("sh", "-c", "echo 1 > "+dflt); err != nil {
 		t.Fatal(err)
@@ -156,7 +172,7 @@ func TestPrivilegedDevConf(t *testing.T) {
 		}
 	}
 	// A setting for an interface the namespace lacks names both.
-	err := ns.Do(func() error { return writeDevConf("ulkdnone", devConfFor(Slave{DisableIPv6: true})) })
+	err = ns.Do(func() error { return writeDevConf("ulkdnone", devConfFor(Slave{DisableIPv6: true})) })
 	if err == nil || !strings.Contains(err.Error(), "ipv4.arp_notify=1 on ulkdnone") {
 		t.Errorf("arp_notify on a missing interface: want an error naming both, got %v", err)
 	}

@@ -279,8 +279,12 @@ func (k *fakeKernel) Lookup(name string) (link.Info, error) {
 	return l.info, nil
 }
 
-// LookupParent is Lookup: the fake's VLANs have no base to look up.
-func (k *fakeKernel) LookupParent(name string) (link.Info, error) { return k.Lookup(name) }
+// LookupParent gives what the real one does: Lookup's index, MTU, MAC and
+// state, no kind or VLAN, so that nothing comes to rely on those.
+func (k *fakeKernel) LookupParent(name string) (link.Info, error) {
+	in, err := k.Lookup(name)
+	return link.Info{Name: in.Name, Index: in.Index, MTU: in.MTU, Up: in.Up, MAC: in.MAC}, err
+}
 
 func (k *fakeKernel) Probe(driver string) error {
 	if k.missing[driver] {

@@ -19,9 +19,9 @@ type Kernel interface {
 	LiveNetns() map[uint64]string
 
 	// Parents. Lookup fails with link.ErrNotFound for a missing link;
-	// LookupParent is Lookup without a VLAN's base (one request, for an
-	// attach); Probe reports whether the kernel has a driver
-	// (link.ErrUnsupported).
+	// LookupParent gives only what an attach needs of a parent (index,
+	// MTU, MAC, up), more cheaply; Probe reports whether the kernel has a
+	// driver (link.ErrUnsupported).
 	Lookup(name string) (link.Info, error)
 	LookupParent(name string) (link.Info, error)
 	Probe(driver string) error
