@@ -176,8 +176,9 @@ func run(c *cli.Context) error {
 	defer func() {
 		stop()
 		loops.Wait()
-		mgr.StopLeases() // renewed at the next start where due
-		mgr.Wait()       // interfaces still being deleted after a detach
+		mgr.StopLeases()        // renewed at the next start where due
+		mgr.StopAnnouncements() // second gratuitous ARPs still to come
+		mgr.Wait()              // interfaces still being deleted after a detach
 	}()
 	loops.Add(1)
 	go func() {

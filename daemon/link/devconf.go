@@ -9,14 +9,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Announcements come from the kernel, not from a socket of underlayd's.
-// With arp_notify the kernel sends a gratuitous ARP for each IPv4 address
-// when the interface comes up; with ndisc_notify it sends an unsolicited
-// neighbour advertisement for each IPv6 address once the address is usable
-// (at once with IFA_F_NODAD). Switches and neighbours learn the new MAC
-// before any traffic, as they would from a packet socket of our own, but
-// no socket is closed on the attach's path: closing an AF_PACKET socket
-// waits for an RCU grace period (synchronize_net), 10-30 ms here.
+// An interface with IPv6 gets ndisc_notify: the kernel sends an
+// unsolicited neighbour advertisement for each IPv6 address once the
+// address is usable (at once with IFA_F_NODAD), from a workqueue, so that
+// switches and neighbours learn the new MAC before any traffic. Its IPv4
+// addresses are announced by a gratuitous ARP of underlayd's, sent in the
+// background (announce.go), not by arp_notify, which would send it from
+// the thread that brings the interface up.
 //
 // On a network without IPv6, IPv6 is turned off on the interface, as
 // Docker does: otherwise a router advertisement on the LAN would give the
@@ -86,11 +85,10 @@ func withIPv6Off(off bool, name string, create func() error) error {
 // devConfFor lists the sysctls an interface gets before it comes up. One
 // without IPv6 was created with it off (withIPv6Off).
 func devConfFor(s Slave) []devConf {
-	conf := []devConf{{"ipv4", "arp_notify", "1"}}
 	if s.DisableIPv6 {
-		return conf
+		return nil
 	}
-	conf = append(conf, devConf{"ipv6", "ndisc_notify", "1"})
+	conf := []devConf{{"ipv6", "ndisc_notify", "1"}}
 	switch s.IPv6Mode {
 	case "dhcpv6":
 		// The address comes from DHCPv6, the default route from the

@@ -1,6 +1,7 @@
 package link
 
 import (
+	"net"
 	"net/netip"
 	"time"
 )
@@ -29,6 +30,9 @@ func (Host) DeleteSlave(ns *Netns, names ...string) error          { return Dele
 func (Host) HasSlave(ns *Netns, name string, addrs []string) error { return HasSlave(ns, name, addrs) }
 func (Host) DeleteSlaveMatching(ns *Netns, name, mac string, addrs []string) error {
 	return DeleteSlaveMatching(ns, name, mac, addrs)
+}
+func (Host) Announce(parent int, mac net.HardwareAddr, addrs []netip.Addr) error {
+	return AnnounceOnParent(parent, mac, addrs)
 }
 func (Host) Answering(parent string, addrs []netip.Addr, wait time.Duration) (map[netip.Addr]bool, error) {
 	return Answering(parent, addrs, wait)

@@ -22,7 +22,16 @@ var hostHandle atomic.Pointer[netlink.Handle]
 // open.
 var hostIoctl atomic.Int64
 
-func init() { hostIoctl.Store(-1) }
+// hostPacket is a raw packet socket in underlayd's own namespace, kept
+// open beside hostHandle, that sends the gratuitous ARPs out of parents
+// (AnnounceOnParent); -1 when not open. It only sends: protocol 0 hooks
+// nothing into the kernel's receive path.
+var hostPacket atomic.Int64
+
+func init() {
+	hostIoctl.Store(-1)
+	hostPacket.Store(-1)
+}
 
 // OpenHostHandle opens the kept socket. Call it once at start, before any
 // goroutine enters another namespace: a socket belongs to the namespace
@@ -43,11 +52,20 @@ func OpenHostHandle() error {
 		h.Close()
 		return fmt.Errorf("ioctl socket: %w", err)
 	}
+	pkt, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		h.Close()
+		unix.Close(fd)
+		return fmt.Errorf("packet socket for gratuitous ARPs (needs CAP_NET_RAW): %w", err)
+	}
 	if old := hostHandle.Swap(h); old != nil {
 		old.Close()
 	}
 	if old := hostIoctl.Swap(int64(fd)); old >= 0 {
 		unix.Close(int(old))
+	}
+	if old := hostPacket.Swap(int64(pkt)); old >= 0 {
+		go unix.Close(int(old)) // waits for an RCU grace period
 	}
 	return nil
 }
@@ -59,6 +77,9 @@ func CloseHostHandle() {
 	}
 	if fd := hostIoctl.Swap(-1); fd >= 0 {
 		unix.Close(int(fd))
+	}
+	if fd := hostPacket.Swap(-1); fd >= 0 {
+		go unix.Close(int(fd)) // waits for an RCU grace period
 	}
 }
 

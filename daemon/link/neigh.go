@@ -100,15 +100,22 @@ var broadcast = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 
 // arpProbe is an ARP request for a from 0.0.0.0.
 func arpProbe(mac net.HardwareAddr, a netip.Addr) (uint16, net.HardwareAddr, []byte) {
+	return unix.ETH_P_ARP, broadcast, arpRequest(mac, netip.IPv4Unspecified(), a)
+}
+
+// arpRequest is an ARP request for target from sender at mac: a probe
+// from 0.0.0.0, or a gratuitous ARP from the target itself.
+func arpRequest(mac net.HardwareAddr, sender, target netip.Addr) []byte {
 	p := make([]byte, 28)
 	binary.BigEndian.PutUint16(p[0:], 1)      // Ethernet
 	binary.BigEndian.PutUint16(p[2:], 0x0800) // IPv4
 	p[4], p[5] = 6, 4
 	binary.BigEndian.PutUint16(p[6:], 1) // request
 	copy(p[8:14], mac)
-	t := a.As4()
+	s, t := sender.As4(), target.As4()
+	copy(p[14:18], s[:])
 	copy(p[24:28], t[:])
-	return unix.ETH_P_ARP, broadcast, p
+	return p
 }
 
 // ndProbe is a Neighbor Solicitation for a from ::, to a's solicited-node

@@ -51,6 +51,11 @@ type Slave struct {
 	Index int
 	// Steps, if set, is told the wall time of each kernel step.
 	Steps func(step string, d time.Duration)
+	// Announce, if set, is handed the gratuitous ARPs of the interface's
+	// IPv4 addresses once it is up with its routes, to send off the
+	// attach's path (announce.go). Without it they are not announced. A
+	// failed CreateSlave hands over nothing.
+	Announce func(*Announcement)
 }
 
 var macvlanModes = map[string]netlink.MacvlanMode{
@@ -129,6 +134,7 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 	var name string
 	var index int
 	var refused []createTry
+	var ann *Announcement
 	made := false
 	err = ns.Do(func() error {
 		var err error
@@ -146,10 +152,18 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 			return err
 		}
 		t.Step("create")
+		if s.Announce != nil && arpCapable(s) && (s.Addressed != nil || hasIPv4(s.Addrs)) {
+			if ann, err = announcement(); err != nil {
+				return err
+			}
+		}
 		return writeDevConf(name, devConfFor(s))
 	})
 	lock.Unlock()
 	if err != nil {
+		if ann != nil {
+			go ann.Close()
+		}
 		if made {
 			_ = h.LinkDel(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index, Name: name}})
 		}
@@ -170,9 +184,20 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 	defer func() {
 		if err != nil {
 			_ = h.LinkDel(created)
+			if ann != nil {
+				go ann.Close()
+			}
 			return
 		}
 		learnRefusals(refused, s.Name, created.Attrs().Index)
+		if ann != nil {
+			ann.name, ann.index, ann.addrs = s.Name, created.Attrs().Index, ipv4Of(s.Addrs)
+			if len(ann.addrs) == 0 { // the addresses decided meanwhile were IPv6 only
+				go ann.Close()
+			} else {
+				s.Announce(ann)
+			}
+		}
 	}()
 	if s.Addressed != nil {
 		if err := s.Addressed(&s); err != nil {
@@ -201,11 +226,10 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 		}
 		t.Step("rename")
 	}
-	// Up: the kernel announces the addresses now (devconf.go).
 	if err := h.LinkSetUp(created); err != nil {
 		return fmt.Errorf("bring %s up: %w", s.Name, err)
 	}
-	t.Step("up + announce")
+	t.Step("up")
 	if err := addDefaultRoutes(h, created, s); err != nil {
 		return err
 	}
@@ -231,6 +255,22 @@ func createTried(host *netlink.Handle, ns *Netns, s Slave, tmp string, t *StepTi
 		return name, index, refused, fmt.Errorf("create %s on parent: %w", s.Kind, createErr(s.Kind, err))
 	}
 	return name, index, refused, nil
+}
+
+// arpCapable reports whether s speaks ARP: an ipvlan in l3 or l3s mode
+// does not (the kernel marks it NOARP).
+func arpCapable(s Slave) bool { return s.Kind == "macvlan" || s.Mode == "l2" }
+
+func hasIPv4(ps []netip.Prefix) bool { return len(ipv4Of(ps)) > 0 }
+
+func ipv4Of(ps []netip.Prefix) []netip.Addr {
+	var out []netip.Addr
+	for _, p := range ps {
+		if p.Addr().Is4() {
+			out = append(out, p.Addr())
+		}
+	}
+	return out
 }
 
 // nsCreate are the locks that make creates into one namespace take turns,

@@ -116,14 +116,15 @@ func TestPrivilegedFinalName(t *testing.T) {
 }
 
 // The settings an interface gets before it comes up, read back inside the
-// container: arp_notify on both, disable_ipv6 on an IPv4-only one (made
-// with IPv6 off through the namespace's default, which is put back),
-// ndisc_notify on one with IPv6.
+// container: disable_ipv6 on an IPv4-only one (made with IPv6 off through
+// the namespace's default, which is put back), ndisc_notify on one with
+// IPv6, and arp_notify on neither (underlayd announces IPv4 itself, off
+// the attach's path: TestPrivilegedAnnounce).
 func TestPrivilegedDevConf(t *testing.T) {
 	_, c, parent, ns := slaveLab(t, "ulkd", "10.62.0.1/24")
 	want := map[string]map[string]string{
-		"eth0": {"ipv4/conf/eth0/arp_notify": "1", "ipv6/conf/eth0/disable_ipv6": "1"},
-		"eth1": {"ipv4/conf/eth1/arp_notify": "1", "ipv6/conf/eth1/disable_ipv6": "0", "ipv6/conf/eth1/ndisc_notify": "1"},
+		"eth0": {"ipv4/conf/eth0/arp_notify": "0", "ipv6/conf/eth0/disable_ipv6": "1"},
+		"eth1": {"ipv4/conf/eth1/arp_notify": "0", "ipv6/conf/eth1/disable_ipv6": "0", "ipv6/conf/eth1/ndisc_notify": "1"},
 	}
 	for i, name := range []string{"eth0", "eth1"} {
 		s := Slave{Kind: "macvlan", Mode: "bridge", ParentIndex: parent.Index, Name: name, MTU: 1500, DisableIPv6: name == "eth0",
@@ -172,7 +173,7 @@ func TestPrivilegedDevConf(t *testing.T) {
 		}
 	}
 	// A setting for an interface the namespace lacks names both.
-	err = ns.Do(func() error { return writeDevConf("ulkdnone", devConfFor(Slave{DisableIPv6: true})) })
+	err = ns.Do(func() error { return writeDevConf("ulkdnone", []devConf{{"ipv4", "arp_notify", "1"}}) })
 	if err == nil || !strings.Contains(err.Error(), "ipv4.arp_notify=1 on ulkdnone") {
 		t.Errorf("arp_notify on a missing interface: want an error naming both, got %v", err)
 	}

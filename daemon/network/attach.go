@@ -333,6 +333,8 @@ func (m *Manager) createAndCommit(st *netState, ns *link.Netns, ep *api.Endpoint
 	// namespace and its MAC on its parent until it is gone.
 	m.deletions.wait(ep.NetnsInode, ep.Parent, fixedMAC)
 	t.Step("wait deletions")
+	var ann *link.Announcement
+	slave.Announce = func(a *link.Announcement) { ann = a }
 	if err := m.kernel.CreateSlave(ns, slave); err != nil {
 		if fixedMAC && errors.Is(err, syscall.EADDRINUSE) {
 			// macvlan refuses a MAC that another slave of the parent has.
@@ -341,6 +343,11 @@ func (m *Manager) createAndCommit(st *netState, ns *link.Netns, ep *api.Endpoint
 		return err
 	}
 	undo.add(func() { _ = m.kernel.DeleteSlave(ns, ep.IfName) })
+	undo.add(func() {
+		if ann != nil {
+			m.inBackground(ann.Close)
+		}
+	})
 	if configure != nil {
 		t.Reset()
 		if err := configure(); err != nil {
@@ -350,16 +357,35 @@ func (m *Manager) createAndCommit(st *netState, ns *link.Netns, ep *api.Endpoint
 	}
 	t.Reset()
 	ep.State = stateAttached
+	if err := m.commitAttach(st, *ep, intent); err != nil {
+		return err
+	}
+	t.Step("commit")
+	m.announce(st.net, *ep, slave.ParentIndex, ann)
+	t.Step("announce")
+	return nil
+}
+
+// commitAttach records ep, attached, under its network's lock.
+func (m *Manager) commitAttach(st *netState, ep api.Endpoint, intent api.Endpoint) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if err := m.store.PutEndpoint(*ep); err != nil {
+	if err := m.store.PutEndpoint(ep); err != nil {
 		return fmt.Errorf("record endpoint: %w", err)
 	}
 	st.pending--
-	st.put(*ep, m.intern)
+	st.put(ep, m.intern)
 	m.store.EndIntent(intent)
-	t.Step("commit")
 	return nil
+}
+
+// inBackground runs f in a goroutine that Wait waits for.
+func (m *Manager) inBackground(f func()) {
+	m.background.Add(1)
+	go func() {
+		defer m.background.Done()
+		f()
+	}()
 }
 
 // checkAttach applies the per-network rules that need no kernel call.

@@ -194,9 +194,7 @@ func (m *Manager) deleteLater(rs []retiring) {
 	if len(rs) == 0 {
 		return
 	}
-	m.background.Add(1)
-	go func() {
-		defer m.background.Done()
+	m.inBackground(func() {
 		for _, r := range rs {
 			ep := r.intent
 			if err := m.kernel.DeleteSlave(r.ns, ep.IfName); err != nil {
@@ -207,10 +205,11 @@ func (m *Manager) deleteLater(rs []retiring) {
 			r.ns.Close()
 			m.deletions.done(r.del)
 		}
-	}()
+	})
 }
 
-// Wait waits for interfaces being deleted in the background.
+// Wait waits for the background work: interfaces being deleted after a
+// detach, announcements, DHCP releases, name servers restarted.
 func (m *Manager) Wait() { m.background.Wait() }
 
 // deletions tracks the interfaces being deleted in the background. Until
@@ -265,6 +264,7 @@ func (ds *deletions) wait(inode uint64, parent string, fixedMAC bool) {
 // forgetLocked drops a released endpoint from memory once the store no
 // longer holds it. The caller holds st.mu.
 func (m *Manager) forgetLocked(st *netState, ep api.Endpoint) {
+	m.unannounce(ep)
 	for _, a := range addrsOf(ep) {
 		st.addrs.Release(ownerOf(ep), a)
 	}

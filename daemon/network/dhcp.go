@@ -424,32 +424,28 @@ func (m *Manager) leaseInterface(st *netState, ns *link.Netns, ep *api.Endpoint,
 // releaseLease does for DHCPv4.
 func (m *Manager) releaseLease6(parent string, id dhcp.Identity, l dhcp.Lease6) {
 	m.addRef(parent, 1)
-	m.background.Add(1)
-	go func() {
-		defer m.background.Done()
+	m.inBackground(func() {
 		if err := m.leaser.Release6(parent, id, l); err != nil {
 			m.log.Warn("DHCPv6 release not sent: the lease stays on the server until it expires",
 				"parent", parent, "address", l.Address, "err", err)
 		}
 		m.addRef(parent, -1)
 		m.releaseParent(parent)
-	}()
+	})
 }
 
 // releaseLease sends l's DHCPRELEASE in the background, holding parent
 // meanwhile so that an owned VLAN parent outlives the message.
 func (m *Manager) releaseLease(parent string, id dhcp.Identity, l dhcp.Lease) {
 	m.addRef(parent, 1)
-	m.background.Add(1)
-	go func() {
-		defer m.background.Done()
+	m.inBackground(func() {
 		if err := m.leaser.Release(parent, id, l); err != nil {
 			m.log.Warn("DHCP release not sent: the lease stays on the server until it expires",
 				"parent", parent, "address", l.Address, "err", err)
 		}
 		m.addRef(parent, -1)
 		m.releaseParent(parent)
-	}()
+	})
 }
 
 func inPools(pools []ipam.Pool, a netip.Addr) bool {

@@ -44,9 +44,7 @@ func (m *Manager) SetNameServer(s NameServer) {
 		}
 		st.mu.Unlock()
 	}
-	m.background.Add(1)
-	go func() {
-		defer m.background.Done()
+	m.inBackground(func() {
 		for _, inode := range later {
 			m.dnsMu.Lock()
 			// Released meanwhile: a server now would hold its namespace.
@@ -60,7 +58,7 @@ func (m *Manager) SetNameServer(s NameServer) {
 			}
 			m.dnsMu.Unlock()
 		}
-	}()
+	})
 }
 
 // dnsOn is a network's -o dns (on unless "false").

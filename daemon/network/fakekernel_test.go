@@ -37,6 +37,9 @@ type fakeKernel struct {
 	fail    map[string]*fault        // operation -> its next failure
 	gates   map[string]chan struct{} // operation -> closed when it may go on
 	reached map[string]chan struct{} // operation -> closed when first called
+	// announced are the gratuitous ARPs sent out of parents, as
+	// "<parent index> <mac> <address>".
+	announced []string
 }
 
 // fault is a failure to come: skip calls succeed, the next one fails.
@@ -484,6 +487,19 @@ func (k *fakeKernel) Answering(_ string, addrs []netip.Addr, _ time.Duration) (m
 		}
 	}
 	return out, nil
+}
+
+// Announce records a gratuitous ARP out of a parent, in announced.
+func (k *fakeKernel) Announce(parent int, mac net.HardwareAddr, addrs []netip.Addr) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.failing("Announce"); err != nil {
+		return err
+	}
+	for _, a := range addrs {
+		k.announced = append(k.announced, fmt.Sprintf("%d %s %s", parent, mac, a))
+	}
+	return nil
 }
 
 var _ Kernel = (*fakeKernel)(nil)

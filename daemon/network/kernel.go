@@ -1,6 +1,7 @@
 package network
 
 import (
+	"net"
 	"net/netip"
 	"time"
 
@@ -36,6 +37,10 @@ type Kernel interface {
 	DeleteSlaveMatching(ns *link.Netns, name, mac string, addrs []string) error
 	// HasSlave fails unless ns has interface name, up, with addrs.
 	HasSlave(ns *link.Netns, name string, addrs []string) error
+
+	// Announce sends a gratuitous ARP for each of addrs, at mac, out of
+	// the parent with that ifindex.
+	Announce(parent int, mac net.HardwareAddr, addrs []netip.Addr) error
 
 	// Answering asks the wire, out of parent, whether anybody holds each
 	// of addrs (ARP and ND probes, replies collected for wait).

@@ -130,8 +130,9 @@ type Manager struct {
 	refs  parentRefs
 	owned map[string]store.OwnedLink
 
-	background sync.WaitGroup // interfaces being deleted after a detach
+	background sync.WaitGroup // inBackground's work; Wait waits for it
 	deletions  deletions
+	announcer  announcer // second gratuitous ARPs to come (announce.go)
 
 	// leaser does the DHCP of --ipam-driver dhcp networks; leases keeps
 	// their renewals.

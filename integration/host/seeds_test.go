@@ -89,15 +89,15 @@ func TestPrivilegedSeedPubNet(t *testing.T) {
 		t.Fatalf("eth0 still in c1 after detach:\n%s", got)
 	}
 	// The router knew .10 at c1's MAC. c3 takes .10 with a new MAC, and its
-	// gratuitous ARP updates the router's neighbour entry before any
-	// traffic flows.
+	// gratuitous ARP (sent just after the attach answers) updates the
+	// router's neighbour entry without any traffic.
 	if err := lan.Ping("172.16.86.10"); err == nil {
 		t.Fatal("router still reaches the released address")
 	}
 	c3 := tl.NewContainer(t, "ulh1-c3")
 	attach(t, d, c3, "io.underlay.network", "pub_net", "io.underlay.ip", "172.16.86.10")
 	mac3 := macOf(t, exec(t, c3, "ip", "link", "show", "eth0"))
-	neigh := tl.MustRun(t, "ip", "-n", lan.NS, "neigh", "show", "172.16.86.10")
+	neigh := waitFor(t, func() string { return tl.MustRun(t, "ip", "-n", lan.NS, "neigh", "show", "172.16.86.10") }, "lladdr "+mac3)
 	if !strings.Contains(neigh, "lladdr "+mac3) {
 		t.Fatalf("router's neighbour entry not updated to %s by gratuitous ARP: %s", mac3, neigh)
 	}

@@ -84,7 +84,7 @@ func openManagerWith(dir string, wrap func(*store.Store) network.Store, opts ...
 		st.Close()
 		return nil, nil, err
 	}
-	return m, func() { m.Wait(); st.Close() }, nil
+	return m, func() { m.StopAnnouncements(); m.Wait(); st.Close() }, nil
 }
 
 // inprocResult is the daemon-side cost of attach and detach, without the
@@ -258,8 +258,8 @@ func startProfile(path string) (func(), error) {
 
 // linkFloor times underlayd's own netlink package alone: CreateSlave (make
 // the macvlan inside the netns under its final name, its sysctls, address,
-// up, which makes the kernel announce, default route) and DeleteSlave,
-// with no store and no locks.
+// up, default route; its announcement is sent in the background, as
+// underlayd does) and DeleteSlave, with no store and no locks.
 func linkFloor(n int) (create, del []time.Duration, err error) {
 	conts, err := newContainers("ulb-link", n)
 	if err != nil {
@@ -270,6 +270,8 @@ func linkFloor(n int) (create, del []time.Duration, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	var sends sync.WaitGroup
+	defer sends.Wait()
 	for i, c := range conts {
 		ns, err := link.OpenPid(c.Pid)
 		if err != nil {
@@ -278,7 +280,8 @@ func linkFloor(n int) (create, del []time.Duration, err error) {
 		mac, _ := link.RandomMAC()
 		s := link.Slave{Kind: "macvlan", Mode: "bridge", ParentIndex: parent.Index, Name: "eth0", MTU: parent.MTU, MAC: mac,
 			Addrs:    []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 205, byte((i + 2) >> 8), byte(i + 2)}), 16)},
-			Gateways: []netip.Addr{netip.MustParseAddr("10.205.0.1")}}
+			Gateways: []netip.Addr{netip.MustParseAddr("10.205.0.1")},
+			Announce: func(a *link.Announcement) { sends.Go(func() { _ = a.Send() }) }}
 		t0 := time.Now()
 		err = link.CreateSlave(ns, s)
 		d1 := time.Since(t0)

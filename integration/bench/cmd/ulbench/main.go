@@ -421,7 +421,7 @@ func latency(c *config, rep *Report) error {
 	if err != nil {
 		return err
 	}
-	rep.add(durations("daemon", "link.CreateSlave alone (netlink work of an attach)", lc)).Note = "create in netns under the final name, sysctls, addr, up (the kernel announces), route"
+	rep.add(durations("daemon", "link.CreateSlave alone (netlink work of an attach)", lc)).Note = "create in netns under the final name, sysctls, addr, up, route (the gratuitous ARP follows in the background)"
 	rep.add(durations("daemon", "link.DeleteSlave alone (netlink work of a detach)", ld))
 	fv, nproc, err := findVanished(20)
 	if err != nil {
