@@ -100,6 +100,6 @@ include integration/vm/vm.mk
 # in underlayd's namespace. The rest of the privileged tests run on the
 # host (make test-privileged), where they are faster.
 VM_TEST_PKGS += ./integration/host/ ./daemon/network/ ./integration/dhcp/ ./integration/cni/ ./daemon/link/
-VM_TEST_RUN = TestVM|TestPrivileged(FinalName|IndexHint|DevConf|LookupParent|ProcSys|Strip|MacvlanModes|PassthruOneEndpoint|MissingKernelFeature|SeedPubNet|SeedDualStack|IPv4OnlyHasNoIPv6|AnnounceUpdatesRouter|DHCPIpvlan|DHCPLeaseAndRelease|Shim|CNIVLAN)
+VM_TEST_RUN = TestVM|TestPrivileged(FinalName|IndexHint|DevConf|LookupParent|ProcSys|Strip|MacvlanModes|PassthruOneEndpoint|MissingKernelFeature|SeedPubNet|SeedDualStack|IPv4OnlyHasNoIPv6|Announce|DHCPIpvlan|DHCPLeaseAndRelease|Shim|CNIVLAN)
 test-vm: build
 test-vm: export UNDERLAY_VM_BIN := $(BIN)

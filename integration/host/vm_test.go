@@ -175,8 +175,15 @@ func TestVMIpvlanL2(t *testing.T) {
 	if _, err := d.Detach(b, ann("io.underlay.network", "ipv2")); err != nil {
 		t.Fatal(err)
 	}
+	// The router knew .3 at another MAC: the announcement out of the
+	// parent, at the parent's MAC that ipvlan shares, puts it right when
+	// the attach answers.
+	tl.MustRun(t, "ip", "-n", lan.NS, "neigh", "replace", "10.50.0.3", "lladdr", "02:00:5e:00:50:03", "dev", "lan0", "nud", "stale")
 	b2 := tl.NewContainer(t, "ulv3-b2")
 	attach(t, d, b2, "io.underlay.network", "ipv2", "io.underlay.ip", "10.50.0.3")
+	if got := tl.MustRun(t, "ip", "-n", lan.NS, "neigh", "show", "10.50.0.3"); !strings.Contains(got, "lladdr "+parentMAC) {
+		t.Errorf("router's entry for 10.50.0.3 not announced at the parent's MAC %s: %s", parentMAC, got)
+	}
 	ping(t, a, "10.50.0.3")
 	c := tl.NewContainer(t, "ulv3-c")
 	out, err := d.Attach(c, ann("io.underlay.network", "ipv2", "io.underlay.mac", "02:00:00:00:00:09"))
