@@ -40,9 +40,10 @@ import (
 // neighbour advertisement leaves from a workqueue once the address is
 // usable (devconf.go).
 
-// AnnounceOnParent sends a gratuitous ARP for each IPv4 address of addrs,
-// at mac, out of the parent with ifindex parent. The Ethernet source is
-// mac too, so that the switch learns where the container is.
+// AnnounceOnParent sends a gratuitous ARP for each IPv4 address of addrs
+// (IPv6 ones are the kernel's, see above), at mac, out of the parent with
+// ifindex parent. The Ethernet source is mac too, so that the switch
+// learns where the container is.
 func AnnounceOnParent(parent int, mac net.HardwareAddr, addrs []netip.Addr) error {
 	if len(mac) != 6 {
 		return fmt.Errorf("announce on parent %d: %q is not an Ethernet address", parent, mac)
@@ -53,7 +54,7 @@ func AnnounceOnParent(parent int, mac net.HardwareAddr, addrs []netip.Addr) erro
 		if fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0); err != nil {
 			return fmt.Errorf("announce on parent %d: packet socket: %w", parent, err)
 		}
-		defer func() { go unix.Close(fd) }() // waits for an RCU grace period
+		defer func() { go closePacket(fd) }()
 	}
 	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: parent, Halen: 6}
 	copy(sa.Addr[:], broadcast)
@@ -86,6 +87,14 @@ type Announcement struct {
 // closing bounds the threads waiting in a packet socket's close at once;
 // the rest wait their turn without a thread.
 var closing = make(chan struct{}, 8)
+
+// closePacket closes a packet socket, which waits for an RCU grace period
+// (synchronize_net): never on an attach's path.
+func closePacket(fd int) {
+	closing <- struct{}{}
+	unix.Close(fd)
+	<-closing
+}
 
 // announcement opens the packet socket of an announcement in the calling
 // thread's namespace (inside Netns.Do); CreateSlave fills in the rest.
@@ -133,8 +142,6 @@ func (a *Announcement) Close() {
 	if a == nil || a.fd < 0 {
 		return
 	}
-	closing <- struct{}{}
-	unix.Close(a.fd)
-	<-closing
+	closePacket(a.fd)
 	a.fd = -1
 }

@@ -65,7 +65,7 @@ func OpenHostHandle() error {
 		unix.Close(int(old))
 	}
 	if old := hostPacket.Swap(int64(pkt)); old >= 0 {
-		go unix.Close(int(old)) // waits for an RCU grace period
+		go closePacket(int(old))
 	}
 	return nil
 }
@@ -79,7 +79,7 @@ func CloseHostHandle() {
 		unix.Close(int(fd))
 	}
 	if fd := hostPacket.Swap(-1); fd >= 0 {
-		go unix.Close(int(fd)) // waits for an RCU grace period
+		go closePacket(int(fd))
 	}
 }
 

@@ -53,8 +53,9 @@ type Slave struct {
 	Steps func(step string, d time.Duration)
 	// Announce, if set, is handed the gratuitous ARPs of the interface's
 	// IPv4 addresses once it is up with its routes, to send off the
-	// attach's path (announce.go). Without it they are not announced. A
-	// failed CreateSlave hands over nothing.
+	// attach's path (announce.go). Without it they are not announced; an
+	// interface without ARP (ipvlan l3, l3s) should not ask. A failed
+	// CreateSlave hands over nothing.
 	Announce func(*Announcement)
 }
 
@@ -152,7 +153,7 @@ func CreateSlave(ns *Netns, s Slave) (err error) {
 			return err
 		}
 		t.Step("create")
-		if s.Announce != nil && arpCapable(s) && (s.Addressed != nil || hasIPv4(s.Addrs)) {
+		if s.Announce != nil && (s.Addressed != nil || hasIPv4(s.Addrs)) {
 			if ann, err = announcement(); err != nil {
 				return err
 			}
@@ -256,10 +257,6 @@ func createTried(host *netlink.Handle, ns *Netns, s Slave, tmp string, t *StepTi
 	}
 	return name, index, refused, nil
 }
-
-// arpCapable reports whether s speaks ARP: an ipvlan in l3 or l3s mode
-// does not (the kernel marks it NOARP).
-func arpCapable(s Slave) bool { return s.Kind == "macvlan" || s.Mode == "l2" }
 
 func hasIPv4(ps []netip.Prefix) bool { return len(ipv4Of(ps)) > 0 }
 

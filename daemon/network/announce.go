@@ -2,7 +2,6 @@ package network
 
 import (
 	"net"
-	"net/netip"
 	"sync"
 	"time"
 
@@ -15,15 +14,16 @@ import (
 // attach commits, the second from inside the container (link/announce.go).
 const announceInterval = 2 * time.Second
 
-// announcer keeps the second announcements to come, by endpoint. Its own
-// WaitGroup counts those being sent or closed: their timers fire at any
-// time, so Manager.Wait's group, which may be waited on meanwhile, cannot
-// count them. Only StopAnnouncements waits for it, once no more can start.
+// announcer keeps the second announcements to come, by endpoint. Closing
+// an announcement goes through Manager.inBackground, like all background
+// work of a request; sending one starts from a timer, which may fire while
+// Manager.Wait is waited on, so the sends have a WaitGroup of their own
+// that only StopAnnouncements waits for, once no more can start.
 type announcer struct {
 	mu      sync.Mutex
 	pending map[announceKey]*link.Announcement
 	stopped bool
-	busy    sync.WaitGroup
+	sending sync.WaitGroup
 }
 
 type announceKey struct {
@@ -33,24 +33,17 @@ type announceKey struct {
 
 // announce announces a committed endpoint's IPv4 addresses: out of its
 // parent now, and with a, if any, from inside the container after
-// announceInterval, unless the endpoint is released first.
+// announceInterval, unless the endpoint is released first. Interfaces
+// without ARP get neither (attachOne asks CreateSlave for no a then).
 func (m *Manager) announce(n api.Network, ep api.Endpoint, parent int, a *link.Announcement) {
-	var v4 []netip.Addr
-	for _, addr := range addrsOf(ep) {
-		if addr.Is4() {
-			v4 = append(v4, addr)
-		}
-	}
-	mac, err := net.ParseMAC(ep.MAC)
-	if len(v4) == 0 || err != nil || !arpCapable(n) {
-		if a != nil {
-			m.inBackground(a.Close)
-		}
+	if !arpCapable(n) {
 		return
 	}
-	if err := m.kernel.Announce(parent, mac, v4); err != nil {
-		m.log.Warn("addresses not announced out of the parent", "network", ep.Network, "container", ep.Container(),
-			"parent", ep.Parent, "err", err)
+	if mac, err := net.ParseMAC(ep.MAC); err == nil {
+		if err := m.kernel.Announce(parent, mac, addrsOf(ep)); err != nil {
+			m.log.Warn("addresses not announced out of the parent", "network", ep.Network, "container", ep.Container(),
+				"parent", ep.Parent, "err", err)
+		}
 	}
 	if a == nil {
 		return
@@ -63,19 +56,23 @@ func (m *Manager) announce(n api.Network, ep api.Endpoint, parent int, a *link.A
 		m.inBackground(a.Close)
 		return
 	}
+	if old := an.pending[k]; old != nil {
+		m.inBackground(old.Close)
+	}
 	if an.pending == nil {
 		an.pending = map[announceKey]*link.Announcement{}
 	}
-	if old := an.pending[k]; old != nil {
-		an.busy.Add(1)
-		go func() { defer an.busy.Done(); old.Close() }()
-	}
 	an.pending[k] = a
 	time.AfterFunc(announceInterval, func() {
-		if an.take(k, a) == nil {
-			return // released, or stopped, meanwhile
+		an.mu.Lock()
+		if an.pending[k] != a { // released, replaced or stopped meanwhile
+			an.mu.Unlock()
+			return
 		}
-		defer an.busy.Done()
+		delete(an.pending, k)
+		an.sending.Add(1)
+		an.mu.Unlock()
+		defer an.sending.Done()
 		if err := a.Send(); err != nil {
 			m.log.Warn("addresses not announced from the container", "network", ep.Network,
 				"container", ep.Container(), "ifname", ep.IfName, "err", err)
@@ -83,45 +80,34 @@ func (m *Manager) announce(n api.Network, ep api.Endpoint, parent int, a *link.A
 	})
 }
 
-// take removes and returns k's pending announcement if it is still a (any,
-// if a is nil) and counts it busy; the caller sends or closes it, then
-// calls busy.Done. It returns nil if there is none.
-func (an *announcer) take(k announceKey, a *link.Announcement) *link.Announcement {
-	an.mu.Lock()
-	defer an.mu.Unlock()
-	p := an.pending[k]
-	if p == nil || a != nil && p != a {
-		return nil
-	}
-	delete(an.pending, k)
-	an.busy.Add(1)
-	return p
-}
-
 // arpCapable reports whether n's interfaces speak ARP: an ipvlan's in l3
-// or l3s mode do not.
+// or l3s mode do not (the kernel marks them NOARP).
 func arpCapable(n api.Network) bool { return n.Driver != "ipvlan" || n.Mode == "l2" }
 
 // unannounce drops the second announcement of a released endpoint: its
 // address may go to another container at once.
 func (m *Manager) unannounce(ep api.Endpoint) {
 	an := &m.announcer
-	if a := an.take(announceKey{ep.Network, keyOf(ep)}, nil); a != nil {
-		go func() { defer an.busy.Done(); a.Close() }()
+	k := announceKey{ep.Network, keyOf(ep)}
+	an.mu.Lock()
+	a := an.pending[k]
+	delete(an.pending, k)
+	an.mu.Unlock()
+	if a != nil {
+		m.inBackground(a.Close)
 	}
 }
 
 // StopAnnouncements drops the second announcements still to come and
-// waits for those being sent, at shutdown.
+// waits for those being sent, at shutdown (before Wait).
 func (m *Manager) StopAnnouncements() {
 	an := &m.announcer
 	an.mu.Lock()
 	an.stopped = true
 	for k, a := range an.pending {
 		delete(an.pending, k)
-		an.busy.Add(1)
-		go func() { defer an.busy.Done(); a.Close() }()
+		m.inBackground(a.Close)
 	}
 	an.mu.Unlock()
-	an.busy.Wait()
+	an.sending.Wait()
 }

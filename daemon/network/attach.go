@@ -334,7 +334,9 @@ func (m *Manager) createAndCommit(st *netState, ns *link.Netns, ep *api.Endpoint
 	m.deletions.wait(ep.NetnsInode, ep.Parent, fixedMAC)
 	t.Step("wait deletions")
 	var ann *link.Announcement
-	slave.Announce = func(a *link.Announcement) { ann = a }
+	if arpCapable(st.net) {
+		slave.Announce = func(a *link.Announcement) { ann = a }
+	}
 	if err := m.kernel.CreateSlave(ns, slave); err != nil {
 		if fixedMAC && errors.Is(err, syscall.EADDRINUSE) {
 			// macvlan refuses a MAC that another slave of the parent has.
@@ -343,11 +345,9 @@ func (m *Manager) createAndCommit(st *netState, ns *link.Netns, ep *api.Endpoint
 		return err
 	}
 	undo.add(func() { _ = m.kernel.DeleteSlave(ns, ep.IfName) })
-	undo.add(func() {
-		if ann != nil {
-			m.inBackground(ann.Close)
-		}
-	})
+	if ann != nil {
+		undo.add(func() { m.inBackground(ann.Close) })
+	}
 	if configure != nil {
 		t.Reset()
 		if err := configure(); err != nil {

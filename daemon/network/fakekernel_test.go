@@ -489,7 +489,8 @@ func (k *fakeKernel) Answering(_ string, addrs []netip.Addr, _ time.Duration) (m
 	return out, nil
 }
 
-// Announce records a gratuitous ARP out of a parent, in announced.
+// Announce records the gratuitous ARPs out of a parent in announced: one
+// per IPv4 address, as the real one sends.
 func (k *fakeKernel) Announce(parent int, mac net.HardwareAddr, addrs []netip.Addr) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -497,7 +498,9 @@ func (k *fakeKernel) Announce(parent int, mac net.HardwareAddr, addrs []netip.Ad
 		return err
 	}
 	for _, a := range addrs {
-		k.announced = append(k.announced, fmt.Sprintf("%d %s %s", parent, mac, a))
+		if a.Is4() {
+			k.announced = append(k.announced, fmt.Sprintf("%d %s %s", parent, mac, a))
+		}
 	}
 	return nil
 }

@@ -38,8 +38,9 @@ type Kernel interface {
 	// HasSlave fails unless ns has interface name, up, with addrs.
 	HasSlave(ns *link.Netns, name string, addrs []string) error
 
-	// Announce sends a gratuitous ARP for each of addrs, at mac, out of
-	// the parent with that ifindex.
+	// Announce sends a gratuitous ARP for each IPv4 address of addrs (the
+	// others it leaves to the kernel), at mac, out of the parent with that
+	// ifindex.
 	Announce(parent int, mac net.HardwareAddr, addrs []netip.Addr) error
 
 	// Answering asks the wire, out of parent, whether anybody holds each
