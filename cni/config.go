@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
@@ -13,29 +12,7 @@ import (
 
 // config is the network configuration on stdin (one plugin of a
 // conflist, as the runtime hands it over).
-type config struct {
-	CNIVersion string `json:"cniVersion"`
-	Name       string `json:"name"`
-	Type       string `json:"type"`
-	// Network is underlay's network; empty means the same as Name.
-	Network string `json:"network"`
-	// Socket is underlayd's socket; empty means UNDERLAY_SOCKET, else the
-	// default.
-	Socket        string `json:"socket"`
-	RuntimeConfig struct {
-		IPs []string `json:"ips"`
-		MAC string   `json:"mac"`
-	} `json:"runtimeConfig"`
-	Args struct {
-		CNI struct {
-			IPs []string `json:"ips"`
-		} `json:"cni"`
-	} `json:"args"`
-	ValidAttachments []struct {
-		ContainerID string `json:"containerID"`
-		IfName      string `json:"ifname"`
-	} `json:"cni.dev/valid-attachments"`
-}
+type config struct{ api.CNIConfig }
 
 func (c config) network() string {
 	if c.Network != "" {
@@ -57,8 +34,8 @@ func readConfig(r io.Reader) (config, error) {
 	if err != nil {
 		return c, &cniError{Code: 5, Msg: fmt.Sprintf("read the network configuration: %v", err)}
 	}
-	if err := json.Unmarshal(b, &c); err != nil {
-		return c, &cniError{Code: 6, Msg: fmt.Sprintf("the network configuration is not valid JSON: %v", err)}
+	if c.CNIConfig, err = api.DecodeCNIConfig(b); err != nil {
+		return c, &cniError{Code: 6, Msg: fmt.Sprintf("malformed network configuration on stdin: %v", err)}
 	}
 	if c.CNIVersion != "" && !slices.Contains(supported, c.CNIVersion) {
 		return c, &cniError{Code: 1, Msg: fmt.Sprintf("cniVersion %s: underlay-cni speaks %s", c.CNIVersion, strings.Join(supported, ", "))}
@@ -156,47 +133,4 @@ func parseArgs(s string) (map[string]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// result is the ADD result in the spec's format: the container's
-// interface, its addresses with their gateways, and the default routes.
-func result(version string, ep api.Endpoint, netns string) map[string]any {
-	if version == "" {
-		version = specVersion
-	}
-	iface := map[string]any{"name": ep.IfName, "mac": ep.MAC, "sandbox": netns}
-	var ips, routes []map[string]any
-	for _, a := range ep.Addresses {
-		p, err := netip.ParsePrefix(a)
-		if err != nil {
-			continue
-		}
-		ip := map[string]any{"address": a, "interface": 0}
-		if strings.HasPrefix(version, "0.") {
-			ip["version"] = map[bool]string{true: "4", false: "6"}[p.Addr().Is4()]
-		}
-		for _, g := range ep.Gateways {
-			if gw, err := netip.ParseAddr(g); err == nil && gw.Is4() == p.Addr().Is4() {
-				ip["gateway"] = g
-				dst := "0.0.0.0/0"
-				if gw.Is6() {
-					dst = "::/0"
-				}
-				routes = append(routes, map[string]any{"dst": dst, "gw": g})
-			}
-		}
-		ips = append(ips, ip)
-	}
-	res := map[string]any{"cniVersion": version, "interfaces": []any{iface}, "ips": ips, "routes": routes, "dns": map[string]any{}}
-	if d := ep.DHCP; d != nil {
-		dns := map[string]any{}
-		if len(d.DNS) > 0 {
-			dns["nameservers"] = d.DNS
-		}
-		if d.Domain != "" {
-			dns["domain"] = d.Domain
-		}
-		res["dns"] = dns
-	}
-	return res
 }

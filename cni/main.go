@@ -7,7 +7,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -32,7 +31,7 @@ func main() {
 func run(env func(string) string, stdin io.Reader, out io.Writer) int {
 	cmd := env("CNI_COMMAND")
 	if cmd == "VERSION" {
-		return write(out, map[string]any{"cniVersion": specVersion, "supportedVersions": supported})
+		return write(out, versionResult{CNIVersion: specVersion, SupportedVersions: supported}.encode())
 	}
 	conf, err := readConfig(stdin)
 	if err != nil {
@@ -45,17 +44,21 @@ func run(env func(string) string, stdin io.Reader, out io.Writer) int {
 		if err != nil {
 			return fail(out, conf.CNIVersion, err)
 		}
-		var ep api.Endpoint
-		if err := call(c, "/cni/add", req, &ep); err != nil {
+		body, err := c.Call("POST", "/cni/add", api.EncodeCNIRequest(req))
+		if err != nil {
 			return fail(out, conf.CNIVersion, describe(conf, "ADD", err))
 		}
-		return write(out, result(conf.CNIVersion, ep, req.Netns))
+		ep, err := api.DecodeCNIAdded(body)
+		if err != nil {
+			return fail(out, conf.CNIVersion, &cniError{Code: 999, Msg: fmt.Sprintf("network %s: ADD: underlayd's answer: %v", conf.network(), err)})
+		}
+		return write(out, newResult(conf.CNIVersion, ep, req.Netns).encode())
 	case "DEL":
 		req, err := conf.request(env, false)
 		if err != nil {
 			return fail(out, conf.CNIVersion, err)
 		}
-		if err := call(c, "/cni/del", req, nil); err != nil {
+		if _, err := c.Call("POST", "/cni/del", api.EncodeCNIRequest(req)); err != nil {
 			return fail(out, conf.CNIVersion, describe(conf, "DEL", err))
 		}
 		return 0
@@ -64,7 +67,7 @@ func run(env func(string) string, stdin io.Reader, out io.Writer) int {
 		if err != nil {
 			return fail(out, conf.CNIVersion, err)
 		}
-		if err := call(c, "/cni/check", req, nil); err != nil {
+		if _, err := c.Call("POST", "/cni/check", api.EncodeCNIRequest(req)); err != nil {
 			return fail(out, conf.CNIVersion, describe(conf, "CHECK", err))
 		}
 		return 0
@@ -78,7 +81,7 @@ func run(env func(string) string, stdin io.Reader, out io.Writer) int {
 		for _, a := range conf.ValidAttachments {
 			gc.Valid = append(gc.Valid, api.CNIAttachment{ContainerID: a.ContainerID, IfName: a.IfName})
 		}
-		if err := call(c, "/cni/gc", gc, nil); err != nil {
+		if _, err := c.Call("POST", "/cni/gc", api.EncodeCNIGC(gc)); err != nil {
 			return fail(out, conf.CNIVersion, describe(conf, "GC", err))
 		}
 		return 0
@@ -88,24 +91,11 @@ func run(env func(string) string, stdin io.Reader, out io.Writer) int {
 	return fail(out, conf.CNIVersion, &cniError{Code: 4, Msg: fmt.Sprintf("CNI_COMMAND=%s: want ADD, DEL, CHECK, STATUS, GC or VERSION", cmd)})
 }
 
-// call sends req as JSON to path and decodes the answer into resp.
-func call(c *api.Client, path string, req, resp any) error {
-	b, err := json.Marshal(req)
-	if err != nil {
-		return err
-	}
-	body, err := c.Call("POST", path, b)
-	if err != nil || resp == nil {
-		return err
-	}
-	return json.Unmarshal(body, resp)
-}
-
-// cniError is the spec's error object.
+// cniError is a failure, written out as the spec's error object.
 type cniError struct {
-	Code    int    `json:"code"`
-	Msg     string `json:"msg"`
-	Details string `json:"details,omitempty"`
+	Code    int
+	Msg     string
+	Details string
 }
 
 func (e *cniError) Error() string { return e.Msg }
@@ -153,12 +143,11 @@ func fail(out io.Writer, version string, err error) int {
 	if version == "" {
 		version = specVersion
 	}
-	write(out, map[string]any{"cniVersion": version, "code": ce.Code, "msg": ce.Msg, "details": ce.Details})
+	write(out, errorResult{CNIVersion: version, Code: ce.Code, Msg: ce.Msg, Details: ce.Details}.encode())
 	return 1
 }
 
-func write(out io.Writer, v any) int {
-	b, _ := json.Marshal(v)
+func write(out io.Writer, b []byte) int {
 	out.Write(append(b, '\n'))
 	return 0
 }

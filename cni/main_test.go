@@ -127,7 +127,8 @@ func TestErrors(t *testing.T) {
 		{"unknown CNI_ARGS key", with("CNI_ARGS", "FOO=1"), conf, 0, "", 4, "unknown key FOO"},
 		{"no netns", with("CNI_NETNS", ""), conf, 0, "", 4, "CNI_NETNS is not set"},
 		{"bad version", base, `{"cniVersion":"9.9.9","name":"n"}`, 0, "", 1, "cniVersion 9.9.9"},
-		{"bad JSON", base, `{`, 0, "", 6, "not valid JSON"},
+		{"bad JSON", base, `{`, 0, "", 6, "malformed network configuration on stdin: unexpected end of input"},
+		{"wrong type", base, `{"name":"n","runtimeConfig":{"ips":"10.0.0.5"}}`, 0, "", 6, `field "runtimeConfig.ips": want an array, got a string`},
 		{"bad address", with("CNI_ARGS", "IP=10.0.0.300"), conf, 0, "", 7, `"10.0.0.300" is not an IP address`},
 		{"daemon down", with("UNDERLAY_SOCKET", filepath.Join(t.TempDir(), "none.sock")), conf, 0, "", 11, "network pub_net: ADD: underlayd is not running"},
 		{"unknown network", base, conf, 404, "network pub_net: network not found", 7, "network pub_net: network not found"},
@@ -176,5 +177,39 @@ func TestVerbs(t *testing.T) {
 	env["CNI_COMMAND"] = "VERSION"
 	if code, res := invoke(t, env, ""); code != 0 || res["cniVersion"] != "1.1.0" {
 		t.Fatalf("VERSION: %v", res)
+	}
+}
+
+// The plugin's output, written without encoding/json, is what json.Marshal
+// makes of the same values, for every version's result and any strings.
+func FuzzOutput(f *testing.F) {
+	f.Add("1.1.0", "eth0", "02:42:ac:10:56:0a", "/var/run/netns/x", "172.16.86.10/24", "172.16.86.1", "lan", 11)
+	f.Add("0.3.1", "net1", "", "", "2001:db8::10/64", "2001:db8::1", "", 0)
+	f.Add("1.0.0", "e\"<>&\u2028", "\xff", "\x01", "10.0.0.5/8", "10.0.0.1", "\n", -1)
+	f.Fuzz(func(t *testing.T, version, ifname, mac, netns, addr, gw, domain string, code int) {
+		ep := api.CNIAdded{IfName: ifname, MAC: mac, Addresses: []string{addr, "2001:db8::7/64", "bad"},
+			Gateways: []string{gw, "2001:db8::1"}}
+		if domain != "" {
+			ep.DHCP = &api.CNIAddedDNS{DNS: []string{gw, domain}, Domain: domain}
+		}
+		for _, r := range []result{newResult(version, ep, netns), newResult(version, api.CNIAdded{}, netns), {}} {
+			sameAsJSON(t, r.encode(), r)
+		}
+		e := errorResult{CNIVersion: version, Code: code, Msg: ifname, Details: domain}
+		sameAsJSON(t, e.encode(), e)
+		v := versionResult{CNIVersion: version, SupportedVersions: []string{mac, netns}}
+		sameAsJSON(t, v.encode(), v)
+		sameAsJSON(t, versionResult{}.encode(), versionResult{})
+	})
+}
+
+func sameAsJSON(t *testing.T, got []byte, v any) {
+	t.Helper()
+	ref, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, ref) {
+		t.Fatalf("%T:\nours %s\njson %s", v, got, ref)
 	}
 }

@@ -34,8 +34,9 @@ func (e *StatusError) Error() string { return e.Msg }
 // Call sends body (if non-nil) as the JSON of the request and returns the
 // body of a 2xx answer. Any other answer is a *StatusError carrying the
 // daemon's message. Errors are one line, ready to print. Callers encode
-// and decode themselves (wire.go for the hook, encoding/json elsewhere
-// through apiclient.Do) so this package does not link encoding/json.
+// and decode themselves (wire.go for the hook and underlay-cni,
+// encoding/json elsewhere through apiclient.Do) so this package does not
+// link encoding/json.
 func (c *Client) Call(method, path string, body []byte) ([]byte, error) {
 	code, resp, err := c.roundTrip(method, "/"+Version+path, body)
 	if err != nil {

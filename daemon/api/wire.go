@@ -12,6 +12,7 @@ import (
 // OCI state on stdin, a bundle's config.json, the attach and detach
 // requests, the daemon's error body) without encoding/json: linking it
 // costs the hook about a millisecond of start-up on every container start.
+// wire_cni.go does the same for underlay-cni.
 // The reader accepts exactly what encoding/json accepts when decoding into
 // the same Go types and yields the same values (FuzzWireState checks it);
 // the writer's output is byte for byte json.Marshal's (FuzzWireEncode).

@@ -12,7 +12,7 @@ import (
 func EncodeAttachRequest(r AttachRequest) []byte {
 	b := make([]byte, 0, 128)
 	b = appendNamespace(b, r.Namespace)
-	b = appendString(append(b, `"container_id":`...), r.ContainerID)
+	b = AppendJSONString(append(b, `"container_id":`...), r.ContainerID)
 	b = strconv.AppendInt(append(b, `,"pid":`...), int64(r.Pid), 10)
 	b = append(b, `,"networks":`...)
 	if r.Networks == nil {
@@ -31,7 +31,7 @@ func appendNetworks(b []byte, nets []NetworkAttach) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(append(b, `{"name":`...), n.Name)
+		b = AppendJSONString(append(b, `{"name":`...), n.Name)
 		b = appendOmitEmpty(b, "ip", n.IP)
 		b = appendOmitEmpty(b, "ip6", n.IP6)
 		b = appendOmitEmpty(b, "mac", n.MAC)
@@ -44,7 +44,7 @@ func appendNetworks(b []byte, nets []NetworkAttach) []byte {
 func EncodeDetachRequest(r DetachRequest) []byte {
 	b := make([]byte, 0, 96)
 	b = appendNamespace(b, r.Namespace)
-	b = appendString(append(b, `"container_id":`...), r.ContainerID)
+	b = AppendJSONString(append(b, `"container_id":`...), r.ContainerID)
 	if r.Pid != 0 {
 		b = strconv.AppendInt(append(b, `,"pid":`...), int64(r.Pid), 10)
 	}
@@ -58,7 +58,7 @@ func appendNamespace(b []byte, ns string) []byte {
 	if ns == "" {
 		return b
 	}
-	b = appendString(append(b, `"namespace":`...), ns)
+	b = AppendJSONString(append(b, `"namespace":`...), ns)
 	return append(b, ',')
 }
 
@@ -69,12 +69,13 @@ func appendOmitEmpty(b []byte, key, s string) []byte {
 	}
 	b = append(b, `,"`...)
 	b = append(b, key...)
-	return appendString(append(b, `":`...), s)
+	return AppendJSONString(append(b, `":`...), s)
 }
 
-// appendString quotes s as json.Marshal does: <, > and & escaped for HTML,
-// U+2028 and U+2029 escaped for JavaScript, invalid UTF-8 as \ufffd.
-func appendString(b []byte, s string) []byte {
+// AppendJSONString appends s quoted as json.Marshal quotes it: <, > and &
+// escaped for HTML, U+2028 and U+2029 escaped for JavaScript, invalid
+// UTF-8 as \ufffd.
+func AppendJSONString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
 	for i := 0; i < len(s); {

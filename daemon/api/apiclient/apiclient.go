@@ -1,7 +1,7 @@
 // Package apiclient is the JSON side of api.Client for the CLI and the
 // tests: any request and answer type, through encoding/json. It lives
-// apart from package api because the hook imports api and must not link
-// encoding/json (see api/wire.go).
+// apart from package api because the hook and underlay-cni import api and
+// must not link encoding/json (see api/wire.go).
 package apiclient
 
 import (
