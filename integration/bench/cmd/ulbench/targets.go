@@ -52,7 +52,7 @@ func targets(rep *Report) {
 	}
 	for _, r := range rep.Results {
 		if r.Group == "attach" && strings.HasPrefix(r.Name, "underlay hook createRuntime, ") && strings.HasSuffix(r.Name, " concurrent") {
-			ratio("attach median <= 1/3 of CNI ADD (concurrent)", r.Name, 1.0/3)
+			ratio("attach median <= 1/3 of CNI ADD (concurrent, from the release)", r.Name, 1.0/3)
 		}
 	}
 	for _, r := range rep.Results {
@@ -60,7 +60,7 @@ func targets(rep *Report) {
 			continue
 		}
 		if n := row("netavark setup (static IP)" + strings.TrimPrefix(r.Name, "underlay hook createRuntime")); n != nil {
-			add("attach median no more than netavark's (concurrent)", r, r.Median, n.Median,
+			add("attach median no more than netavark's (concurrent, from the release)", r, r.Median, n.Median,
 				fmt.Sprintf("%s vs %s", fmtVal(r.Median, "ms"), fmtVal(n.Median, "ms")))
 		}
 	}
