@@ -47,7 +47,7 @@ type hookRunner struct {
 }
 
 func (h *hookRunner) run(stage, status, bundle string, c *container) (time.Duration, error) {
-	d, _, err := timedExec(h.tmp, h.hook, []string{stage}, h.env, ociState(c.ID, c.Pid, status, bundle, h.ann))
+	d, _, err := c.exec(h.tmp, h.hook, []string{stage}, h.env, ociState(c.ID, c.Pid, status, bundle, h.ann))
 	return d, err
 }
 
@@ -130,7 +130,7 @@ func cniMacvlan(tmp string, conf []byte) func(cmd string, c *container) (time.Du
 	return func(cmd string, c *container) (time.Duration, error) {
 		env := []string{basePath, "CNI_COMMAND=" + cmd, "CNI_CONTAINERID=" + c.ID, "CNI_NETNS=" + c.NetnsPath(),
 			"CNI_IFNAME=eth0", "CNI_PATH=" + cniBin}
-		d, _, err := timedExec(tmp, filepath.Join(cniBin, "macvlan"), nil, env, conf)
+		d, _, err := c.exec(tmp, filepath.Join(cniBin, "macvlan"), nil, env, conf)
 		return d, err
 	}
 }
@@ -143,7 +143,7 @@ func underlayCNIContender(tmp, bin, socket string) *contender {
 	do := func(cmd string, c *container) (time.Duration, error) {
 		env := []string{basePath, "CNI_COMMAND=" + cmd, "CNI_CONTAINERID=" + c.ID, "CNI_NETNS=" + c.NetnsPath(),
 			"CNI_IFNAME=eth0", "CNI_PATH=" + bin}
-		d, out, err := timedExec(tmp, filepath.Join(bin, "underlay-cni"), nil, env, conf)
+		d, out, err := c.exec(tmp, filepath.Join(bin, "underlay-cni"), nil, env, conf)
 		if err != nil {
 			return d, fmt.Errorf("%w: %s", err, out)
 		}
@@ -176,7 +176,7 @@ func netavarkContender(tmp, confDir string) *contender {
 		return b
 	}
 	do := func(cmd string, c *container, i int) (time.Duration, error) {
-		d, _, err := timedExec(tmp, netavarkBin, []string{"--config", confDir, cmd, c.NetnsPath()}, []string{basePath}, opts(c, i))
+		d, _, err := c.exec(tmp, netavarkBin, []string{"--config", confDir, cmd, c.NetnsPath()}, []string{basePath}, opts(c, i))
 		return d, err
 	}
 	return &contender{
@@ -191,9 +191,6 @@ type opTimes struct {
 	attach, detach []time.Duration
 	attachWall     time.Duration
 	detachWall     time.Duration
-	// attachDone and detachDone are, per concurrent op, the time from the
-	// batch's release to the op's end.
-	attachDone, detachDone []time.Duration
 	// gone is, per sequential detach, exec to the moment the netns held
 	// nothing but lo: for underlay that includes the background deletion.
 	gone []time.Duration
@@ -256,13 +253,9 @@ func sequential(cs []*contender, n, base int) ([]opTimes, error) {
 	return out, nil
 }
 
-// concurrent runs n attaches of one contender at once (released together
-// by a barrier), then n detaches at once; contenders take turns. Each op
-// is timed twice: its own exec to exit, and from the release to its end.
-// The bench forks its execs one at a time (about 1 ms each here), so the
-// first times swing with how far apart the starts fell from run to run
-// (a median of 5.7 ms, nothing overlapping, or 69 ms for the same build in
-// one run); the second is what someone who started 50 containers sees.
+// concurrent runs n attaches of one contender at once, then n detaches at
+// once; contenders take turns. The execs are parked and released together
+// (gate.go), and timed from the release to their exit.
 func concurrent(cs []*contender, n, base int) ([]opTimes, error) {
 	out := make([]opTimes, len(cs))
 	for k, c := range cs {
@@ -270,33 +263,40 @@ func concurrent(cs []*contender, n, base int) ([]opTimes, error) {
 		if err != nil {
 			return nil, err
 		}
-		batch := func(op func(*container, int) (time.Duration, error)) (ds, done []time.Duration, wall time.Duration, err error) {
-			ds, done = make([]time.Duration, n), make([]time.Duration, n)
+		batch := func(op func(*container, int) (time.Duration, error)) ([]time.Duration, time.Duration, error) {
+			g, err := newExecGate()
+			if err != nil {
+				return nil, 0, err
+			}
+			defer g.close()
+			ds := make([]time.Duration, n)
 			errs := make([]error, n)
 			var wg sync.WaitGroup
-			gate := make(chan struct{})
-			var t0 time.Time // set before the gate opens
 			for i := range conts {
+				conts[i].gate = g
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					<-gate
 					ds[i], errs[i] = op(conts[i], base+i)
-					done[i] = time.Since(t0)
 				}()
 			}
-			t0 = time.Now()
-			close(gate)
+			openErr := g.open(n, 30*time.Second)
 			wg.Wait()
-			wall = time.Since(t0)
+			wall := time.Since(g.t0)
+			for i := range conts {
+				conts[i].gate = nil
+			}
 			for i, err := range errs {
 				if err != nil {
-					return nil, nil, 0, fmt.Errorf("%s concurrent op %d: %w", c.Name, i, err)
+					return nil, 0, fmt.Errorf("%s concurrent op %d: %w", c.Name, i, err)
 				}
 			}
-			return ds, done, wall, nil
+			if openErr != nil {
+				return nil, 0, fmt.Errorf("%s concurrent: %w", c.Name, openErr)
+			}
+			return ds, wall, nil
 		}
-		if out[k].attach, out[k].attachDone, out[k].attachWall, err = batch(c.Attach); err != nil {
+		if out[k].attach, out[k].attachWall, err = batch(c.Attach); err != nil {
 			killContainers(conts)
 			return nil, err
 		}
@@ -306,7 +306,7 @@ func concurrent(cs []*contender, n, base int) ([]opTimes, error) {
 				return nil, fmt.Errorf("%s concurrent: %w", c.Name, err)
 			}
 		}
-		if out[k].detach, out[k].detachDone, out[k].detachWall, err = batch(c.Detach); err != nil {
+		if out[k].detach, out[k].detachWall, err = batch(c.Detach); err != nil {
 			killContainers(conts)
 			return nil, err
 		}

@@ -112,6 +112,8 @@ type container struct {
 	Pid   int
 	Inode uint64
 	cmd   *exec.Cmd
+	// gate parks the container's execs during a concurrent batch.
+	gate *execGate
 }
 
 // NetnsPath is the namespace path CNI and netavark are given.

@@ -39,6 +39,9 @@ type config struct {
 }
 
 func main() {
+	if len(os.Args) > 2 && os.Args[1] == gateArg {
+		gateChild(os.Args[2:])
+	}
 	var c config
 	stamp := time.Now().Format("20060102-150405")
 	flag.StringVar(&c.bin, "bin", "bin", "directory holding underlayd, underlay and underlay-hook")
@@ -341,7 +344,7 @@ func latency(c *config, rep *Report) error {
 	}
 	cmode := fmt.Sprintf(", %d concurrent", c.conc)
 	for k, ct := range cs {
-		concRow(rep, "attach", names[ct.Name][0]+cmode, conc[k].attachDone, conc[k].attach, conc[k].attachWall)
+		rep.add(durations("attach", names[ct.Name][0]+cmode, conc[k].attach)).Wall = ms(conc[k].attachWall)
 	}
 	for k, ct := range cs {
 		rep.add(durations("detach", names[ct.Name][1]+", sequential", seq[k].detach))
@@ -351,7 +354,7 @@ func latency(c *config, rep *Report) error {
 		}
 	}
 	for k, ct := range cs {
-		concRow(rep, "detach", names[ct.Name][1]+cmode, conc[k].detachDone, conc[k].detach, conc[k].detachWall)
+		rep.add(durations("detach", names[ct.Name][1]+cmode, conc[k].detach)).Wall = ms(conc[k].detachWall)
 	}
 	for _, mode := range []string{", sequential", cmode} {
 		for _, ct := range cs {
@@ -564,13 +567,3 @@ func scale(c *config, rep *Report) error {
 	return nil
 }
 
-// concRow adds a concurrent batch's row: each op from the batch's release
-// to its end, with the batch's wall time and, in the note, each exec's own
-// time (which swings with how the bench's one-at-a-time forks spread the
-// starts; see concurrent).
-func concRow(rep *Report, group, name string, done, own []time.Duration, wall time.Duration) {
-	r := rep.add(durations(group, name, done))
-	r.Wall = ms(wall)
-	o := durations(group, name, own)
-	r.Note = fmt.Sprintf("from the release of the batch; each exec alone: median %s, p90 %s", fmtVal(o.Median, "ms"), fmtVal(o.P90, "ms"))
-}
