@@ -60,6 +60,7 @@ test-unit:
 	$(GO) test -count=1 -run XXX -fuzz FuzzParseAnnotations -fuzztime 100000x ./daemon/api/
 	$(GO) test -count=1 -run XXX -fuzz FuzzWireState -fuzztime 100000x ./daemon/api/
 	$(GO) test -count=1 -run XXX -fuzz FuzzWireCNI -fuzztime 100000x ./daemon/api/
+	$(GO) test -count=1 -run XXX -fuzz FuzzAddr -fuzztime 100000x ./daemon/api/
 	$(GO) test -count=1 -run XXX -fuzz FuzzOutput -fuzztime 20000x ./cni/
 	$(GO) test -count=1 -run XXX -fuzz FuzzAPIDecode -fuzztime 100000x ./daemon/server/
 	$(GO) test -count=1 -run XXX -fuzz FuzzEndpointRecord -fuzztime 100000x ./daemon/store/

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"net/netip"
 	"slices"
 	"strings"
 
@@ -75,13 +74,12 @@ func (c config) request(env func(string) string, needNetns bool) (api.CNIRequest
 	}
 	for _, s := range ips {
 		s = strings.TrimSpace(s)
-		a, err := netip.ParseAddr(s)
+		a, err := api.ParseAddr(s)
 		if err != nil {
-			p, perr := netip.ParsePrefix(s)
-			if perr != nil {
+			var perr error
+			if a, _, perr = api.ParsePrefix(s); perr != nil {
 				return req, &cniError{Code: 7, Msg: fmt.Sprintf("network %s: static address %q is not an IP address", c.network(), s)}
 			}
-			a = p.Addr()
 		}
 		slot := &req.IP
 		if a.Is6() && !a.Is4In6() {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"net/netip"
 	"strconv"
 	"strings"
 
@@ -51,19 +50,19 @@ func newResult(version string, ep api.CNIAdded, netns string) result {
 	}
 	res := result{CNIVersion: version, Interfaces: []iface{{Name: ep.IfName, MAC: ep.MAC, Sandbox: netns}}}
 	for _, a := range ep.Addresses {
-		p, err := netip.ParsePrefix(a)
+		addr, _, err := api.ParsePrefix(a)
 		if err != nil {
 			continue
 		}
 		ip := ipConfig{Address: a}
 		if strings.HasPrefix(version, "0.") {
 			ip.Version = "6"
-			if p.Addr().Is4() {
+			if addr.Is4() {
 				ip.Version = "4"
 			}
 		}
 		for _, g := range ep.Gateways {
-			if gw, err := netip.ParseAddr(g); err == nil && gw.Is4() == p.Addr().Is4() {
+			if gw, err := api.ParseAddr(g); err == nil && gw.Is4() == addr.Is4() {
 				ip.Gateway = g
 				dst := "0.0.0.0/0"
 				if gw.Is6() {

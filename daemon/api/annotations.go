@@ -3,7 +3,6 @@ package api
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -155,13 +154,13 @@ func applyAnnotation(nets []NetworkAttach, index map[string]int, first, key, val
 	var slot *string
 	switch base {
 	case AnnotationIP:
-		a, err := netip.ParseAddr(val)
+		a, err := ParseAddr(val)
 		if err != nil || !a.Is4() {
 			return fmt.Errorf("annotation %s=%q: not an IPv4 address", keyText(key), val)
 		}
 		slot, val = &n.IP, a.String()
 	case AnnotationIP6:
-		a, err := netip.ParseAddr(val)
+		a, err := ParseAddr(val)
 		if err != nil || !a.Is6() || a.Is4In6() || a.Zone() != "" {
 			return fmt.Errorf("annotation %s=%q: not an IPv6 address", keyText(key), val)
 		}
