@@ -217,38 +217,24 @@ func sliceField[T any](d *decoder, dst *[]T, name string, elem func(d *decoder, 
 	default:
 		return d.mismatch("field "+strconv.Quote(name), "an array")
 	}
-	if err := d.enter(); err != nil {
-		return err
-	}
-	if d.peek() == ']' {
-		d.i++
-		d.depth--
-		*dst = []T{}
-		return nil
-	}
 	s := (*dst)[:cap(*dst)]
-	for n := 0; ; {
+	n := 0
+	err := d.elements(func(d *decoder) error {
 		if n == len(s) {
 			var zero T
 			s = append(s, zero)
 			s = s[:cap(s)]
 		}
-		if err := elem(d, &s[n]); err != nil {
-			return err
-		}
 		n++
-		d.space()
-		switch d.peek() {
-		case ',':
-			d.i++
-			d.space()
-		case ']':
-			d.i++
-			d.depth--
-			*dst = s[:n]
-			return nil
-		default:
-			return d.unexpected("after an array element")
-		}
+		return elem(d, &s[n-1])
+	})
+	switch {
+	case err != nil:
+		return err
+	case n == 0:
+		*dst = []T{}
+	default:
+		*dst = s[:n]
 	}
+	return nil
 }

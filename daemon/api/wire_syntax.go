@@ -65,7 +65,11 @@ func (d *decoder) object(field func(d *decoder, key string) error) error {
 }
 
 // array reads and discards an array.
-func (d *decoder) array() error {
+func (d *decoder) array() error { return d.elements((*decoder).skip) }
+
+// elements reads an array, calling elem with the reader at each element;
+// elem must consume it.
+func (d *decoder) elements(elem func(d *decoder) error) error {
 	if err := d.enter(); err != nil {
 		return err
 	}
@@ -75,7 +79,7 @@ func (d *decoder) array() error {
 		return nil
 	}
 	for {
-		if err := d.skip(); err != nil {
+		if err := elem(d); err != nil {
 			return err
 		}
 		d.space()
