@@ -16,8 +16,6 @@ type Addr struct {
 	zone string
 }
 
-var errNoAddr = errors.New("not an IP address")
-
 // ParseAddr parses an IPv4 address ("192.0.2.1") or an IPv6 one
 // ("2001:db8::1", "::ffff:192.0.2.1", "fe80::1%eth0") as
 // netip.ParseAddr does.
@@ -41,7 +39,7 @@ func ParseAddr(s string) (Addr, error) {
 }
 
 func addrError(s string) error {
-	return errors.New(strconv.Quote(s) + ": " + errNoAddr.Error())
+	return errors.New(strconv.Quote(s) + ": not an IP address")
 }
 
 // parseIPv4 reads four decimal fields without leading zeros into out.
@@ -178,7 +176,7 @@ func ParsePrefix(s string) (Addr, int, error) {
 	}
 	a, err := ParseAddr(s[:i])
 	if err != nil {
-		return Addr{}, 0, errors.New(strconv.Quote(s) + ": " + errNoAddr.Error() + " before the '/'")
+		return Addr{}, 0, errors.New(strconv.Quote(s) + ": not an IP address before the '/'")
 	}
 	bits := s[i+1:]
 	max := 128

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -97,9 +96,7 @@ func (g *execGate) close() {
 	g.release.Close()
 	g.ready.Close()
 	g.readyW.Close()
-	if g.releaseW != nil {
-		g.releaseW.Close()
-	}
+	g.releaseW.Close() // already closed by open, unless it never ran
 }
 
 // exec runs path as timedExec does, parked until the release, and returns
@@ -129,11 +126,7 @@ func (g *execGate) exec(tmp, path string, args, env []string, stdin []byte) (tim
 	wall := time.Since(g.t0)
 	_, _ = out.Seek(0, 0)
 	b, _ := io.ReadAll(out)
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && ee.ExitCode() == 127 && strings.HasPrefix(string(b), "ulbench gate:") {
-			return wall, b, fmt.Errorf("%s", strings.TrimSpace(string(b)))
-		}
+	if err != nil { // a failed exec of path says so in b ("ulbench gate: exec ...")
 		return wall, b, fmt.Errorf("%s %s: %w: %s", path, strings.Join(args, " "), err, strings.TrimSpace(string(b)))
 	}
 	return wall, b, nil

@@ -566,4 +566,3 @@ func scale(c *config, rep *Report) error {
 	r.Note = fmt.Sprintf("load %s; %d released; %d store commits took %s", fmtVal(ms(load), "ms"), released, commits, fmtVal(ms(storeTime), "ms"))
 	return nil
 }
-
