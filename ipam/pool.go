@@ -30,7 +30,7 @@ var (
 type Pool struct {
 	Subnet  netip.Prefix          // masked
 	Range   netip.Prefix          // --ip-range; zero value = whole subnet
-	Gateway netip.Addr            // zero if none (ipvlan l3/l3s, Spec.NoGateway)
+	Gateway netip.Addr            // zero if none (Spec.NoGateway)
 	Aux     map[string]netip.Addr // --aux-address NAME=IP, never handed out; nil if none
 }
 
@@ -48,8 +48,9 @@ type Spec struct {
 	Gateways []string // --gateway
 	Ranges   []string // --ip-range
 	Aux      []string // --aux-address NAME=IP, as given
-	// NoGateway: do not infer gateways (ipvlan l3/l3s). Given gateways are
-	// still validated, so a typo is caught, then dropped; the caller logs.
+	// NoGateway: do not infer gateways (a DHCP network, whose leases name
+	// the router). Given gateways are still validated, so a typo is
+	// caught, then dropped.
 	NoGateway bool
 }
 

@@ -161,9 +161,10 @@ func (m *Manager) validate(req api.NetworkCreate) (api.Network, []ipam.Pool, err
 	if !slices.Contains(ipamDrivers, n.IPAMDriver) {
 		return n, nil, invalid("unknown --ipam-driver %q: underlay has %s", req.IPAMDriver, strings.Join(ipamDrivers, ", "))
 	}
-	noGW := n.Driver == "ipvlan" && n.Mode != "l2"
-	if noGW && len(req.Gateways) > 0 {
-		m.log.Info("gateway ignored: ipvlan l3/l3s containers route out of their own interface",
+	if n.Driver == "ipvlan" && n.Mode != "l2" && len(req.Gateways) > 0 {
+		// As in Docker, the gateway is still the IPAM's: kept out of the
+		// pool (it is the router's address on the LAN), just not routed.
+		m.log.Info("gateway not routed: ipvlan l3/l3s containers route out of their own interface; the address is still never handed out",
 			"network", n.Name, "gateways", strings.Join(req.Gateways, ","))
 	}
 	if n.Parent == "" {
@@ -185,7 +186,7 @@ func (m *Manager) validate(req api.NetworkCreate) (api.Network, []ipam.Pool, err
 	var err error
 	if len(req.Subnets) == 0 && n.IPAMDriver == dhcpIPAM {
 		// The lease says the subnet.
-	} else if pools, err = m.buildPools(&n, &req, noGW); err != nil {
+	} else if pools, err = m.buildPools(&n, &req); err != nil {
 		return n, nil, err
 	}
 	if n.IPAMDriver == dhcpIPAM {
@@ -259,7 +260,7 @@ func checkDHCP(n api.Network, req api.NetworkCreate) error {
 
 // buildPools builds the pools of req's subnets into n, choosing a subnet
 // for an internal network that names none.
-func (m *Manager) buildPools(n *api.Network, req *api.NetworkCreate, noGW bool) ([]ipam.Pool, error) {
+func (m *Manager) buildPools(n *api.Network, req *api.NetworkCreate) ([]ipam.Pool, error) {
 	if len(req.Subnets) == 0 {
 		if !n.Internal {
 			return nil, invalid("at least one --subnet is required: underlay puts containers on an existing network, so give its subnet (or use --ipam-driver dhcp)")
@@ -273,7 +274,7 @@ func (m *Manager) buildPools(n *api.Network, req *api.NetworkCreate, noGW bool) 
 		req.Subnets = []string{sub}
 	}
 	pools, err := ipam.BuildPools(ipam.Spec{Subnets: req.Subnets, Gateways: req.Gateways,
-		Ranges: req.IPRanges, Aux: req.Aux, NoGateway: noGW || n.IPAMDriver == dhcpIPAM})
+		Ranges: req.IPRanges, Aux: req.Aux, NoGateway: n.IPAMDriver == dhcpIPAM})
 	if err != nil {
 		return nil, invalid("%w", err)
 	}

@@ -207,9 +207,10 @@ func macOf(t *testing.T, ipLink string) string {
 	return f[1]
 }
 
-// L3: no gateway (a given one is ignored and logged), `default dev eth0`,
-// and containers on different subnets of the network reach each other
-// without a router.
+// L3: no gateway route (a given gateway is logged as not routed),
+// `default dev eth0`, and containers on different subnets of the network
+// reach each other without a router. The gateway is still never handed
+// out, as in Docker: the seed's first l3 container is .2.
 func TestVMIpvlanL3(t *testing.T) {
 	tl.RequireVM(t)
 	for _, mode := range []string{"l3", "l3s"} {
@@ -219,8 +220,8 @@ func TestVMIpvlanL3(t *testing.T) {
 			d := tl.StartDaemon(t)
 			d.MustCLI(t, "network", "create", "-d", "ipvlan", "--subnet=192.168.214.0/24", "--subnet=10.1.214.0/24",
 				"--gateway=192.168.214.1", "-o", "ipvlan_mode="+mode, "-o", "parent="+lan.Uplink, "ipnet210")
-			if !strings.Contains(d.Log(), "gateway ignored") {
-				t.Fatalf("ignored gateway not logged:\n%s", d.Log())
+			if !strings.Contains(d.Log(), "gateway not routed") {
+				t.Fatalf("unrouted gateway not logged:\n%s", d.Log())
 			}
 			a, b := tl.NewContainer(t, p+"-a"), tl.NewContainer(t, p+"-b")
 			attach(t, d, a, "io.underlay.network", "ipnet210", "io.underlay.ip", "192.168.214.10")
@@ -229,10 +230,10 @@ func TestVMIpvlanL3(t *testing.T) {
 			mustContain(t, "b route", exec(t, b, "ip", "-4", "route"), "default dev eth0")
 			ping(t, a, "10.1.214.10")
 			ping(t, b, "192.168.214.10")
-			// The first address of the subnet is not kept for a gateway.
+			// The gateway is not handed out: the first free address is .2.
 			c := tl.NewContainer(t, p+"-c")
 			attach(t, d, c, "io.underlay.network", "ipnet210")
-			mustContain(t, "c", exec(t, c, "ip", "-4", "addr", "show", "eth0"), "192.168.214.1/24")
+			mustContain(t, "c", exec(t, c, "ip", "-4", "addr", "show", "eth0"), "192.168.214.2/24")
 		})
 	}
 }
