@@ -31,15 +31,16 @@ func main() {
 	}
 }
 
+const usage = "usage: underlay-hook [--socket PATH] [createRuntime|poststop] < OCI state"
+
 func run(args []string, stdin io.Reader) error {
-	stage := ""
-	if len(args) > 0 {
-		stage = args[0]
+	stage, socket, err := parseArgs(args)
+	if err != nil {
+		return err
 	}
-	switch stage {
-	case "", "createRuntime", "poststop":
-	default:
-		return fmt.Errorf("unknown stage %q: want createRuntime or poststop", stage)
+	if stage == "help" {
+		fmt.Println(usage)
+		return nil
 	}
 	st, err := readState(stdin)
 	if err != nil {
@@ -68,7 +69,7 @@ func run(args []string, stdin io.Reader) error {
 	if err != nil {
 		return err
 	}
-	c := &api.Client{Socket: os.Getenv("UNDERLAY_SOCKET")}
+	c := &api.Client{Socket: socket}
 	ns := namespace(st, ann)
 	if stage == "poststop" {
 		req := api.DetachRequest{Namespace: ns, ContainerID: st.ID, Pid: st.Pid}
@@ -79,6 +80,40 @@ func run(args []string, stdin io.Reader) error {
 		Name: api.ContainerName(ann), Bundle: st.Bundle}
 	_, err = c.Call("POST", "/attach", api.EncodeAttachRequest(req))
 	return err
+}
+
+// parseArgs reads the stage (empty: go by the state's status) and
+// underlayd's socket: --socket, else $UNDERLAY_SOCKET, else the default.
+// No flag package: the hook runs at every container start.
+func parseArgs(args []string) (stage, socket string, err error) {
+	socket = os.Getenv("UNDERLAY_SOCKET")
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--socket" || a == "-socket":
+			if i+1 == len(args) || args[i+1] == "" {
+				return "", "", fmt.Errorf("%s needs a path; %s", a, usage)
+			}
+			i++
+			socket = args[i]
+		case strings.HasPrefix(a, "--socket=") || strings.HasPrefix(a, "-socket="):
+			if socket = a[strings.IndexByte(a, '=')+1:]; socket == "" {
+				return "", "", fmt.Errorf("%s needs a path; %s", a, usage)
+			}
+		case a == "-h" || a == "--help" || a == "help":
+			return "help", "", nil
+		case a == "createRuntime" || a == "poststop":
+			if stage != "" {
+				return "", "", fmt.Errorf("two stages given, %s and %s; %s", stage, a, usage)
+			}
+			stage = a
+		case strings.HasPrefix(a, "-"):
+			return "", "", fmt.Errorf("unknown flag %s; %s", a, usage)
+		default:
+			return "", "", fmt.Errorf("unknown stage %q: want createRuntime or poststop", a)
+		}
+	}
+	return stage, socket, nil
 }
 
 func readState(r io.Reader) (state, error) {

@@ -51,6 +51,10 @@ func TestRunErrors(t *testing.T) {
 		want  string
 	}{
 		{[]string{"prestart"}, `{}`, `unknown stage "prestart"`},
+		{[]string{"--socket"}, `{}`, "--socket needs a path"},
+		{[]string{"--socket=", "poststop"}, `{}`, "--socket= needs a path"},
+		{[]string{"--sock", "/x"}, `{}`, "unknown flag --sock"},
+		{[]string{"poststop", "createRuntime"}, `{}`, "two stages given"},
 		{nil, `{"id":"c","status":"running"}`, `status "running" names none`},
 		{nil, `not json`, "malformed OCI state"},
 		{nil, `{"status":"creating"}`, "no container id"},
@@ -129,6 +133,20 @@ func TestRunSendsRequests(t *testing.T) {
 		detach != (api.DetachRequest{Namespace: "default", ContainerID: "web", Pid: 4242}) {
 		t.Fatalf("detach body %s: %+v %v", bodies["/v1/detach"], detach, err)
 	}
+	// --socket wins over $UNDERLAY_SOCKET, before or after the stage.
+	t.Setenv("UNDERLAY_SOCKET", filepath.Join(t.TempDir(), "none.sock"))
+	delete(bodies, "/v1/attach")
+	if err := run([]string{"--socket", sock, "createRuntime"}, strings.NewReader(fmt.Sprintf(st, "creating"))); err != nil || bodies["/v1/attach"] == nil {
+		t.Fatalf("attach with --socket: %v", err)
+	}
+	if err := run([]string{"poststop", "--socket=" + sock}, strings.NewReader(fmt.Sprintf(st, "stopped"))); err != nil {
+		t.Fatalf("detach with --socket=: %v", err)
+	}
+	if err := run(nil, strings.NewReader(fmt.Sprintf(st, "stopped"))); err == nil || !strings.Contains(err.Error(), "none.sock") {
+		t.Fatalf("detach on $UNDERLAY_SOCKET: %v", err)
+	}
+	t.Setenv("UNDERLAY_SOCKET", sock)
+
 	busy := `{"id":"busy","pid":1,"annotations":{"io.underlay.network":"pub_net"}}`
 	if err := run([]string{"createRuntime"}, strings.NewReader(busy)); err == nil || err.Error() != "container busy is already attached" {
 		t.Fatalf("daemon error: %v", err)

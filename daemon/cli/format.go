@@ -16,7 +16,10 @@ import (
 	"github.com/underlay/underlay/daemon/api"
 )
 
-const formatUsage = "table (default), json, or a Go template as in docker: '{{.Name}}', 'table {{.Name}}\\t{{.Driver}}'"
+// formatUsage is --format's help, with examples on fields the list has.
+func formatUsage(field1, field2 string) string {
+	return fmt.Sprintf("table (default), json, or a Go template as in docker: '{{.%s}}', 'table {{.%s}}\\t{{.%s}}'", field1, field1, field2)
+}
 
 // output is how a list command prints: its --format, as in docker.
 type output struct {

@@ -94,7 +94,7 @@ func networkCommand() *cli.Command {
 					&cli.StringSliceFlag{Name: "host-address", Usage: "give the host a shim on the parent with this address, so it reaches its containers (one per family)"},
 					&cli.BoolFlag{Name: "ipv6", Usage: "the network has IPv6 (needs an IPv6 --subnet)"},
 					&cli.BoolFlag{Name: "internal", Usage: "no way out: a dummy parent, no default route"},
-					&cli.StringSliceFlag{Name: "opt", Aliases: []string{"o"}, Usage: "driver option KEY=VALUE: parent, macvlan_mode, ipvlan_mode, ipvlan_flag, mtu"},
+					&cli.StringSliceFlag{Name: "opt", Aliases: []string{"o"}, Usage: "driver option KEY=VALUE: parent, macvlan_mode, ipvlan_mode, ipvlan_flag, mtu, dns, dhcp_timeout, ipv6_mode"},
 				},
 				Action: networkCreate,
 			},
@@ -102,18 +102,18 @@ func networkCommand() *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: filterUsage},
 					&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only the names"},
-					&cli.StringFlag{Name: "format", Usage: formatUsage},
+					&cli.StringFlag{Name: "format", Usage: formatUsage("Name", "Driver")},
 				}},
 			{Name: "prune", Usage: "remove every network without endpoints", Action: networkPrune,
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "do not ask first"},
 					&cli.StringSliceFlag{Name: "filter", Usage: filterUsage},
 				}},
-			{Name: "inspect", Usage: "show networks as JSON", ArgsUsage: "NAME...", Action: networkInspect},
+			{Name: "inspect", Usage: "show networks as JSON", ArgsUsage: "NAME|ID...", Action: networkInspect},
 			connectCommand(),
 			disconnectCommand(),
 			{Name: "cni-config", Usage: "print the network's CNI conflist (for nerdctl, CRI, Multus)", ArgsUsage: "NAME", Action: networkCNIConfig},
-			{Name: "rm", Aliases: []string{"remove"}, Usage: "remove networks", ArgsUsage: "NAME...", Action: networkRemove},
+			{Name: "rm", Aliases: []string{"remove"}, Usage: "remove networks", ArgsUsage: "NAME|ID...", Action: networkRemove},
 		},
 	}
 }
@@ -260,7 +260,7 @@ func endpointCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			{Name: "ls", Aliases: []string{"list"}, Usage: "list attached containers", Action: endpointList,
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "format", Usage: formatUsage},
+					&cli.StringFlag{Name: "format", Usage: formatUsage("Network", "IfName")},
 					&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only the containers (namespace/id), one per endpoint"},
 				}},
 			{Name: "prune", Usage: "release endpoints whose container is gone", Action: endpointPrune},

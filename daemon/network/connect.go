@@ -55,9 +55,11 @@ func (m *Manager) Connect(req api.ConnectRequest) (api.Endpoint, error) {
 		return api.Endpoint{}, invalid("%w", err)
 	}
 	// The network first: a missing one is the error, not the container.
-	if _, err := m.lookup(req.Network); err != nil {
+	st, err := m.find(req.Network)
+	if err != nil {
 		return api.Endpoint{}, err
 	}
+	req.Network = st.net.Name
 	t, err := m.findTarget(req)
 	if err != nil {
 		return api.Endpoint{}, err
@@ -106,6 +108,9 @@ func (m *Manager) Connect(req api.ConnectRequest) (api.Endpoint, error) {
 func (m *Manager) Disconnect(req api.ConnectRequest) error {
 	if err := api.ValidName(req.Network); err != nil {
 		return invalid("%w", err)
+	}
+	if st, err := m.find(req.Network); err == nil {
+		req.Network = st.net.Name // it was an ID
 	}
 	t, err := m.findTarget(req)
 	if err != nil {

@@ -43,7 +43,20 @@ func TestFakeConnectDisconnect(t *testing.T) {
 	err = h.m.Disconnect(api.ConnectRequest{Network: "b", Container: "0123"})
 	wantErr(t, err, ErrNotFound, "is not on network b (it is on a (eth0))")
 
-	// Connected again, then the container stops: both go.
+	// Connected again, by the network's ID as Docker allows, then
+	// disconnected by its ID prefix and connected by name; then the
+	// container stops: both go.
+	b, err := h.m.Inspect("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ep, err := h.m.Connect(api.ConnectRequest{Network: b.ID, Container: "0123"}); err != nil || ep.Network != "b" {
+		t.Fatalf("connect by ID: %+v, %v", ep, err)
+	}
+	if err := h.m.Disconnect(api.ConnectRequest{Network: b.ID[:12], Container: "0123"}); err != nil {
+		t.Fatalf("disconnect by ID prefix: %v", err)
+	}
+	h.m.Wait()
 	if _, err := h.m.Connect(api.ConnectRequest{Network: "b", Container: "0123"}); err != nil {
 		t.Fatal(err)
 	}

@@ -432,7 +432,10 @@ func (m *Manager) Remove(name string) error {
 		st, err = m.network(name)
 	}
 	if err != nil {
-		return err
+		if st, err = m.byID(name); err != nil {
+			return err
+		}
+		name = st.net.Name
 	}
 	st.mu.Lock()
 	if len(st.eps) > 0 {

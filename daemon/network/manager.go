@@ -438,12 +438,54 @@ func (m *Manager) network(name string) (*netState, error) {
 	return st, nil
 }
 
+// byID finds a network in memory by what Docker's commands also take for
+// a name: its ID, or a prefix of it that only one network's ID has (the 12
+// characters `network ls` shows). A name always comes first.
+func (m *Manager) byID(ref string) (*netState, error) {
+	if ref == "" || strings.Trim(ref, "0123456789abcdef") != "" {
+		return nil, inNetwork(ref, ErrNotFound)
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var found []*netState
+	for _, st := range m.nets {
+		if strings.HasPrefix(st.net.ID, ref) {
+			found = append(found, st)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, inNetwork(ref, ErrNotFound)
+	case 1:
+		return found[0], nil
+	}
+	names := make([]string, 0, len(found))
+	for _, st := range found {
+		names = append(names, st.net.Name)
+	}
+	sort.Strings(names)
+	return nil, invalid("network ID prefix %s matches %d networks (%s): give more of the ID, or the name", ref, len(found), strings.Join(names, ", "))
+}
+
 // lookup finds a network in memory or, for a global network that another
 // host created, in the shared store.
 func (m *Manager) lookup(name string) (*netState, error) {
 	st, err := m.network(name)
 	if err != nil && m.global != nil {
 		return m.globalLookup(name)
+	}
+	return st, err
+}
+
+// find is lookup for the network commands (inspect, rm, connect,
+// disconnect), which take an ID or an ID prefix where no network has that
+// name, as Docker's do.
+func (m *Manager) find(ref string) (*netState, error) {
+	st, err := m.lookup(ref)
+	if errors.Is(err, ErrNotFound) {
+		if byID, idErr := m.byID(ref); !errors.Is(idErr, ErrNotFound) {
+			return byID, idErr
+		}
 	}
 	return st, err
 }
@@ -491,7 +533,7 @@ func sortNetworks(ns []api.Network) {
 // Inspect returns a network with its endpoints and what the kernel says of
 // its parent.
 func (m *Manager) Inspect(name string) (api.Network, error) {
-	st, err := m.lookup(name)
+	st, err := m.find(name)
 	if err != nil {
 		return api.Network{}, err
 	}
