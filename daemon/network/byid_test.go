@@ -13,7 +13,7 @@ import (
 func TestFakeNetworkByID(t *testing.T) {
 	h := newFakeHost(t)
 	ids := map[string]string{} // first hex digit -> name
-	var twin [2]string          // two names whose IDs share a first digit
+	var twin [2]string         // two names whose IDs share a first digit
 	for i := 0; twin[0] == ""; i++ {
 		name := fmt.Sprintf("n%d", i)
 		n, err := h.m.Create(netReq(name, "", fmt.Sprintf("10.%d.0.0/24", i), "parent=eth1"))
