@@ -131,6 +131,12 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 		if ep.ContainerID == "" {
 			ep.Namespace, ep.ContainerID = req.Namespace, req.ContainerID
 		}
+		if err != nil {
+			// The runtime shows the error to whoever started the
+			// container; the operator reads it here.
+			m.log.Warn("attach refused", "network", na.Name, "container", ep.Container(),
+				"result", ErrorClass(err), "err", err, "took", time.Since(start).Round(time.Microsecond))
+		}
 		m.emitAttach(n, ep, start, err)
 	}()
 	if err != nil {
@@ -411,11 +417,13 @@ func checkAttach(st *netState, na api.NetworkAttach) error {
 	for _, p := range st.addrs.Pools() {
 		has[p.Family()] = true
 	}
+	// Named as the address, not as the annotation: it may come from CNI's
+	// IP= or ips, or from connect's --ip.
 	if na.IP != "" && !has[4] {
-		return invalid("io.underlay.ip=%s: network %s has no IPv4 subnet", na.IP, n.Name)
+		return invalid("static address %s: network %s has no IPv4 subnet", na.IP, n.Name)
 	}
 	if na.IP6 != "" && !has[6] {
-		return invalid("io.underlay.ip6=%s: network %s has no IPv6 subnet", na.IP6, n.Name)
+		return invalid("static address %s: network %s has no IPv6 subnet", na.IP6, n.Name)
 	}
 	return nil
 }

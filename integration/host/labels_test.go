@@ -2,6 +2,7 @@ package host
 
 import (
 	"encoding/json"
+	"fmt"
 	osexec "os/exec"
 	"strings"
 	"testing"
@@ -89,6 +90,10 @@ func TestPrivilegedOutputFormats(t *testing.T) {
 		t.Errorf("network ls --format json: %v %v", nets, err)
 	}
 	c := tl.NewContainer(t, "ulhf-c")
+	bad := tl.NewContainer(t, "ulhf-bad")
+	if out, err := d.Attach(bad, ann("io.underlay.network", "fmt", "io.underlay.ip", "10.93.0.5")); err == nil {
+		t.Fatalf("attach outside the subnet: %s", out)
+	}
 	if out, err := d.Attach(c, ann("io.underlay.network", "fmt")); err != nil {
 		t.Fatalf("attach: %v %s", err, out)
 	}
@@ -110,7 +115,7 @@ func TestPrivilegedOutputFormats(t *testing.T) {
 			t.Errorf("%v: %q, want %q", tc.args, out, tc.want)
 		}
 	}
-	attached := false
+	attached, refused := false, false
 	for _, line := range strings.Split(strings.TrimSpace(d.Log()), "\n") {
 		if strings.HasPrefix(line, "--- test:") {
 			continue
@@ -120,9 +125,14 @@ func TestPrivilegedOutputFormats(t *testing.T) {
 			t.Fatalf("log line is not JSON: %q", line)
 		}
 		attached = attached || rec["msg"] == "attached" && rec["container"] == c.ID && rec["took"] != nil
+		refused = refused || rec["msg"] == "attach refused" && rec["level"] == "WARN" && rec["container"] == bad.ID &&
+			rec["network"] == "fmt" && rec["result"] == "invalid" && strings.Contains(fmt.Sprint(rec["err"]), "10.93.0.5")
 	}
 	if !attached {
 		t.Errorf("no JSON attached line for %s in:\n%s", c.ID, d.Log())
+	}
+	if !refused {
+		t.Errorf("no JSON warning of the refused attach of %s in:\n%s", bad.ID, d.Log())
 	}
 	if out, err := d.CLI("network", "ls", "--format", "yaml"); err == nil || !strings.Contains(out, `--format "yaml": want table, json or a Go template`) {
 		t.Errorf("--format yaml: %v %s", err, out)
