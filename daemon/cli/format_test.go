@@ -81,3 +81,22 @@ func TestEventLine(t *testing.T) {
 		}
 	}
 }
+
+// --ipv4=false (Docker 28's IPv6-only network) refuses what would give
+// its containers IPv4.
+func TestIPv6Only(t *testing.T) {
+	for _, c := range []struct {
+		req  api.NetworkCreate
+		want string
+	}{
+		{api.NetworkCreate{Subnets: []string{"fd00::/64"}}, ""},
+		{api.NetworkCreate{Subnets: []string{"fd00::/64", "10.0.0.0/24"}}, "--ipv4=false with the IPv4 --subnet 10.0.0.0/24"},
+		{api.NetworkCreate{}, "--ipv4=false needs an IPv6 --subnet"},
+		{api.NetworkCreate{IPAMDriver: "dhcp", Subnets: []string{"fd00::/64"}}, "--ipam-driver dhcp"},
+	} {
+		err := ipv6Only(c.req)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%+v: %v, want %q", c.req, err, c.want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -93,6 +94,7 @@ func networkCommand() *cli.Command {
 					&cli.StringFlag{Name: "cni-conf-dir", Usage: "also write the network's CNI conflist there, for nerdctl and CRI (e.g. /etc/cni/net.d); removed with the network"},
 					&cli.StringSliceFlag{Name: "host-address", Usage: "give the host a shim on the parent with this address, so it reaches its containers (one per family)"},
 					&cli.BoolFlag{Name: "ipv6", Usage: "the network has IPv6 (needs an IPv6 --subnet)"},
+					&cli.BoolFlag{Name: "ipv4", Value: true, Usage: "--ipv4=false: an IPv6-only network, as in Docker 28 (what one whose subnets are all IPv6 is anyway); refuses an IPv4 --subnet"},
 					&cli.BoolFlag{Name: "internal", Usage: "no way out: a dummy parent, no default route"},
 					&cli.StringSliceFlag{Name: "opt", Aliases: []string{"o"}, Usage: "driver option KEY=VALUE: parent, macvlan_mode, ipvlan_mode, ipvlan_flag, mtu, dns, dhcp_timeout, ipv6_mode"},
 				},
@@ -118,6 +120,25 @@ func networkCommand() *cli.Command {
 	}
 }
 
+// ipv6Only checks --ipv4=false: IPv6 subnets only, at least one, and no
+// DHCP (whose leases are IPv4 first).
+func ipv6Only(req api.NetworkCreate) error {
+	if req.IPAMDriver == "dhcp" {
+		return errors.New("--ipv4=false with --ipam-driver dhcp: a DHCP network's first address is an IPv4 lease")
+	}
+	v6 := false
+	for _, s := range req.Subnets {
+		if p, err := netip.ParsePrefix(s); err == nil && p.Addr().Is4() {
+			return fmt.Errorf("--ipv4=false with the IPv4 --subnet %s", s)
+		}
+		v6 = true // a malformed one is the daemon's to name
+	}
+	if !v6 {
+		return errors.New("--ipv4=false needs an IPv6 --subnet")
+	}
+	return nil
+}
+
 func networkCreate(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return errors.New(`"network create" needs exactly one NAME`)
@@ -136,6 +157,11 @@ func networkCreate(c *cli.Context) error {
 			return fmt.Errorf("--cni-conf-dir %s: %w", dir, err)
 		}
 		req.CNIConfDir, req.CNISocket = abs, cniSocket(c)
+	}
+	if !c.Bool("ipv4") {
+		if err := ipv6Only(req); err != nil {
+			return err
+		}
 	}
 	for _, l := range c.StringSlice("label") {
 		k, v, _ := strings.Cut(l, "=")
