@@ -97,6 +97,11 @@ func run(c *cli.Context) error {
 		gid, _ = strconv.Atoi(grp.Gid)
 	}
 
+	// Before anything is made: a start refused for its socket leaves no
+	// state behind.
+	if err := socketFree(c.String("socket")); err != nil {
+		return err
+	}
 	// The metrics listener comes first: /healthz answers and /readyz
 	// says "starting" while the state loads and reconciles.
 	var mets *metrics.Metrics
@@ -265,6 +270,9 @@ func listen(sock string, gid int) (net.Listener, error) {
 		c.Close()
 		return nil, fmt.Errorf("another underlayd is already serving %s", sock)
 	}
+	if err := socketFree(sock); err != nil {
+		return nil, err
+	}
 	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("remove stale socket %s: %w", sock, err)
 	}
@@ -286,4 +294,26 @@ func listen(sock string, gid int) (net.Listener, error) {
 		}
 	}
 	return ln, nil
+}
+
+// socketFree refuses a --socket path where something other than a socket
+// is: only a socket is stale, and a mistyped path must not delete a file.
+func socketFree(sock string) error {
+	if fi, err := os.Lstat(sock); err == nil && fi.Mode().Type() != os.ModeSocket {
+		return fmt.Errorf("--socket %s: a %s is there, not a socket; underlayd removes only a stale socket", sock, fileKind(fi.Mode()))
+	}
+	return nil
+}
+
+// fileKind names what a mode says a file is, for an error.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m.IsRegular():
+		return "regular file"
+	case m&os.ModeSymlink != 0:
+		return "symbolic link"
+	}
+	return "file of mode " + m.Type().String()
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/underlay/underlay/daemon/api"
-	"github.com/underlay/underlay/daemon/api/apiclient"
 )
 
 // containerHelp says how connect and disconnect find CONTAINER. underlayd
@@ -82,14 +81,14 @@ func networkConnect(c *cli.Context) error {
 	}
 	req.IP, req.IP6, req.MAC = c.String("ip"), c.String("ip6"), c.String("mac-address")
 	var ep api.Endpoint
-	err = apiclient.Do(client(c), "POST", "/networks/"+req.Network+"/connect", req, &ep)
+	err = networkDo(c, "POST", req.Network, "connect", req, &ep)
 	if askPodman(err, req) {
 		id, pid, perr := podmanContainer(req.Container, true)
 		if perr != nil {
 			return fmt.Errorf("%w; %w", err, perr)
 		}
 		req.Container, req.Pid = id, pid
-		if err = apiclient.Do(client(c), "POST", "/networks/"+req.Network+"/connect", req, &ep); err != nil {
+		if err = networkDo(c, "POST", req.Network, "connect", req, &ep); err != nil {
 			return fmt.Errorf("podman container %s: %w", c.Args().Get(1), err)
 		}
 	}
@@ -105,7 +104,7 @@ func networkDisconnect(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	err = apiclient.Do(client(c), "POST", "/networks/"+req.Network+"/disconnect", req, nil)
+	err = networkDo(c, "POST", req.Network, "disconnect", req, nil)
 	if askPodman(err, req) {
 		// A stopped container is fine: underlay knows it by its full id.
 		id, _, perr := podmanContainer(req.Container, false)
@@ -113,7 +112,7 @@ func networkDisconnect(c *cli.Context) error {
 			return fmt.Errorf("%w; %w", err, perr)
 		}
 		req.Container = id
-		if err = apiclient.Do(client(c), "POST", "/networks/"+req.Network+"/disconnect", req, nil); err != nil {
+		if err = networkDo(c, "POST", req.Network, "disconnect", req, nil); err != nil {
 			return fmt.Errorf("podman container %s: %w", c.Args().Get(1), err)
 		}
 	}

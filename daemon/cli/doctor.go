@@ -77,7 +77,7 @@ func doctorShims(c *cli.Context, w *tabwriter.Writer) int {
 			continue
 		}
 		var full api.Network
-		if err := apiclient.Do(client(c), "GET", "/networks/"+n.Name, nil, &full); err != nil || full.Shim == nil {
+		if err := networkDo(c, "GET", n.Name, "", nil, &full); err != nil || full.Shim == nil {
 			fmt.Fprintf(w, "shim of %s\tUNKNOWN: %v\n", n.Name, err)
 			bad++
 			continue

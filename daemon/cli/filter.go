@@ -99,10 +99,10 @@ func networkPrune(c *cli.Context) error {
 	var removed, errs []string
 	for _, n := range nets {
 		var full api.Network
-		if err := apiclient.Do(client(c), "GET", "/networks/"+n.Name, nil, &full); err != nil || len(full.Endpoints) > 0 {
+		if err := networkDo(c, "GET", n.Name, "", nil, &full); err != nil || len(full.Endpoints) > 0 {
 			continue
 		}
-		if err := apiclient.Do(client(c), "DELETE", "/networks/"+n.Name, nil, nil); err != nil {
+		if err := networkDo(c, "DELETE", n.Name, "", nil, nil); err != nil {
 			errs = append(errs, oneLine(err))
 			continue
 		}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -221,7 +222,7 @@ func networkInspect(c *cli.Context) error {
 	var errs []string
 	for _, name := range c.Args().Slice() {
 		var n api.Network
-		if err := apiclient.Do(client(c), "GET", "/networks/"+name, nil, &n); err != nil {
+		if err := networkDo(c, "GET", name, "", nil, &n); err != nil {
 			errs = append(errs, oneLine(err))
 			continue
 		}
@@ -254,7 +255,7 @@ func networkCNIConfig(c *cli.Context) error {
 		return errors.New(`"network cni-config" needs exactly one NAME`)
 	}
 	var n api.Network
-	if err := apiclient.Do(client(c), "GET", "/networks/"+c.Args().First(), nil, &n); err != nil {
+	if err := networkDo(c, "GET", c.Args().First(), "", nil, &n); err != nil {
 		return err
 	}
 	_, err := os.Stdout.Write(conflist.Build(n, cniSocket(c)))
@@ -267,7 +268,7 @@ func networkRemove(c *cli.Context) error {
 	}
 	var errs []string
 	for _, name := range c.Args().Slice() {
-		if err := apiclient.Do(client(c), "DELETE", "/networks/"+name, nil, nil); err != nil {
+		if err := networkDo(c, "DELETE", name, "", nil, nil); err != nil {
 			errs = append(errs, oneLine(err))
 			continue
 		}
@@ -327,7 +328,7 @@ func hostReclaim(c *cli.Context) error {
 		return errors.New(`"host reclaim" needs exactly one host NAME`)
 	}
 	var r api.ReclaimResponse
-	if err := apiclient.Do(client(c), "POST", "/hosts/"+c.Args().First()+"/reclaim", nil, &r); err != nil {
+	if err := apiclient.Do(client(c), "POST", "/hosts/"+url.PathEscape(c.Args().First())+"/reclaim", nil, &r); err != nil {
 		return err
 	}
 	fmt.Printf("host %s: %d address(es) freed, %d kept (still answering on the wire, or not probed)\n", r.Host, r.Freed, r.Kept)
@@ -398,4 +399,19 @@ func domainColumn(d *api.DHCPLease) string {
 		return "-"
 	}
 	return d.Domain
+}
+
+// networkDo calls the API on network name (and an action on it). The
+// name is the user's text: it is checked first, and escaped, so that
+// "a?force=1" or ".." reach underlayd as a name, or not at all, and never
+// as another URL.
+func networkDo(c *cli.Context, method, name, action string, body, out any) error {
+	if err := api.ValidName(name); err != nil {
+		return err
+	}
+	path := "/networks/" + url.PathEscape(name)
+	if action != "" {
+		path += "/" + action
+	}
+	return apiclient.Do(client(c), method, path, body, out)
 }

@@ -418,6 +418,9 @@ func (m *Manager) checkParentRules(n api.Network, pools []ipam.Pool) error {
 // Remove deletes a network that has no endpoints, and the parent underlayd
 // created for it when nothing else uses that parent.
 func (m *Manager) Remove(name string) error {
+	if err := api.ValidName(name); err != nil {
+		return invalid("%w", err)
+	}
 	// Interfaces still being deleted after a detach keep their parent
 	// busy; a network removed (and perhaps made again with the other
 	// driver) must find it free.

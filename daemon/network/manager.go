@@ -533,6 +533,9 @@ func sortNetworks(ns []api.Network) {
 // Inspect returns a network with its endpoints and what the kernel says of
 // its parent.
 func (m *Manager) Inspect(name string) (api.Network, error) {
+	if err := api.ValidName(name); err != nil {
+		return api.Network{}, invalid("%w", err)
+	}
 	st, err := m.find(name)
 	if err != nil {
 		return api.Network{}, err

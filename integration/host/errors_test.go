@@ -84,6 +84,21 @@ func TestPrivilegedCreateBadInput(t *testing.T) {
 			}
 		})
 	}
+	// A name is never read as a URL: "taken?force=1" is not network taken
+	// with a query, and ".." is no path.
+	for _, c := range []struct{ args []string }{
+		{[]string{"network", "rm", "taken?force=1"}}, {[]string{"network", "inspect", "taken?x"}},
+		{[]string{"network", "rm", ".."}}, {[]string{"network", "inspect", "taken/x"}},
+		{[]string{"network", "connect", "..", "c1"}},
+	} {
+		out, err := d.CLI(c.args...)
+		if err == nil || !strings.Contains(out, "invalid network name") || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+			t.Errorf("%v: %v %q, want one line saying the name is invalid", c.args, err, out)
+		}
+	}
+	if after := d.MustCLI(t, "network", "ls"); after != before {
+		t.Fatalf("networks changed:\n%s", after)
+	}
 }
 
 // Bad attach requests get a one-line error naming the network and leave the
