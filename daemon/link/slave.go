@@ -57,6 +57,11 @@ type Slave struct {
 	// interface without ARP (ipvlan l3, l3s) should not ask. A failed
 	// CreateSlave hands over nothing.
 	Announce func(*Announcement)
+	// Unrouted, if set, is told each family whose default route the
+	// interface did not add because the namespace already has one (another
+	// network's, or another CNI plugin's in a Multus pod): like Docker, the
+	// first default route stays. Without it, that is an error.
+	Unrouted func(family int)
 }
 
 var macvlanModes = map[string]netlink.MacvlanMode{
@@ -347,7 +352,7 @@ func addDefaultRoutes(h *netlink.Handle, l netlink.Link, s Slave) error {
 	if s.DevRoutes {
 		for _, fam := range s.DevRouteFamilies {
 			r := &netlink.Route{LinkIndex: idx, Dst: defaultDst(fam), Scope: netlink.SCOPE_LINK}
-			if err := h.RouteAdd(r); err != nil {
+			if err := addDefaultRoute(h, r, s, fam); err != nil {
 				return fmt.Errorf("add default route dev %s: %w", s.Name, err)
 			}
 		}
@@ -359,11 +364,22 @@ func addDefaultRoutes(h *netlink.Handle, l netlink.Link, s Slave) error {
 			fam = 6
 		}
 		r := &netlink.Route{LinkIndex: idx, Dst: defaultDst(fam), Gw: gw.AsSlice()}
-		if err := h.RouteAdd(r); err != nil {
+		if err := addDefaultRoute(h, r, s, fam); err != nil {
 			return fmt.Errorf("add default route via %s dev %s: %w", gw, s.Name, err)
 		}
 	}
 	return nil
+}
+
+// addDefaultRoute adds r, or leaves the namespace's own default route of
+// the family if it has one and s.Unrouted takes that.
+func addDefaultRoute(h *netlink.Handle, r *netlink.Route, s Slave, fam int) error {
+	err := h.RouteAdd(r)
+	if errors.Is(err, unix.EEXIST) && s.Unrouted != nil {
+		s.Unrouted(fam)
+		return nil
+	}
+	return err
 }
 
 // DeleteSlave removes the named interfaces from ns, through one netlink

@@ -343,6 +343,7 @@ func (m *Manager) createAndCommit(st *netState, ns *link.Netns, ep *api.Endpoint
 	if arpCapable(st.net) {
 		slave.Announce = func(a *link.Announcement) { ann = a }
 	}
+	slave.Unrouted = func(fam int) { ep.Gateways = withoutFamily(ep.Gateways, fam) }
 	if err := m.kernel.CreateSlave(ns, slave); err != nil {
 		if fixedMAC && errors.Is(err, syscall.EADDRINUSE) {
 			// macvlan refuses a MAC that another slave of the parent has.
@@ -434,6 +435,18 @@ func addrsOf(ep api.Endpoint) []netip.Addr {
 		if p, err := netip.ParsePrefix(a); err == nil {
 			out = append(out, p.Addr())
 		}
+	}
+	return out
+}
+
+// withoutFamily returns the addresses of gws that are not of family fam.
+func withoutFamily(gws []string, fam int) []string {
+	var out []string
+	for _, g := range gws {
+		if a, err := netip.ParseAddr(g); err == nil && (a.Is4() == (fam == 4)) {
+			continue
+		}
+		out = append(out, g)
 	}
 	return out
 }

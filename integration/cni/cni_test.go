@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -212,4 +213,63 @@ func TestPrivilegedCNIVLAN(t *testing.T) {
 		_ = exec.Command("ip", "netns", "del", "ulc2-a").Run()
 	}
 	d.MustCLI(t, "network", "rm", "vlan50")
+}
+
+// Multus' case: a pod whose primary network (another plugin's) gave it a
+// default route gets underlay networks as net1 and net2. Each ADD works,
+// adds its subnet, leaves the pod's default route alone, and reports no
+// default route of its own; the kernel's "file exists" was the answer.
+func TestPrivilegedCNISecondaryNetworks(t *testing.T) {
+	tl.Require(t)
+	lan := tl.NewLAN(t, "ulc3", "10.97.0.1/24", "10.98.0.1/24")
+	d := tl.StartDaemon(t)
+	d.MustCLI(t, "network", "create", "--subnet", "10.97.0.0/24", "-o", "parent="+lan.Uplink, "ulc3a")
+	d.MustCLI(t, "network", "create", "--subnet", "10.98.0.0/24", "-o", "parent="+lan.Uplink, "ulc3b")
+	cn := libcni.NewCNIConfigWithCacheDir([]string{pluginDir(t)}, t.TempDir(), nil)
+	ctx := context.Background()
+
+	// The primary network: a veth with the pod's default route.
+	path := netns(t, "ulc3-pod")
+	tl.MustRun(t, "ip", "link", "add", "ulc3prim", "type", "veth", "peer", "name", "eth0", "netns", "ulc3-pod")
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", "ulc3prim").Run() })
+	tl.MustRun(t, "ip", "-n", "ulc3-pod", "addr", "add", "192.168.77.2/24", "dev", "eth0")
+	tl.MustRun(t, "ip", "-n", "ulc3-pod", "link", "set", "eth0", "up")
+	tl.MustRun(t, "ip", "-n", "ulc3-pod", "route", "add", "default", "via", "192.168.77.1")
+
+	var rts []*libcni.RuntimeConf
+	for i, net := range []string{"ulc3a", "ulc3b"} {
+		list, err := libcni.ConfListFromBytes([]byte(d.MustCLI(t, "network", "cni-config", net)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ifname := fmt.Sprintf("net%d", i+1)
+		rt := &libcni.RuntimeConf{ContainerID: "ulc3-pod-id", NetNS: path, IfName: ifname}
+		res, err := cn.AddNetworkList(ctx, list, rt)
+		if err != nil {
+			t.Fatalf("ADD %s as %s: %v", net, ifname, err)
+		}
+		b, _ := json.Marshal(res)
+		if strings.Contains(string(b), `"dst":"0.0.0.0/0"`) || strings.Contains(string(b), `"gateway"`) {
+			t.Errorf("ADD %s reports a default route the pod does not have: %s", net, b)
+		}
+		defer func() {
+			if err := cn.DelNetworkList(ctx, list, rt); err != nil {
+				t.Errorf("DEL %s: %v", net, err)
+			}
+		}()
+		rts = append(rts, rt)
+	}
+	routes := tl.MustRun(t, "ip", "-n", "ulc3-pod", "-4", "route")
+	for _, w := range []string{"default via 192.168.77.1 dev eth0", "10.97.0.0/24 dev net1", "10.98.0.0/24 dev net2"} {
+		if !strings.Contains(routes, w) {
+			t.Errorf("pod's routes lack %q:\n%s", w, routes)
+		}
+	}
+	if strings.Count(routes, "default") != 1 {
+		t.Errorf("pod has more than its own default route:\n%s", routes)
+	}
+	eps := d.MustCLI(t, "endpoint", "ls", "--format", "{{.IfName}} {{.Gateways}}")
+	if strings.Contains(eps, "10.97.0.1") || strings.Contains(eps, "10.98.0.1") {
+		t.Errorf("endpoints record gateways they did not route:\n%s", eps)
+	}
 }
