@@ -35,7 +35,7 @@ const MaxNetworks = 16
 func ParseAnnotations(ann map[string]string) ([]NetworkAttach, error) {
 	raw, ok := ann[AnnotationNetwork]
 	if !ok {
-		return nil, ErrNoNetwork
+		return nil, strayAnnotations(ann)
 	}
 	names, err := splitNetworks(raw)
 	if err != nil {
@@ -66,6 +66,26 @@ func ParseAnnotations(ann map[string]string) ([]NetworkAttach, error) {
 		}
 	}
 	return nets, nil
+}
+
+// strayAnnotations is ParseAnnotations' answer for a container without
+// io.underlay.network: ErrNoNetwork, unless it has other io.underlay.*
+// keys, which ask for something (a typo such as io.underlay.networks, or
+// io.underlay.ip alone) that would otherwise start it with no network and
+// no word. io.underlay.name alone asks for nothing.
+func strayAnnotations(ann map[string]string) error {
+	var keys []string
+	for k := range ann {
+		if strings.HasPrefix(k, annotationPrefix) && k != AnnotationName {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return ErrNoNetwork
+	}
+	sort.Strings(keys)
+	return fmt.Errorf("annotation %s is set but %s is not, so no network would be attached (a misspelt key?)",
+		strings.Join(keys, ", "), AnnotationNetwork)
 }
 
 // ContainerName is the container's name as the runtime gives it:

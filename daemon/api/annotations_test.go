@@ -59,6 +59,15 @@ func TestParseAnnotations(t *testing.T) {
 	if _, err := ParseAnnotations(nil); !errors.Is(err, ErrNoNetwork) {
 		t.Fatalf("nil annotations: %v", err)
 	}
+	if _, err := ParseAnnotations(map[string]string{"io.underlay.name": "web", "other": "x"}); !errors.Is(err, ErrNoNetwork) {
+		t.Fatalf("a name alone: %v", err)
+	}
+	// Keys that ask for something, without the network: a typo, not "no
+	// network wanted".
+	_, err := ParseAnnotations(map[string]string{"io.underlay.networks": "a", "io.underlay.mac": "02:00:00:00:00:01"})
+	if err == nil || errors.Is(err, ErrNoNetwork) || !strings.Contains(err.Error(), "annotation io.underlay.mac, io.underlay.networks is set but io.underlay.network is not") {
+		t.Fatalf("stray keys: %v", err)
+	}
 }
 
 func FuzzParseAnnotations(f *testing.F) {

@@ -347,7 +347,7 @@ func (m *Manager) createAndCommit(st *netState, ns *link.Netns, ep *api.Endpoint
 	if err := m.kernel.CreateSlave(ns, slave); err != nil {
 		if fixedMAC && errors.Is(err, syscall.EADDRINUSE) {
 			// macvlan refuses a MAC that another slave of the parent has.
-			return fmt.Errorf("io.underlay.mac=%s: %s on parent %s has it: %w", slave.MAC, m.macHolder(slave.MAC, ep.Parent), ep.Parent, ErrAddressInUse)
+			return fmt.Errorf("MAC address %s: %s on parent %s has it: %w", slave.MAC, m.macHolder(slave.MAC, ep.Parent), ep.Parent, ErrAddressInUse)
 		}
 		return err
 	}
@@ -399,10 +399,10 @@ func (m *Manager) inBackground(f func()) {
 func checkAttach(st *netState, na api.NetworkAttach) error {
 	n := st.net
 	if n.IPAMDriver == dhcpIPAM && (na.IP != "" || na.IP6 != "") {
-		return invalid("io.underlay.ip=%s: network %s is --ipam-driver dhcp: %w", na.IP+na.IP6, n.Name, errDHCPStatic)
+		return invalid("static address %s: network %s is --ipam-driver dhcp: %w", na.IP+na.IP6, n.Name, errDHCPStatic)
 	}
 	if n.Driver == "ipvlan" && na.MAC != "" {
-		return invalid("ipvlan containers share the parent's MAC address, so io.underlay.mac cannot be set")
+		return invalid("ipvlan containers share the parent's MAC address, so a MAC address cannot be set")
 	}
 	if n.Mode == "passthru" {
 		for k := range st.eps {

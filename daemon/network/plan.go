@@ -84,7 +84,7 @@ func chooseMAC(s string) (net.HardwareAddr, error) {
 	}
 	m, err := api.ParseMAC(s)
 	if err != nil {
-		return nil, invalid("io.underlay.mac=%s: %w", s, err)
+		return nil, invalid("MAC address %s: %w", s, err)
 	}
 	return net.ParseMAC(m)
 }
@@ -109,7 +109,7 @@ func (m *Manager) takeAddresses(st *netState, ep api.Endpoint, na api.NetworkAtt
 		case static != "":
 			addr, err = netip.ParseAddr(static)
 			if err != nil {
-				return nil, invalid("static address %q: %w", static, err)
+				return nil, invalid("static address %q is not an IP address (no /prefix: the subnet gives it)", static)
 			}
 			if pool, err = st.addrs.Claim(ownerOf(ep), addr); err != nil {
 				return nil, fmt.Errorf("static address %w", err)

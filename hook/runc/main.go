@@ -111,21 +111,26 @@ func addHooks(path string) error {
 	}
 	var spec map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &spec); err != nil {
-		return fmt.Errorf("malformed %s: %w", path, err)
+		return fmt.Errorf("malformed %s: not a JSON object", path)
 	}
 	var ann map[string]string
 	if a, ok := spec["annotations"]; ok {
 		if err := json.Unmarshal(a, &ann); err != nil {
-			return fmt.Errorf("malformed annotations in %s: %w", path, err)
+			return fmt.Errorf("malformed %s: \"annotations\" must map names to strings", path)
 		}
 	}
-	if _, ok := ann["io.underlay.network"]; !ok {
+	if _, ok := ann[api.AnnotationNetwork]; !ok {
+		// Nothing to add, unless other io.underlay.* keys say the
+		// container was meant to have a network: refuse it then.
+		if _, err := api.ParseAnnotations(ann); !errors.Is(err, api.ErrNoNetwork) {
+			return fmt.Errorf("%s: %w", path, err)
+		}
 		return nil
 	}
 	hooks := map[string][]hook{}
 	if h, ok := spec["hooks"]; ok {
 		if err := json.Unmarshal(h, &hooks); err != nil {
-			return fmt.Errorf("malformed hooks in %s: %w", path, err)
+			return fmt.Errorf("malformed %s: \"hooks\" must map stages to lists of hooks", path)
 		}
 	}
 	hookPath, err := hookBinary()

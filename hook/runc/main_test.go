@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/underlay/underlay/daemon/api"
@@ -106,5 +107,22 @@ func TestUnannotatedBundleUntouched(t *testing.T) {
 	}
 	if err := addHooks(writeSpec(t, `{"annotations":`)); err == nil {
 		t.Fatal("malformed config accepted")
+	}
+	// Refused with one line, naming what is wrong, not Go's types.
+	for spec, want := range map[string]string{
+		`{"annotations":{"io.underlay.networks":"pub_net"}}`:                                 "annotation io.underlay.networks is set but io.underlay.network is not",
+		`{"annotations":{"io.underlay.ip":"10.0.0.5","io.underlay.name":"web"}}`:             "annotation io.underlay.ip is set but io.underlay.network is not",
+		`{"annotations":{"io.underlay.network":5}}`:                                          `"annotations" must map names to strings`,
+		`{"annotations":{"io.underlay.network":"n"},"hooks":{"createRuntime":{"path":"x"}}}`: `"hooks" must map stages to lists of hooks`,
+		`[1]`: "not a JSON object",
+	} {
+		err := addHooks(writeSpec(t, spec))
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "Go ") {
+			t.Errorf("%s: %v, want %q", spec, err, want)
+		}
+	}
+	// io.underlay.name alone asks for no network: left alone.
+	if err := addHooks(writeSpec(t, `{"annotations":{"io.underlay.name":"web"}}`)); err != nil {
+		t.Errorf("a name alone: %v", err)
 	}
 }
