@@ -91,13 +91,37 @@ func BuildPools(s Spec) ([]Pool, error) {
 	if err := addAux(pools, s.Aux); err != nil {
 		return nil, err
 	}
+	for _, p := range pools {
+		if p.Range.IsValid() && !hasFree(p) {
+			return nil, fmt.Errorf("--ip-range %s holds no address to hand out: the network address, broadcast, gateway and --aux-address take them all", p.Range)
+		}
+	}
 	return pools, nil
+}
+
+// hasFree says whether p's range keeps an address for a container. Only a
+// range of a few addresses can be used up by what is reserved.
+func hasFree(p Pool) bool {
+	r := p.Range
+	if r.Addr().BitLen()-r.Bits() > 3 {
+		return true
+	}
+	np := newPool(p)
+	for a := r.Addr(); r.Contains(a); a = a.Next() {
+		if _, reserved := np.reserved[fromAddr(a)]; !reserved {
+			return true
+		}
+	}
+	return false
 }
 
 func parseSubnet(raw string) (netip.Prefix, error) {
 	p, err := parseCIDR("--subnet", raw)
 	if err != nil {
 		return netip.Prefix{}, err
+	}
+	if what := specialPrefix(p); what != "" {
+		return netip.Prefix{}, fmt.Errorf("--subnet %s is %s, not a subnet a LAN's hosts can be on", p, what)
 	}
 	switch {
 	case p.Addr().Is4() && p.Bits() > 30:
@@ -106,6 +130,28 @@ func parseSubnet(raw string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("--subnet %s is too small: an IPv6 subnet must be /127 or larger", p)
 	}
 	return p, nil
+}
+
+// specialPrefix names the range p lies in whose addresses no host's
+// interface may have (the kernel refuses some, routes none), or "".
+// Link-local IPv6 is allowed: the seed's own example is fe90::/64.
+func specialPrefix(p netip.Prefix) string {
+	for _, sp := range []struct {
+		prefix netip.Prefix
+		what   string
+	}{
+		{netip.MustParsePrefix("0.0.0.0/8"), "in 0.0.0.0/8 (this network)"},
+		{netip.MustParsePrefix("127.0.0.0/8"), "loopback (127.0.0.0/8)"},
+		{netip.MustParsePrefix("224.0.0.0/4"), "multicast (224.0.0.0/4)"},
+		{netip.MustParsePrefix("240.0.0.0/4"), "reserved (240.0.0.0/4)"},
+		{netip.MustParsePrefix("::/8"), "in ::/8 (unspecified, loopback, IPv4-compatible)"},
+		{netip.MustParsePrefix("ff00::/8"), "multicast (ff00::/8)"},
+	} {
+		if sp.prefix.Contains(p.Addr()) && p.Bits() >= sp.prefix.Bits() {
+			return sp.what
+		}
+	}
+	return ""
 }
 
 // parseCIDR parses a canonical prefix with an error that names the flag and

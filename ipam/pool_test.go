@@ -146,6 +146,12 @@ func TestBuildPoolsErrors(t *testing.T) {
 		{"ipv6 /128", Spec{Subnets: []string{"fd00::1/128"}}, []string{"--subnet fd00::1/128 is too small"}},
 		{"overlapping subnets", Spec{Subnets: []string{"10.0.0.0/16", "10.0.1.0/24"}}, []string{"--subnet 10.0.1.0/24 overlaps --subnet 10.0.0.0/16"}},
 		{"same subnet twice", Spec{Subnets: []string{"10.0.0.0/24", "10.0.0.0/24"}}, []string{"--subnet 10.0.0.0/24 overlaps --subnet 10.0.0.0/24"}},
+		{"multicast subnet", Spec{Subnets: []string{"224.1.0.0/24"}}, []string{"--subnet 224.1.0.0/24 is multicast"}},
+		{"loopback subnet", Spec{Subnets: []string{"127.0.0.0/24"}}, []string{"--subnet 127.0.0.0/24 is loopback"}},
+		{"ipv6 multicast subnet", Spec{Subnets: []string{"ff02::/64"}}, []string{"--subnet ff02::/64 is multicast"}},
+		{"ipv6 loopback subnet", Spec{Subnets: []string{"::/120"}}, []string{"--subnet ::/120 is in ::/8"}},
+		{"ip-range of the gateway alone", Spec{Subnets: one, Ranges: []string{"10.0.0.1/32"}}, []string{"--ip-range 10.0.0.1/32 holds no address"}},
+		{"ip-range of reserved addresses", Spec{Subnets: one, Ranges: []string{"10.0.0.0/31"}, Aux: []string{"h=10.0.0.0"}}, []string{"--ip-range 10.0.0.0/31 holds no address"}},
 
 		{"gateway in no subnet", Spec{Subnets: one, Gateways: []string{"10.0.1.1"}}, []string{"--gateway 10.0.1.1 is not in any --subnet"}},
 		{"ipv6 gateway, ipv4 subnet", Spec{Subnets: one, Gateways: []string{"fd00::1"}}, []string{"--gateway fd00::1 is not in any --subnet"}},
@@ -219,5 +225,19 @@ func TestOverlaps(t *testing.T) {
 				t.Errorf("Overlaps = %s, %s; want %s, %s", a, b, tt.wa, tt.wb)
 			}
 		})
+	}
+}
+
+// What the kernel takes on a LAN is allowed, link-local IPv6 included:
+// the seed's IPv6 example is fe90::/64. So is a range of one free address.
+func TestBuildPoolsSpecialButUsable(t *testing.T) {
+	for _, s := range []Spec{
+		{Subnets: []string{"fe90::/64"}, Gateways: []string{"fe90::22"}},
+		{Subnets: []string{"10.0.0.0/24"}, Ranges: []string{"10.0.0.2/32"}},
+		{Subnets: []string{"100.64.0.0/24", "169.254.0.0/24"}},
+	} {
+		if _, err := BuildPools(s); err != nil {
+			t.Errorf("%+v: %v", s, err)
+		}
 	}
 }

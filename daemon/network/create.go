@@ -199,6 +199,10 @@ func (m *Manager) validate(req api.NetworkCreate) (api.Network, []ipam.Pool, err
 	if _, ok := n.Options["ipv6_mode"]; ok && !n.IPv6 {
 		return n, nil, invalid("-o ipv6_mode is for networks with --ipv6")
 	}
+	if n.IPv6 && n.MTU > 0 && n.MTU < 1280 {
+		// The kernel takes the link but refuses every IPv6 address on it.
+		return n, nil, invalid("-o mtu=%d is below IPv6's minimum of 1280, and the network has IPv6", n.MTU)
+	}
 	if req.CNIConfDir != "" {
 		if !filepath.IsAbs(req.CNIConfDir) {
 			return n, nil, invalid("--cni-conf-dir %s: want an absolute path", req.CNIConfDir)

@@ -37,6 +37,8 @@ func TestFakeCreateRefused(t *testing.T) {
 			netReq("a", "macvlan", "10.2.0.0/24", "parent=eth1"), ErrExists, "network a"},
 		{"mtu over the parent's", nil,
 			netReq("b", "macvlan", "10.2.0.0/24", "parent=eth1", "mtu=9000"), ErrInvalid, "larger than the MTU 1500 of parent eth1"},
+		{"mtu below IPv6's minimum", nil,
+			netReq("b", "macvlan", "2001:db8:2::/64", "parent=eth1", "mtu=600"), ErrInvalid, "-o mtu=600 is below IPv6's minimum of 1280"},
 		{"mtu over the VLAN base's", nil,
 			netReq("b", "macvlan", "10.2.0.0/24", "parent=eth1.10", "mtu=9000"), ErrInvalid, "larger than the MTU 1500 of eth1"},
 		{"unknown driver", nil, netReq("b", "bridge", "10.2.0.0/24", "parent=eth1"), ErrInvalid, `unknown driver "bridge"`},

@@ -118,6 +118,9 @@ func checkHostAddresses(n *api.Network, raw []string, pools []ipam.Pool) error {
 		if a == p.Subnet.Masked().Addr() {
 			return invalid("--host-address %s is the network address of %s", a, p.Subnet)
 		}
+		if a.Is4() && a == lastAddr(p.Subnet) {
+			return invalid("--host-address %s is the broadcast address of %s", a, p.Subnet)
+		}
 		if a == p.Gateway {
 			return invalid("--host-address %s is the gateway of %s", a, p.Subnet)
 		}
@@ -273,4 +276,12 @@ func (m *Manager) shimInfo(n api.Network) *api.ShimInfo {
 	}
 	s := m.shims.ShimStatus(shimName(n))
 	return &api.ShimInfo{Name: shimName(n), Exists: s.Exists, Up: s.Up, Addresses: s.Addrs}
+}
+
+// lastAddr is the last address of an IPv4 prefix: its broadcast address.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	host := uint32(1)<<(32-p.Bits()) - 1
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) | host
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }

@@ -178,6 +178,7 @@ func TestFakeShimRefused(t *testing.T) {
 		{shimNet("a", "10.9.9.9"), "--host-address 10.9.9.9 is in no --subnet"},
 		{shimNet("a", "10.3.0.1"), "is the gateway"},
 		{shimNet("a", "10.3.0.0"), "is the network address"},
+		{shimNet("a", "10.3.0.255"), "--host-address 10.3.0.255 is the broadcast address of 10.3.0.0/24"},
 		{shimNet("a", "10.3.0.5", "10.3.0.6"), "one address per family"},
 		{shimNet("a", "bogus"), `--host-address "bogus": not an IP address`},
 		{func() api.NetworkCreate {
