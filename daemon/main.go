@@ -47,6 +47,10 @@ func main() {
 			&cli.StringFlag{Name: "resolv-conf", Value: "/etc/resolv.conf", EnvVars: []string{"UNDERLAY_RESOLV_CONF"}, Usage: "where the containers' DNS (127.0.0.11) sends names that are not containers'"},
 		}, globalFlags()...),
 		Action: run,
+		// One line for a bad flag, as for every other error at start.
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return fmt.Errorf("%v (see 'underlayd --help')", err)
+		},
 	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "underlayd:", err)

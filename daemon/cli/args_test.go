@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -88,6 +89,25 @@ func TestFlagsAnywhere(t *testing.T) {
 		after := run(append(append(path, "arg1"), flag...)...)
 		if !reflect.DeepEqual(before, after) || len(after.args) != 1 {
 			t.Errorf("%s: flags after the argument parsed as %+v, before it as %+v", leaf, after, before)
+		}
+	}
+}
+
+// A mistyped flag or command is one line naming it (and where the help
+// is), never the help itself after "Incorrect Usage".
+func TestUsageErrorsAreOneLine(t *testing.T) {
+	for args, want := range map[string]string{
+		"network create --bogus x": "network create: flag provided but not defined: -bogus (see 'underlay network create --help')",
+		"nosuchcmd":                "unknown command \"nosuchcmd\": want network, endpoint, host, events, doctor",
+		"network bogus":            "network: unknown command \"bogus\": want create, ls,",
+		"--bogus network ls":       "flag provided but not defined: -bogus (see 'underlay --help')",
+		"endpoint ls --format":     "endpoint ls: flag needs an argument: -format",
+	} {
+		app := newApp()
+		app.Writer, app.ErrWriter = io.Discard, io.Discard
+		err := app.Run(flagsFirst(app, append([]string{"underlay"}, strings.Fields(args)...)))
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("underlay %s: %v, want one line with %q", args, err, want)
 		}
 	}
 }

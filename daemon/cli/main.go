@@ -33,7 +33,7 @@ func main() {
 }
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:                      "underlay",
 		Usage:                     "macvlan, ipvlan and 802.1q networks for containers, without Docker",
 		DisableSliceFlagSeparator: true,
@@ -42,6 +42,59 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "socket", Value: api.DefaultSocket, EnvVars: []string{"UNDERLAY_SOCKET"}, Usage: "underlayd's unix socket"},
 		},
 		Commands: []*cli.Command{networkCommand(), endpointCommand(), hostCommand(), eventsCommand(), doctorCommand()},
+	}
+	app.OnUsageError = usageError("underlay")
+	app.Action = unknownCommand("underlay", app.Commands)
+	strict("underlay", app.Commands)
+	return app
+}
+
+// strict makes every command's mistakes one line, as the rest of the CLI's
+// errors are, instead of the line followed by the whole help: a bad flag
+// names itself and where the help is, and an unknown subcommand lists the
+// known ones.
+func strict(path string, cmds []*cli.Command) {
+	for _, c := range cmds {
+		p := path + " " + c.Name
+		c.OnUsageError = usageError(p)
+		if len(c.Subcommands) > 0 {
+			if c.Action == nil {
+				c.Action = unknownCommand(p, c.Subcommands)
+			}
+			strict(p, c.Subcommands)
+		}
+	}
+}
+
+func usageError(path string) cli.OnUsageErrorFunc {
+	return func(_ *cli.Context, err error, _ bool) error {
+		return fmt.Errorf("%s%v (see '%s --help')", subject(path), err, path)
+	}
+}
+
+// subject is the command an error is about, after main's "underlay: ".
+func subject(path string) string {
+	if _, sub, ok := strings.Cut(path, " "); ok {
+		return sub + ": "
+	}
+	return ""
+}
+
+// unknownCommand is the action of a command run with no subcommand it
+// knows: its help when given none, an error naming the word otherwise.
+func unknownCommand(path string, cmds []*cli.Command) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if c.NArg() == 0 && c.Command.Name == "" {
+			return cli.ShowAppHelp(c)
+		}
+		if c.NArg() == 0 {
+			return cli.ShowSubcommandHelp(c)
+		}
+		var names []string
+		for _, sc := range cmds {
+			names = append(names, sc.Name)
+		}
+		return fmt.Errorf("%sunknown command %q: want %s", subject(path), c.Args().First(), strings.Join(names, ", "))
 	}
 }
 
