@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/underlay/underlay/daemon/api"
@@ -308,10 +309,55 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 			fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", api.MaxBodyBytes))
 			return false
 		}
-		fail(w, http.StatusBadRequest, "malformed request: "+strings.TrimPrefix(err.Error(), "json: "))
+		fail(w, http.StatusBadRequest, "malformed request: "+decodeError(err))
 		return false
 	}
 	return true
+}
+
+// decodeError says what was wrong with a request body in the API's terms
+// (its JSON field names and JSON's types), not in Go's.
+func decodeError(err error) string {
+	var typ *json.UnmarshalTypeError
+	var syn *json.SyntaxError
+	switch {
+	case errors.Is(err, io.EOF):
+		return "empty body: want a JSON object"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the JSON ends early"
+	case errors.As(err, &typ) && typ.Field != "":
+		return fmt.Sprintf("field %q: a JSON %s where %s is wanted", typ.Field, typ.Value, jsonKind(typ.Type))
+	case errors.As(err, &typ):
+		return fmt.Sprintf("a JSON %s where %s is wanted", typ.Value, jsonKind(typ.Type))
+	case errors.As(err, &syn):
+		return fmt.Sprintf("not JSON at byte %d: %s", syn.Offset, strings.TrimPrefix(syn.Error(), "json: "))
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// jsonKind names the JSON that decodes into t.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		if t.Elem().Kind() == reflect.String {
+			return "an array of strings"
+		}
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "another type"
 }
 
 // classStatus is the HTTP status of each class of error (network.ErrorClass,

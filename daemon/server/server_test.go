@@ -87,9 +87,14 @@ func TestDecodeBounds(t *testing.T) {
 	}{
 		{"ok", `{"name":"n","subnets":["10.0.0.0/24"]}`, 201, `"name":"n"`},
 		{"unknown field", `{"name":"n","colour":"red"}`, 400, `unknown field \"colour\"`},
-		{"malformed", `{"name":`, 400, "malformed request"},
+		{"malformed", `{"name":`, 400, "malformed request: the JSON ends early"},
+		{"empty", ``, 400, "malformed request: empty body: want a JSON object"},
+		{"not JSON", `{name}`, 400, "malformed request: not JSON at byte 2"},
 		{"trailing data", `{"name":"n"} {"name":"m"}`, 400, "data after the JSON object"},
-		{"wrong type", `{"name":5}`, 400, "malformed request"},
+		{"wrong type", `{"name":5}`, 400, `malformed request: field \"name\": a JSON number where a string is wanted`},
+		{"option not a string", `{"name":"n","options":{"mtu":1500}}`, 400, `field \"options\": a JSON number where a string is wanted`},
+		{"list not an array", `{"name":"n","subnets":"10.0.0.0/8"}`, 400, `field \"subnets\": a JSON string where an array of strings is wanted`},
+		{"array for an object", `[1]`, 400, "malformed request: a JSON array where an object is wanted"},
 		{"oversized", `{"name":"` + strings.Repeat("a", api.MaxBodyBytes) + `"}`, 413, "request body larger than"},
 	}
 	for _, c := range cases {
