@@ -183,8 +183,24 @@ func (n *Netns) Same(inode, cookie uint64) bool {
 	return n.Inode == inode && (cookie == 0 || n.Cookie == cookie)
 }
 
-// OpenPath opens a namespace file (a /proc/<pid>/ns/net or a bind mount).
-func OpenPath(path string) (*Netns, error) { return open(path, path) }
+// OpenPath opens a namespace file (a /proc/<pid>/ns/net or a bind mount),
+// and refuses a path that is no network namespace: setns would only say
+// "invalid argument" later. Its own errors leave the path for the caller
+// to name.
+func OpenPath(path string) (*Netns, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, errors.New("no such file")
+	}
+	ns, err := open(path, path)
+	if err != nil {
+		return nil, err
+	}
+	if t, err := unix.IoctlRetInt(ns.Fd(), unix.NS_GET_NSTYPE); err != nil || t != unix.CLONE_NEWNET {
+		ns.Close()
+		return nil, errors.New("not a network namespace (want /proc/PID/ns/net, or a bind mount of one as under /run/netns)")
+	}
+	return ns, nil
+}
 
 // Fd is the namespace's file descriptor, -1 for a NamedNetns.
 func (n *Netns) Fd() int {

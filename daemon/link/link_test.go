@@ -1,6 +1,8 @@
 package link
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -49,5 +51,26 @@ func TestRandomMAC(t *testing.T) {
 	}
 	if len(seen) < 100 {
 		t.Fatal("repeated MACs")
+	}
+}
+
+// OpenPath says what is wrong with a path that is no network namespace,
+// instead of setns' "invalid argument" later; the caller names the path.
+func TestOpenPathRefusesWhatIsNoNetworkNamespace(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, []byte("x"), 0o644)
+	for path, want := range map[string]string{
+		filepath.Join(t.TempDir(), "none"): "no such file",
+		file:                               "not a network namespace",
+		"/proc/self/ns/uts":                "not a network namespace",
+		"/proc/self/ns/net":                "host network namespace",
+	} {
+		ns, err := OpenPath(path)
+		if err == nil {
+			ns.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("OpenPath(%s): %v, want %q", path, err, want)
+		}
 	}
 }
