@@ -44,6 +44,11 @@ const (
 	EventDropped       = "dropped"
 )
 
+// EventTypes are the types a reader may filter on, in the order the
+// events' help lists them.
+var EventTypes = []string{EventAttach, EventDetach, EventReconcile, EventParentCreate, EventParentRemove,
+	EventNetworkCreate, EventNetworkRemove, EventLeaseLost}
+
 // What released an endpoint (Event.Path of a detach), and what ran a
 // reconcile.
 const (

@@ -150,8 +150,11 @@ func (m *Manager) validate(req api.NetworkCreate) (api.Network, []ipam.Pool, err
 		return n, nil, invalid("--scope %q: want local or global", req.Scope)
 	}
 	for k := range req.Labels {
-		if k == "" || strings.ContainsAny(k, "\n\x00") {
+		if k == "" {
 			return n, nil, invalid("--label %q: a label needs a name", k)
+		}
+		if strings.ContainsAny(k, "\n\x00") {
+			return n, nil, invalid("--label %q: a label's name is one line", k)
 		}
 	}
 	if len(req.Labels) > 0 {
@@ -362,14 +365,14 @@ func (m *Manager) choosParent(n *api.Network) error {
 	case errors.Is(err, link.ErrNotFound):
 		base, vid, ok := splitVLAN(n.Parent)
 		if !ok {
-			return fmt.Errorf("parent interface %s does not exist: %w", n.Parent, ErrNoParent)
+			return noParent("parent interface %s does not exist", n.Parent)
 		}
 		if vid < 1 || vid > 4094 {
 			return invalid("-o parent=%s: VLAN id %d is outside 1-4094", n.Parent, vid)
 		}
 		bin, err := m.kernel.Lookup(base)
 		if err != nil {
-			return fmt.Errorf("-o parent=%s: VLAN base interface %s does not exist: %w", n.Parent, base, ErrNoParent)
+			return noParent("-o parent=%s: VLAN base interface %s does not exist", n.Parent, base)
 		}
 		if n.MTU > bin.MTU {
 			return invalid("-o mtu=%d is larger than the MTU %d of %s", n.MTU, bin.MTU, base)

@@ -56,6 +56,18 @@ func (e *userError) Error() string        { return e.err.Error() }
 func (e *userError) Unwrap() error        { return e.err }
 func (e *userError) Is(target error) bool { return target == ErrInvalid }
 
+// noParent marks an error as ErrNoParent and keeps its text, which says
+// which link is missing better than the sentinel's words would after it.
+func noParent(format string, a ...any) error {
+	return &missingParent{fmt.Errorf(format, a...)}
+}
+
+type missingParent struct{ err error }
+
+func (e *missingParent) Error() string        { return e.err.Error() }
+func (e *missingParent) Unwrap() error        { return e.err }
+func (e *missingParent) Is(target error) bool { return target == ErrNoParent }
+
 // networkError is an error of one network: "network NAME: cause".
 type networkError struct {
 	name string

@@ -68,7 +68,7 @@ func (m *Manager) createParentLocked(n api.Network) error {
 	} else if base, vid, ok := splitVLAN(n.Parent); ok {
 		owned.Kind, owned.Base, owned.VLAN = "vlan", base, vid
 	} else {
-		return fmt.Errorf("parent interface %s does not exist: %w", n.Parent, ErrNoParent)
+		return noParent("parent interface %s does not exist", n.Parent)
 	}
 	// Record ownership before creating: a crash in between leaves a record
 	// without a link, which is harmless; the reverse would leak a link.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -116,7 +117,12 @@ func eventFilter(args []string) (func(api.Event) bool, error) {
 			return nil, fmt.Errorf("filter %q: want KEY=VALUE", a)
 		}
 		switch k {
-		case "network", "type":
+		case "network":
+		case "type":
+			// A misspelt type would keep the stream silent forever.
+			if !slices.Contains(api.EventTypes, v) {
+				return nil, fmt.Errorf("filter %q: unknown event type %s (want %s)", a, v, strings.Join(api.EventTypes, ", "))
+			}
 		default:
 			return nil, fmt.Errorf("filter %q: unknown key %s (want network or type)", a, k)
 		}

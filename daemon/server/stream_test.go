@@ -100,9 +100,10 @@ func TestEventStream(t *testing.T) {
 func TestEventStreamRefused(t *testing.T) {
 	c := serveUnix(t, &Broker{})
 	for f, want := range map[string]string{
-		"colour=red": `filter "colour=red": unknown key colour (want network or type)`,
-		"network":    `filter "network": want KEY=VALUE`,
-		"network=":   `filter "network=": want KEY=VALUE`,
+		"colour=red":    `filter "colour=red": unknown key colour (want network or type)`,
+		"network":       `filter "network": want KEY=VALUE`,
+		"network=":      `filter "network=": want KEY=VALUE`,
+		"type=attached": `filter "type=attached": unknown event type attached (want attach, detach, reconcile, parent-create, parent-remove, network-create, network-remove, lease-lost)`,
 	} {
 		_, err := c.Stream("/events?" + url.Values{"filter": {f}}.Encode())
 		var se *api.StatusError
