@@ -250,6 +250,10 @@ func open(path, what string) (*Netns, error) {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%s: process is gone", what)
 		}
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // what says the path already
+		}
 		return nil, fmt.Errorf("open %s: %w", what, err)
 	}
 	var st unix.Stat_t
