@@ -443,7 +443,7 @@ func (m *Manager) Remove(name string) error {
 	}
 	if err != nil {
 		if st, err = m.byID(name); err != nil {
-			return err
+			return m.finishRemove(name, err)
 		}
 		name = st.net.Name
 	}

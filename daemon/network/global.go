@@ -22,8 +22,12 @@ const (
 // stored there; an allocation compares its network's record, so a network
 // being removed takes no new lease.
 type Global interface {
+	// Networks leaves out networks being removed.
 	Networks() (map[string][]byte, error)
 	CreateNetwork(name string, rec []byte) error
+	// RemoveNetwork with rec nil finishes a removal that stopped half-way
+	// (etcd timed out, an underlayd died), or restores the network if a
+	// host has endpoints on it; ErrNotFound if name is not being removed.
 	RemoveNetwork(name string, rec []byte) error
 	Addresses(name string, rec []byte, pools []ipam.Pool) (AddressDriver, error)
 	Hosts() ([]api.Host, error)
@@ -197,6 +201,25 @@ func (m *Manager) createGlobal(n api.Network) error {
 		}
 		return err
 	}
+	return nil
+}
+
+// finishRemove settles the removal of global network name that another
+// remove began and did not finish: the shared store hides such a network,
+// so only its name is left to go by. notFound is the answer when name is
+// not being removed. The caller holds createMu.
+func (m *Manager) finishRemove(name string, notFound error) error {
+	if m.global == nil {
+		return notFound
+	}
+	if err := m.global.RemoveNetwork(name, nil); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return notFound
+		}
+		return err
+	}
+	m.log.Info("network removed: an interrupted removal finished", "network", name)
+	m.emit(api.Event{Type: api.EventNetworkRemove, Network: name})
 	return nil
 }
 

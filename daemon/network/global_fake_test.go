@@ -16,15 +16,18 @@ import (
 // sees it. Its address drivers may be called concurrently, as etcd's are,
 // and their allocations wait at a gate the test opens: a slow round trip.
 type fakeGlobal struct {
-	mu      sync.Mutex
-	recs    map[string][]byte
-	drivers map[string]*fakeShared
-	gate    chan struct{} // allocations wait until it is closed, if set
-	fail    error         // the allocations fail with it, if set
+	mu        sync.Mutex
+	recs      map[string][]byte
+	removing  map[string][]byte // records whose removal stopped half-way: hidden
+	elsewhere map[string]bool   // networks with endpoints on other hosts
+	drivers   map[string]*fakeShared
+	gate      chan struct{} // allocations wait until it is closed, if set
+	fail      error         // the allocations fail with it, if set
 }
 
 func newFakeGlobal() *fakeGlobal {
-	return &fakeGlobal{recs: map[string][]byte{}, drivers: map[string]*fakeShared{}}
+	return &fakeGlobal{recs: map[string][]byte{}, removing: map[string][]byte{}, elsewhere: map[string]bool{},
+		drivers: map[string]*fakeShared{}}
 }
 
 func (g *fakeGlobal) Networks() (map[string][]byte, error) {
@@ -40,11 +43,30 @@ func (g *fakeGlobal) CreateNetwork(name string, rec []byte) error {
 	return nil
 }
 
-func (g *fakeGlobal) RemoveNetwork(name string, _ []byte) error {
+// RemoveNetwork removes name, or settles its interrupted removal: the
+// network is restored if another host has endpoints on it.
+func (g *fakeGlobal) RemoveNetwork(name string, rec []byte) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if r, ok := g.removing[name]; ok {
+		delete(g.removing, name)
+		g.recs[name] = r
+	} else if rec == nil {
+		return inNetwork(name, ErrNotFound)
+	}
+	if g.elsewhere[name] {
+		return inNetwork(name, ErrInUse)
+	}
 	delete(g.recs, name)
 	return nil
+}
+
+// interrupt leaves name as a remove that stopped half-way does.
+func (g *fakeGlobal) interrupt(name string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.removing[name] = g.recs[name]
+	delete(g.recs, name)
 }
 
 func (g *fakeGlobal) Addresses(name string, _ []byte, pools []ipam.Pool) (AddressDriver, error) {
@@ -220,4 +242,54 @@ func TestFakeGlobalAddressBeside(t *testing.T) {
 	}
 	h.stop("", "c")
 	same(t, "held after the detach", g.held("pub"), none)
+}
+
+// A global network whose removal stopped half-way (etcd timed out) is
+// hidden by the shared store, and so gone from network ls too; a remove of
+// its name finishes the removal, or restores the network when another
+// host has endpoints on it, whether this host still had its copy or not.
+func TestFakeGlobalInterruptedRemove(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		listed    bool // network ls ran in between, and dropped this host's copy
+		elsewhere bool
+		want      error
+		stored    []string
+	}{
+		{"finished", false, false, nil, none},
+		{"finished after ls", true, false, nil, none},
+		{"restored", false, true, ErrInUse, []string{"net pub"}},
+		{"restored after ls", true, true, ErrInUse, []string{"net pub"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := newFakeGlobal()
+			h := newFakeHost(t)
+			h.opts = append(h.opts, WithGlobal(g, nil, 0))
+			h.restart()
+			req := netReq("pub", "macvlan", "10.7.0.0/24", "parent=eth1")
+			req.Scope = scopeGlobal
+			h.create(req)
+			g.interrupt("pub")
+			g.elsewhere["pub"] = c.elsewhere
+			if c.listed {
+				same(t, "listed", listed(t, h.m.List(), nil, func(n api.Network) string { return n.Name }), none)
+				same(t, "store", h.stored(), none)
+			}
+			if err := h.m.Remove("pub"); !errors.Is(err, c.want) || (c.want == nil) != (err == nil) {
+				t.Fatalf("remove: %v, want %v", err, c.want)
+			}
+			g.mu.Lock()
+			_, shared := g.recs["pub"]
+			_, hidden := g.removing["pub"]
+			g.mu.Unlock()
+			if shared != c.elsewhere || hidden {
+				t.Fatalf("shared store holds pub: %v, being removed: %v; want %v, false", shared, hidden, c.elsewhere)
+			}
+			if _, err := h.m.Inspect("pub"); (err == nil) != c.elsewhere {
+				t.Fatalf("inspect after the remove: %v", err)
+			}
+			same(t, "store", h.stored(), c.stored)
+			wantErr(t, h.m.Remove("nope"), ErrNotFound, "network nope")
+		})
+	}
 }

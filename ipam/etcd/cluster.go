@@ -93,18 +93,45 @@ func (c *Cluster) request() (context.Context, context.CancelFunc) {
 
 // etcdErr names etcd in an error of a request to it.
 func etcdErr(what string, err error) error {
+	return fmt.Errorf("%s: %w", what, etcdCause(err))
+}
+
+func etcdCause(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%s: etcd did not answer in time (unreachable, or without quorum): %w", what, err)
+		return fmt.Errorf("etcd did not answer in time (unreachable, or without quorum): %w", err)
 	}
-	return fmt.Errorf("%s: etcd: %w", what, err)
+	return fmt.Errorf("etcd: %w", err)
+}
+
+// ErrOutcomeUnknown means that a write got no answer and that reading its
+// key back got none either: it may or may not have committed.
+var ErrOutcomeUnknown = errors.New("outcome unknown")
+
+// unknownErr says that what may or may not have happened, and how to find
+// out: hint.
+func unknownErr(what string, err error, hint string) error {
+	return fmt.Errorf("%s: %w: %w; %s", what, ErrOutcomeUnknown, etcdCause(err), hint)
+}
+
+// readBack reads key after a write to it failed. The client does not retry
+// a write it sent, and one that failed may have committed: only a read
+// tells. It has a request of its own, as the write's has likely expired.
+func (c *Cluster) readBack(key string) (Pair, error) {
+	ctx, cancel := c.request()
+	defer cancel()
+	return c.kv.Get(ctx, key)
 }
 
 // A network record being removed is kept under this mark until its leases
 // are known to be gone: allocations compare the record's value, so none
-// can slip in meanwhile.
+// can slip in meanwhile. A remove that stops half-way (etcd timed out,
+// underlayd died) leaves the mark; any later remove of the name settles
+// it: it finishes the removal, or restores the record if a host still
+// has endpoints on the network.
 var removing = []byte("removing:")
 
-// Networks returns the global networks' records by name.
+// Networks returns the global networks' records by name. Networks being
+// removed are left out.
 func (c *Cluster) Networks() (map[string][]byte, error) {
 	ctx, cancel := c.request()
 	defer cancel()
@@ -123,40 +150,133 @@ func (c *Cluster) Networks() (map[string][]byte, error) {
 
 // CreateNetwork stores a global network's record, if the name is free.
 func (c *Cluster) CreateNetwork(name string, rec []byte) error {
+	what := "create global network " + name
+	key := c.networkKey(name)
 	ctx, cancel := c.request()
 	defer cancel()
-	key := c.networkKey(name)
-	ok, _, _, err := c.kv.Txn(ctx, []Cmp{Absent(key)}, []Op{Put(key, rec)}, nil)
+	ok, _, got, err := c.kv.Txn(ctx, []Cmp{Absent(key)}, []Op{Put(key, rec)}, []string{key})
 	if err != nil {
-		// The put may have landed: our own record there means it did.
-		if p, gerr := c.kv.Get(ctx, key); gerr == nil && bytes.Equal(p.Value, rec) {
-			return nil
+		p, gerr := c.readBack(key)
+		switch {
+		case gerr != nil:
+			return unknownErr(what, err, fmt.Sprintf("once etcd answers, `underlay network ls` shows whether %s was created "+
+				"(`underlay network rm %s` removes it)", name, name))
+		case !p.Exists():
+			return etcdErr(what, err)
+		case bytes.Equal(p.Value, rec):
+			return nil // ours landed
 		}
-		return etcdErr("create global network "+name, err)
+		ok, got = false, []Pair{p}
 	}
-	if !ok {
-		return fmt.Errorf("global network %s: %w", name, ErrNetworkExists)
+	if ok {
+		return nil
 	}
-	return nil
+	if bytes.HasPrefix(got[0].Value, removing) {
+		return fmt.Errorf("global network %s is being removed, or its removal was interrupted; "+
+			"`underlay network rm %s` finishes it: %w", name, name, ErrNetworkExists)
+	}
+	return fmt.Errorf("global network %s: %w", name, ErrNetworkExists)
 }
 
 // RemoveNetwork removes a global network whose record is rec, unless a
 // host still holds one of its addresses; the error then names the hosts.
+// A network found marked for removal by a remove that stopped half-way is
+// removed (or restored, if in use) whatever rec is; rec nil removes only
+// such a network, which Networks hides: ErrNetworkGone if there is none.
 func (c *Cluster) RemoveNetwork(name string, rec []byte) error {
+	what := "remove global network " + name
+	again := fmt.Sprintf("once etcd answers, run `underlay network rm %s` again: it finishes the removal, "+
+		"or says which hosts still have endpoints on the network", name)
+	mark, err := c.markRemoving(name, rec, what, again)
+	if err != nil {
+		return err
+	}
+	hosts, err := c.holders(name)
+	if err != nil {
+		return c.restore(name, mark, etcdErr(what, err), again)
+	}
+	if len(hosts) > 0 {
+		var names []string
+		for h, n := range hosts {
+			names = append(names, fmt.Sprintf("%s (%d)", h, n))
+		}
+		sort.Strings(names)
+		return c.restore(name, mark, fmt.Errorf("global network %s has endpoints on host(s) %s; stop those containers first: %w",
+			name, strings.Join(names, ", "), ErrNetworkInUse), again)
+	}
+	key := c.networkKey(name)
 	ctx, cancel := c.request()
 	defer cancel()
-	key := c.networkKey(name)
-	marked := append(append([]byte{}, removing...), rec...)
-	ok, _, got, err := c.kv.Txn(ctx, []Cmp{Holds(key, rec)}, []Op{Put(key, marked)}, []string{key})
+	// By revision, not value: a mark restored and put again by another
+	// remove meanwhile may hide leases this one did not see.
+	ok, _, got, err := c.kv.Txn(ctx, []Cmp{Unchanged(key, mark.ModRev)},
+		[]Op{Del(key), DelPrefix(c.leasesPrefix(name))}, []string{key})
 	if err != nil {
-		return etcdErr("remove global network "+name, err)
+		p, gerr := c.readBack(key)
+		switch {
+		case gerr != nil:
+			return unknownErr(what, err, again)
+		case p.ModRev == mark.ModRev:
+			return fmt.Errorf("%w; the network is left marked for removal (hidden, taking no new addresses): %s",
+				etcdErr(what, err), again)
+		}
+		got = []Pair{p}
+	} else if ok {
+		return nil
 	}
-	if !ok && !(len(got) == 1 && bytes.Equal(got[0].Value, marked)) {
-		return fmt.Errorf("global network %s: %w", name, ErrNetworkGone)
+	if !got[0].Exists() {
+		return nil // another remove finished it meanwhile
 	}
+	return fmt.Errorf("global network %s changed while being removed (another host removed or restored it meanwhile): "+
+		"run `underlay network rm %s` again", name, name)
+}
+
+// markRemoving puts the removal mark on network name's record rec, and
+// returns the marked key. A mark already there is taken over. rec nil
+// only takes over a mark.
+func (c *Cluster) markRemoving(name string, rec []byte, what, again string) (Pair, error) {
+	key := c.networkKey(name)
+	gone := fmt.Errorf("global network %s: %w", name, ErrNetworkGone)
+	ctx, cancel := c.request()
+	defer cancel()
+	if rec == nil {
+		p, err := c.kv.Get(ctx, key)
+		if err != nil {
+			return p, etcdErr(what, err)
+		}
+		if !bytes.HasPrefix(p.Value, removing) {
+			return p, gone
+		}
+		c.log.Warn("finishing an interrupted removal of a global network", "network", name)
+		return p, nil
+	}
+	marked := append(append([]byte{}, removing...), rec...)
+	ok, rev, got, err := c.kv.Txn(ctx, []Cmp{Holds(key, rec)}, []Op{Put(key, marked)}, []string{key})
+	if err != nil {
+		p, gerr := c.readBack(key)
+		switch {
+		case gerr != nil:
+			return p, unknownErr(what, err, again)
+		case bytes.Equal(p.Value, rec):
+			return p, etcdErr(what, err) // not marked: nothing changed
+		}
+		got = []Pair{p}
+	} else if ok {
+		return Pair{Key: key, Value: marked, CreateRev: rev, ModRev: rev}, nil
+	}
+	if !bytes.HasPrefix(got[0].Value, removing) {
+		return got[0], gone
+	}
+	return got[0], nil
+}
+
+// holders counts the live leases of network name by host.
+func (c *Cluster) holders(name string) (map[string]int, error) {
+	ctx, cancel := c.request()
+	defer cancel()
 	ps, _, err := c.kv.List(ctx, c.leasesPrefix(name))
 	if err != nil {
-		return etcdErr("remove global network "+name, err)
+		return nil, err
 	}
 	hosts := map[string]int{}
 	for _, p := range ps {
@@ -164,22 +284,25 @@ func (c *Cluster) RemoveNetwork(name string, rec []byte) error {
 			hosts[l.Host]++
 		}
 	}
-	if len(hosts) > 0 {
-		if _, _, _, err := c.kv.Txn(ctx, []Cmp{Holds(key, marked)}, []Op{Put(key, rec)}, nil); err != nil {
-			c.log.Error("global network left marked for removal", "network", name, "err", err)
-		}
-		var names []string
-		for h, n := range hosts {
-			names = append(names, fmt.Sprintf("%s (%d)", h, n))
-		}
-		sort.Strings(names)
-		return fmt.Errorf("global network %s has endpoints on host(s) %s; stop those containers first: %w",
-			name, strings.Join(names, ", "), ErrNetworkInUse)
+	return hosts, nil
+}
+
+// restore puts back the record that mark hides, as the network is not
+// removed after all: why says why. A restore that etcd does not confirm
+// leaves the mark, and the error says how to settle it.
+func (c *Cluster) restore(name string, mark Pair, why error, again string) error {
+	key := c.networkKey(name)
+	ctx, cancel := c.request()
+	defer cancel()
+	_, _, _, err := c.kv.Txn(ctx, []Cmp{Unchanged(key, mark.ModRev)}, []Op{Put(key, mark.Value[len(removing):])}, nil)
+	if err == nil {
+		return why // restored, or settled by another remove meanwhile
 	}
-	if _, _, _, err := c.kv.Txn(ctx, []Cmp{Holds(key, marked)}, []Op{Del(key), DelPrefix(c.leasesPrefix(name))}, nil); err != nil {
-		return etcdErr("remove global network "+name, err)
+	if p, gerr := c.readBack(key); gerr == nil && p.ModRev != mark.ModRev {
+		return why
 	}
-	return nil
+	c.log.Error("global network left marked for removal", "network", name, "err", err)
+	return fmt.Errorf("%w; the network is left marked for removal (hidden, taking no new addresses): %s", why, again)
 }
 
 // memPending keeps pending releases in memory (tests, and a daemon given

@@ -12,15 +12,19 @@ import (
 // memKV is KV in memory, with etcd's revisions, leases that expire when
 // the test says so, and faults: fail makes the next Txn fail before it
 // applies, lost makes it apply and then report an error (a write whose
-// answer never came back).
+// answer never came back), stall makes it apply and then wait until its
+// context ends, as a client gives up on a server that stopped answering.
+// A request whose context has ended fails, as the client's does.
 type memKV struct {
 	mu       sync.Mutex
 	rev      int64
 	keys     map[string]Pair
 	ttl      map[string]int64 // key -> TTL it was put with
 	watchers []*memWatch
-	fail     int // Txns still to fail before applying
-	lost     int // Txns still to apply and then fail
+	fail     int            // Txns still to fail before applying
+	lost     int            // Txns still to apply and then fail
+	stall    int            // Txns still to apply and then wait for their context to end
+	onApply  func(m *memKV) // run, locked, once the next Txn has applied
 	down     bool
 	txns     int
 }
@@ -35,18 +39,24 @@ var errUnavailable = errors.New("etcdserver: request timed out")
 
 func newMemKV() *memKV { return &memKV{keys: map[string]Pair{}, ttl: map[string]int64{}} }
 
-func (m *memKV) Get(_ context.Context, key string) (Pair, error) {
+func (m *memKV) Get(ctx context.Context, key string) (Pair, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return Pair{}, err
+	}
 	if m.down {
 		return Pair{}, errUnavailable
 	}
 	return m.keys[key], nil
 }
 
-func (m *memKV) List(_ context.Context, prefix string) ([]Pair, int64, error) {
+func (m *memKV) List(ctx context.Context, prefix string) ([]Pair, int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
 	if m.down {
 		return nil, 0, errUnavailable
 	}
@@ -68,16 +78,28 @@ func (m *memKV) holds(c Cmp) bool {
 	return p.ModRev == c.ModRev
 }
 
-func (m *memKV) Txn(_ context.Context, ifs []Cmp, then []Op, reads []string) (bool, int64, []Pair, error) {
+func (m *memKV) Txn(ctx context.Context, ifs []Cmp, then []Op, reads []string) (bool, int64, []Pair, error) {
+	ok, rev, got, stalled, err := m.txn(ctx, ifs, then, reads)
+	if stalled {
+		<-ctx.Done()
+		return false, 0, nil, ctx.Err()
+	}
+	return ok, rev, got, err
+}
+
+func (m *memKV) txn(ctx context.Context, ifs []Cmp, then []Op, reads []string) (bool, int64, []Pair, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.txns++
+	if err := ctx.Err(); err != nil {
+		return false, 0, nil, false, err
+	}
 	if m.down {
-		return false, 0, nil, errUnavailable
+		return false, 0, nil, false, errUnavailable
 	}
 	if m.fail > 0 {
 		m.fail--
-		return false, 0, nil, errUnavailable
+		return false, 0, nil, false, errUnavailable
 	}
 	ok := true
 	for _, c := range ifs {
@@ -88,7 +110,7 @@ func (m *memKV) Txn(_ context.Context, ifs []Cmp, then []Op, reads []string) (bo
 		for _, k := range reads {
 			got = append(got, m.keys[k])
 		}
-		return false, 0, got, nil
+		return false, 0, got, false, nil
 	}
 	m.rev++
 	var evs []Event
@@ -118,11 +140,20 @@ func (m *memKV) Txn(_ context.Context, ifs []Cmp, then []Op, reads []string) (bo
 		}
 	}
 	m.notify(evs)
-	if m.lost > 0 {
+	stalled, lost := m.stall > 0, m.stall == 0 && m.lost > 0
+	if stalled {
+		m.stall--
+	} else if lost {
 		m.lost--
-		return false, 0, nil, errUnavailable
 	}
-	return true, m.rev, nil, nil
+	if f := m.onApply; f != nil {
+		m.onApply = nil
+		f(m) // after the counts: it may set faults of the next Txn
+	}
+	if stalled || lost {
+		return false, 0, nil, stalled, errUnavailable
+	}
+	return true, m.rev, nil, false, nil
 }
 
 func (m *memKV) notify(evs []Event) {
@@ -179,6 +210,14 @@ func (m *memKV) expire() {
 func (m *memKV) set(fail, lost int, down bool) {
 	m.mu.Lock()
 	m.fail, m.lost, m.down = fail, lost, down
+	m.mu.Unlock()
+}
+
+// after runs f, locked, once the next Txn has applied: f sets the faults
+// that follow a write, e.g. etcd gone before the write's answer came.
+func (m *memKV) after(f func(m *memKV)) {
+	m.mu.Lock()
+	m.onApply = f
 	m.mu.Unlock()
 }
 
