@@ -63,6 +63,10 @@ func run(env func(string) string, stdin io.Reader, out io.Writer) int {
 		}
 		return 0
 	case "CHECK":
+		if conf.CNIVersion == "0.3.0" || conf.CNIVersion == "0.3.1" {
+			// The spec has CHECK from 0.4.0 on.
+			return fail(out, conf.CNIVersion, &cniError{Code: 2, Msg: fmt.Sprintf("network %s: CHECK needs cniVersion 0.4.0 or later, and the config says %s", conf.network(), conf.CNIVersion)})
+		}
 		req, err := conf.request(env, true)
 		if err != nil {
 			return fail(out, conf.CNIVersion, err)
@@ -72,7 +76,8 @@ func run(env func(string) string, stdin io.Reader, out io.Writer) int {
 		}
 		return 0
 	case "STATUS":
-		if _, err := c.Call("GET", "/ping", nil); err != nil {
+		// Ready for an ADD: underlayd answers, and knows the network.
+		if _, err := c.Call("GET", "/networks/"+conf.network(), nil); err != nil {
 			return fail(out, conf.CNIVersion, &cniError{Code: 50, Msg: fmt.Sprintf("network %s: underlay is not available: %v", conf.network(), err)})
 		}
 		return 0

@@ -31,6 +31,14 @@ func newFakeDaemon(t *testing.T) *fakeDaemon {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ping", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`{"status":"ok"}`)) })
+	mux.HandleFunc("GET /v1/networks/{name}", func(w http.ResponseWriter, r *http.Request) {
+		if r.PathValue("name") != "pub_net" {
+			w.WriteHeader(404)
+			w.Write([]byte(`{"error":"network ` + r.PathValue("name") + `: network not found"}`))
+			return
+		}
+		w.Write([]byte(`{"name":"pub_net"}`))
+	})
 	for _, p := range []string{"add", "del", "check", "gc"} {
 		mux.HandleFunc("POST /v1/cni/"+p, func(w http.ResponseWriter, r *http.Request) {
 			b, _ := io.ReadAll(r.Body)
@@ -135,6 +143,7 @@ func TestErrors(t *testing.T) {
 		{"address in use", base, conf, 409, "network pub_net: static address 172.16.86.10: address in use", 100, "address in use"},
 		{"pool full", base, conf, 507, "network pub_net: no free address", 101, "no free address"},
 		{"bad command", with("CNI_COMMAND", "FLY"), conf, 0, "", 4, "CNI_COMMAND=FLY"},
+		{"CHECK before 0.4.0", with("CNI_COMMAND", "CHECK"), `{"cniVersion":"0.3.1","name":"pub_net","type":"underlay"}`, 0, "", 2, "CHECK needs cniVersion 0.4.0 or later"},
 	}
 	for _, c := range cases {
 		d.status, d.msg = c.status, c.msg
@@ -160,6 +169,10 @@ func TestVerbs(t *testing.T) {
 	env["CNI_COMMAND"] = "STATUS"
 	if code, res := invoke(t, env, conf); code != 0 {
 		t.Fatalf("STATUS with underlayd up: %v", res)
+	}
+	other := strings.Replace(conf, `"pub_net"`, `"other_net"`, -1)
+	if code, res := invoke(t, env, other); code != 1 || res["code"] != float64(50) || !strings.Contains(res["msg"].(string), "network other_net: network not found") {
+		t.Fatalf("STATUS of a network underlayd does not have: exit %d, %v", code, res)
 	}
 	env["UNDERLAY_SOCKET"] = filepath.Join(t.TempDir(), "none.sock")
 	if code, res := invoke(t, env, conf); code != 1 || res["code"] != float64(50) || !strings.Contains(res["msg"].(string), "not available") {
