@@ -145,19 +145,33 @@ func (n networkRow) InUse() uint64 {
 	return sum
 }
 
-// Free adds up the addresses left, or "-" where a DHCP server decides.
+// Free adds up the addresses left of each family, IPv4 first ("252 +
+// 2^64" for dual stack, where one sum would hide the IPv4 count), or "-"
+// where a DHCP server decides.
 func (n networkRow) Free() string {
-	var sum float64
+	var sum [2]float64
+	var has [2]bool
 	for _, u := range n.Usage {
 		if u.Free == nil {
 			return "-"
 		}
-		sum += *u.Free
+		fam := 0
+		if strings.Contains(u.Subnet, ":") {
+			fam = 1
+		}
+		sum[fam] += *u.Free
+		has[fam] = true
 	}
-	if len(n.Usage) == 0 {
+	var parts []string
+	for fam := range sum {
+		if has[fam] {
+			parts = append(parts, count(sum[fam]))
+		}
+	}
+	if len(parts) == 0 {
 		return "-"
 	}
-	return count(sum)
+	return strings.Join(parts, " + ")
 }
 
 // count prints an address count exactly, or as a power of two where it is

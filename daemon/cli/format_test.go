@@ -45,9 +45,10 @@ func TestParseFormat(t *testing.T) {
 
 func TestNetworkRowUsage(t *testing.T) {
 	f := func(v float64) *float64 { return &v }
-	n := networkRow{api.Network{Usage: []api.SubnetUsage{{InUse: 3, Free: f(250)}, {InUse: 2, Free: f(math.Pow(2, 64) - 3)}}}}
-	if n.InUse() != 5 || n.Free() != "2^64" {
-		t.Errorf("dual stack: in use %d, free %s; want 5 and 2^64", n.InUse(), n.Free())
+	n := networkRow{api.Network{Usage: []api.SubnetUsage{{Subnet: "10.0.0.0/24", InUse: 3, Free: f(250)},
+		{Subnet: "fd00::/64", InUse: 2, Free: f(math.Pow(2, 64) - 3)}, {Subnet: "10.0.1.0/30", InUse: 0, Free: f(1)}}}}
+	if n.InUse() != 5 || n.Free() != "251 + 2^64" {
+		t.Errorf("dual stack: in use %d, free %s; want 5 and 251 + 2^64", n.InUse(), n.Free())
 	}
 	n = networkRow{api.Network{Usage: []api.SubnetUsage{{InUse: 3, Free: f(250)}}}}
 	if n.Free() != "250" {
