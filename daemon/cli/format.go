@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -118,18 +119,36 @@ func printList[T, R any](c *cli.Context, items []T, name func(T) string, row fun
 
 // printTemplate prints each row through o's template, one line each,
 // under a header for "table ...".
+// Nothing is printed unless every row renders: a bad field is one line,
+// not a header and then the error.
 func printTemplate[T any](o output, rows []T) error {
-	w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
+	var b bytes.Buffer
+	w := tabwriter.NewWriter(&b, 0, 8, 3, ' ', 0)
 	if o.head != "" {
 		fmt.Fprintln(w, o.head)
 	}
 	for _, r := range rows {
 		if err := o.tmpl.Execute(w, r); err != nil {
-			return fmt.Errorf("--format: %w", err)
+			return templateErr(err)
 		}
 		fmt.Fprintln(w)
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	_, err := os.Stdout.Write(b.Bytes())
+	return err
+}
+
+// noField is text/template's word for a field a row does not have.
+var noField = regexp.MustCompile(`executing "format" at <[^>]*>: can't evaluate field (\w+) in type \S+`)
+
+// templateErr says a template's failure without Go's type names.
+func templateErr(err error) error {
+	if m := noField.FindStringSubmatch(err.Error()); m != nil {
+		return fmt.Errorf("--format: no field %s (the fields are those --format json shows, as Go names: {{.Name}}, {{.InUse}}, ...)", m[1])
+	}
+	return fmt.Errorf("--format: %w", err)
 }
 
 // networkRow is a network as templates see it: its fields, and its usage

@@ -101,3 +101,15 @@ func TestIPv6Only(t *testing.T) {
 		}
 	}
 }
+
+// A field a row does not have is one line naming it, in the CLI's words.
+func TestTemplateNoField(t *testing.T) {
+	o, err := parseFormat("table {{.Name}}\t{{.Bogus}}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = printTemplate(o, []networkRow{{api.Network{Name: "n"}}})
+	if err == nil || err.Error() != "--format: no field Bogus (the fields are those --format json shows, as Go names: {{.Name}}, {{.InUse}}, ...)" {
+		t.Errorf("unknown field: %v", err)
+	}
+}
