@@ -61,6 +61,19 @@ func (g *fakeGlobal) RemoveNetwork(name string, rec []byte) error {
 	return nil
 }
 
+// globalPub is a host on a shared store with global network pub
+// (macvlan, 10.7.0.0/24 on eth1).
+func globalPub(t *testing.T) (*fakeGlobal, *fakeHost) {
+	g := newFakeGlobal()
+	h := newFakeHost(t)
+	h.opts = append(h.opts, WithGlobal(g, nil, 0))
+	h.restart()
+	req := netReq("pub", "macvlan", "10.7.0.0/24", "parent=eth1")
+	req.Scope = scopeGlobal
+	h.create(req)
+	return g, h
+}
+
 // interrupt leaves name as a remove that stopped half-way does.
 func (g *fakeGlobal) interrupt(name string) {
 	g.mu.Lock()
@@ -184,13 +197,7 @@ var errEtcdDown = errors.New("etcd: context deadline exceeded")
 // When the round trip fails, or something before the interface fails,
 // nothing is left: no interface, no endpoint, no intent, no address held.
 func TestFakeGlobalAddressBeside(t *testing.T) {
-	g := newFakeGlobal()
-	h := newFakeHost(t)
-	h.opts = append(h.opts, WithGlobal(g, nil, 0))
-	h.restart()
-	req := netReq("pub", "macvlan", "10.7.0.0/24", "parent=eth1")
-	req.Scope = scopeGlobal
-	h.create(req)
+	g, h := globalPub(t)
 
 	// The round trip is held until the kernel is asked for the interface.
 	reached := h.k.reach("CreateSlave")
@@ -262,13 +269,7 @@ func TestFakeGlobalInterruptedRemove(t *testing.T) {
 		{"restored after ls", true, true, ErrInUse, []string{"net pub"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			g := newFakeGlobal()
-			h := newFakeHost(t)
-			h.opts = append(h.opts, WithGlobal(g, nil, 0))
-			h.restart()
-			req := netReq("pub", "macvlan", "10.7.0.0/24", "parent=eth1")
-			req.Scope = scopeGlobal
-			h.create(req)
+			g, h := globalPub(t)
 			g.interrupt("pub")
 			g.elsewhere["pub"] = c.elsewhere
 			if c.listed {
