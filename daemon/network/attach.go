@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -260,7 +261,12 @@ func (m *Manager) reserve(st *netState, ns *link.Netns, req api.AttachRequest, i
 	prefer := st.recent[keyOf(ep)]
 	if old, ok := st.get(keyOf(ep)); ok {
 		if ns.Same(old.NetnsInode, old.NetnsCookie) {
-			return old, nil, nil, true, nil // the hook ran twice for the same container
+			// The hook ran twice for the same container, or a CNI ADD
+			// came again: the same answer, if it asks for the same.
+			if err := sameAsked(old, na); err != nil {
+				return ep, nil, nil, false, err
+			}
+			return old, nil, nil, true, nil
 		}
 		// A restarted container: its old namespace is gone. Give back the
 		// old lease and try to keep the same addresses.
@@ -425,6 +431,23 @@ func checkAttach(st *netState, na api.NetworkAttach) error {
 	}
 	if na.IP6 != "" && !has[6] {
 		return invalid("static address %s: network %s has no IPv6 subnet", na.IP6, n.Name)
+	}
+	return nil
+}
+
+// sameAsked refuses a repeated attach whose static address or MAC is not
+// what the endpoint already has: answering with the endpoint would pass
+// over what was asked without a word.
+func sameAsked(old api.Endpoint, na api.NetworkAttach) error {
+	for _, ip := range []string{na.IP, na.IP6} {
+		if a, err := netip.ParseAddr(ip); ip != "" && (err != nil || !slices.Contains(addrsOf(old), a.Unmap())) {
+			return fmt.Errorf("container %s is already on network %s as %s with %s, not %s: detach it first: %w",
+				old.Container(), old.Network, old.IfName, strings.Join(old.Addresses, ","), ip, ErrExists)
+		}
+	}
+	if mac, err := api.ParseMAC(na.MAC); na.MAC != "" && (err != nil || !strings.EqualFold(mac, old.MAC)) {
+		return fmt.Errorf("container %s is already on network %s as %s with MAC %s, not %s: detach it first: %w",
+			old.Container(), old.Network, old.IfName, old.MAC, na.MAC, ErrExists)
 	}
 	return nil
 }

@@ -379,6 +379,16 @@ func TestFakeReleaseRepeated(t *testing.T) {
 		{"hook twice", func(h *fakeHost, req api.AttachRequest) {
 			first := h.m.Endpoints()
 			same(h.t, "second attach", h.start(req), first[1:])
+			// Asking again for what it has is the same; asking for
+			// something else is refused, not passed over.
+			req.Networks[0].IP, req.Networks[0].MAC = "10.1.0.3", strings.ToUpper(first[1].MAC)
+			same(h.t, "second attach asking for what it has", h.start(req), first[1:])
+			req.Networks[0].IP = "10.1.0.50"
+			_, err := h.attach(req)
+			wantErr(h.t, err, ErrExists, "is already on network lan as eth0 with 10.1.0.3/24, not 10.1.0.50")
+			req.Networks[0].IP, req.Networks[0].MAC = "", "02:00:00:00:00:99"
+			_, err = h.attach(req)
+			wantErr(h.t, err, ErrExists, "with MAC "+first[1].MAC+", not 02:00:00:00:00:99")
 		}, []string{"lan default/c eth0 10.1.0.3/24"}, []string{"eth0 10.1.0.3/24"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
