@@ -56,28 +56,41 @@ type clusterFlags struct {
 	stateDir     string
 }
 
-// dialCluster checks the cluster flags and connects to --store, before
-// anything is written: a bad flag or an etcd that does not answer leaves
-// no state behind. It returns nil without --store.
-func dialCluster(c *cli.Context) (*clusterFlags, error) {
+// clusterSpec is the cluster flags, checked, before anything is dialled.
+type clusterSpec struct {
+	target       *etcd.Target
+	reclaimAfter time.Duration
+	cfg          etcd.Config
+	parents      map[string]string
+	addr         string
+	stateDir     string
+}
+
+// clusterOnly are the flags that mean something only with --store.
+var clusterOnly = []string{"etcd-cacert", "etcd-cert", "etcd-key", "etcd-prefix", "etcd-timeout", "host-name", "release-cooldown", "parent", "reclaim-after"}
+
+// given says whether flag f was given a value, on the command line or
+// in the environment; an empty string (UNDERLAY_HOST_NAME= in an
+// environment file) is none.
+func given(c *cli.Context, f string) bool {
+	if !c.IsSet(f) {
+		return false
+	}
+	switch f {
+	case "parent", "etcd-timeout", "release-cooldown", "reclaim-after":
+		return true
+	}
+	return c.String(f) != ""
+}
+
+// parseCluster checks the cluster flags, each value whether or not
+// --store is given, and reads the TLS files, touching nothing: a bad flag
+// is refused at once, before the daemon makes any state. It returns nil
+// without --store, and refuses a cluster flag given without it.
+func parseCluster(c *cli.Context) (*clusterSpec, error) {
 	parents, err := parseParents(c.StringSlice("parent"))
 	if err != nil {
 		return nil, err
-	}
-	addr := c.String("store")
-	if addr == "" {
-		for _, f := range []string{"etcd-cacert", "etcd-cert", "etcd-key", "parent", "host-name"} {
-			if c.IsSet(f) {
-				return nil, fmt.Errorf("--%s needs --store etcd://HOST:PORT", f)
-			}
-		}
-		return nil, nil
-	}
-	host := c.String("host-name")
-	if host == "" {
-		if host, err = os.Hostname(); err != nil {
-			return nil, fmt.Errorf("--host-name not given and the hostname unknown: %w", err)
-		}
 	}
 	prefix := c.String("etcd-prefix")
 	if !strings.HasPrefix(prefix, "/") || strings.HasSuffix(prefix, "/") || strings.Contains(prefix, "//") {
@@ -93,12 +106,64 @@ func dialCluster(c *cli.Context) (*clusterFlags, error) {
 	if ra := c.Duration("reclaim-after"); ra < 0 {
 		return nil, fmt.Errorf("--reclaim-after %s: want 0 (only by hand) or more", ra)
 	}
-	client, err := etcd.Dial(addr, etcd.TLSFiles{CA: c.String("etcd-cacert"), Cert: c.String("etcd-cert"), Key: c.String("etcd-key")}, timeout)
+	host := c.String("host-name")
+	if host != "" {
+		if err := etcd.CheckHostName(host); err != nil {
+			return nil, fmt.Errorf("--host-name %s: %w", quoteHost(host), err)
+		}
+	}
+	addr := c.String("store")
+	if addr == "" {
+		var extra []string
+		for _, f := range clusterOnly {
+			if given(c, f) {
+				extra = append(extra, "--"+f)
+			}
+		}
+		switch len(extra) {
+		case 0:
+			return nil, nil
+		case 1:
+			return nil, fmt.Errorf("%s needs --store etcd://HOST:PORT: it is a flag of global networks", extra[0])
+		}
+		return nil, fmt.Errorf("%s need --store etcd://HOST:PORT: they are flags of global networks", strings.Join(extra, ", "))
+	}
+	target, err := etcd.Check(addr, etcd.TLSFiles{CA: c.String("etcd-cacert"), Cert: c.String("etcd-cert"), Key: c.String("etcd-key")})
 	if err != nil {
 		return nil, err
 	}
-	return &clusterFlags{client: client, parents: parents, addr: addr, stateDir: c.String("state-dir"), reclaimAfter: c.Duration("reclaim-after"),
+	if host == "" {
+		if host, err = os.Hostname(); err != nil {
+			return nil, fmt.Errorf("--host-name not given and the hostname unknown: %w", err)
+		}
+		if err := etcd.CheckHostName(host); err != nil {
+			return nil, fmt.Errorf("--host-name not given, and the hostname %s will not do (%w): give --host-name", quoteHost(host), err)
+		}
+	}
+	return &clusterSpec{target: target, parents: parents, addr: addr, stateDir: c.String("state-dir"), reclaimAfter: c.Duration("reclaim-after"),
 		cfg: etcd.Config{Prefix: prefix, Host: host, Timeout: timeout, Cooldown: c.Duration("release-cooldown")}}, nil
+}
+
+// quoteHost quotes a host name for an error, cut short if it is too
+// long to read.
+func quoteHost(h string) string {
+	if len(h) > 40 {
+		return fmt.Sprintf("%q...", h[:40])
+	}
+	return fmt.Sprintf("%q", h)
+}
+
+// dial connects to --store, before anything is written: an etcd that does
+// not answer leaves no state behind. A nil spec (no --store) gives nil.
+func (s *clusterSpec) dial() (*clusterFlags, error) {
+	if s == nil {
+		return nil, nil
+	}
+	client, err := s.target.Dial(s.cfg.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &clusterFlags{client: client, parents: s.parents, addr: s.addr, stateDir: s.stateDir, reclaimAfter: s.reclaimAfter, cfg: s.cfg}, nil
 }
 
 // join starts this host's part in the cluster: its liveness key, and the
@@ -276,10 +341,7 @@ func (g globalNetworks) Hosts() ([]api.Host, error) {
 
 func (g globalNetworks) Reclaim(host string, answering func(string, []netip.Addr) (map[netip.Addr]bool, error)) (int, int, error) {
 	freed, kept, err := g.c.Reclaim(host, answering)
-	if errors.Is(err, etcd.ErrHostUp) {
-		err = &meant{err, network.ErrInUse}
-	}
-	return freed, kept, err
+	return freed, kept, meaning(err)
 }
 
 // beat records every heartbeatEvery that this host is up, until ctx ends
@@ -307,6 +369,9 @@ func meaning(err error) error {
 		{etcd.ErrNetworkExists, network.ErrExists},
 		{etcd.ErrNetworkInUse, network.ErrInUse},
 		{etcd.ErrNetworkGone, network.ErrNotFound},
+		{etcd.ErrHostUp, network.ErrInUse},
+		{etcd.ErrHostUnknown, network.ErrNotFound},
+		{etcd.ErrBadHostName, network.ErrInvalid},
 	} {
 		if errors.Is(err, m.from) {
 			return &meant{err, m.to}

@@ -33,7 +33,14 @@ import (
 )
 
 func main() {
-	app := &cli.App{
+	if err := newApp().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "underlayd:", err)
+		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
 		Name:  "underlayd",
 		Usage: "put containers straight on the physical network (macvlan, ipvlan, 802.1q)",
 		Flags: append([]cli.Flag{
@@ -51,10 +58,6 @@ func main() {
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return fmt.Errorf("%v (see 'underlayd --help')", err)
 		},
-	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "underlayd:", err)
-		os.Exit(1)
 	}
 }
 
@@ -85,6 +88,12 @@ func run(c *cli.Context) error {
 		return fmt.Errorf("--log-format %q: want text or json", c.String("log-format"))
 	}
 	log := slog.New(handler)
+	// Every cluster flag, TLS file and member is checked before anything
+	// is opened, bound or written: a bad one is refused at once.
+	spec, err := parseCluster(c)
+	if err != nil {
+		return err
+	}
 	// A netlink socket kept open for the host's links, opened before any
 	// goroutine enters a container's namespace.
 	if err := link.OpenHostHandle(); err != nil {
@@ -117,7 +126,7 @@ func run(c *cli.Context) error {
 		}
 		defer msrv.Close()
 	}
-	cluster, err := dialCluster(c)
+	cluster, err := spec.dial()
 	if err != nil {
 		return err
 	}

@@ -1,13 +1,20 @@
 package etcd
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +34,28 @@ type Client struct {
 	c *clientv3.Client
 }
 
+// Target is --store and its TLS files, checked: the members to dial and
+// how. Check makes one before anything is dialled or written, so that a
+// malformed flag is refused at once, naming itself.
+type Target struct {
+	store     string
+	endpoints []string
+	tls       *tls.Config
+}
+
+// Check parses store (etcd://HOST:PORT[,HOST:PORT...]) and loads files.
+func Check(store string, files TLSFiles) (*Target, error) {
+	tc, err := files.config()
+	if err != nil {
+		return nil, err
+	}
+	eps, err := endpoints(store, tc != nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Target{store: store, endpoints: eps, tls: tc}, nil
+}
+
 // endpoints parses --store: etcd://HOST:PORT[,HOST:PORT...]. With TLS
 // files the members are reached over https.
 func endpoints(store string, secure bool) ([]string, error) {
@@ -40,63 +69,202 @@ func endpoints(store string, secure bool) ([]string, error) {
 	}
 	var out []string
 	for _, m := range strings.Split(rest, ",") {
-		host, port, err := net.SplitHostPort(m)
-		if err != nil || host == "" || port == "" {
-			return nil, fmt.Errorf("--store %q: member %q is not HOST:PORT", store, m)
+		if why := badMember(m); why != "" {
+			return nil, fmt.Errorf("--store %q: member %q %s", store, m, why)
 		}
 		out = append(out, scheme+m)
 	}
 	return out, nil
 }
 
-// Dial connects to the members of store and checks, within timeout, that
-// the cluster answers.
+// badMember says what is wrong with a member HOST:PORT, "" if nothing:
+// the client would only find out by failing to connect, after the whole
+// --etcd-timeout.
+func badMember(m string) string {
+	host, port, err := net.SplitHostPort(m)
+	if err != nil || host == "" || port == "" {
+		return "is not HOST:PORT"
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Sprintf("has port %q: want a number from 1 to 65535", port)
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return ""
+	}
+	for _, r := range host {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
+			return fmt.Sprintf("has host %q: want a host name or an IP address", host)
+		}
+	}
+	return ""
+}
+
+// config loads the TLS files, nil for none. Each file is read and checked
+// here, so that a wrong one is named: etcd's own loader takes a file with
+// no PEM in it as a CA that trusts nothing, and its errors name no file.
+func (f TLSFiles) config() (*tls.Config, error) {
+	if f == (TLSFiles{}) {
+		return nil, nil
+	}
+	switch {
+	case f.Cert != "" && f.Key == "":
+		return nil, fmt.Errorf("--etcd-cert %s given without --etcd-key: give both, or neither", f.Cert)
+	case f.Key != "" && f.Cert == "":
+		return nil, fmt.Errorf("--etcd-key %s given without --etcd-cert: give both, or neither", f.Key)
+	}
+	if f.CA != "" {
+		if _, _, err := readCerts("--etcd-cacert", f.CA); err != nil {
+			return nil, err
+		}
+	}
+	if f.Cert != "" {
+		certPEM, _, err := readCerts("--etcd-cert", f.Cert)
+		if err != nil {
+			return nil, err
+		}
+		keyPEM, blocks, err := readPEM("--etcd-key", f.Key)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.ContainsFunc(blocks, func(b *pem.Block) bool { return strings.HasSuffix(b.Type, "PRIVATE KEY") }) {
+			return nil, fmt.Errorf("--etcd-key %s: no private key in it (found %s)", f.Key, blockTypes(blocks))
+		}
+		if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+			if strings.Contains(err.Error(), "does not match") {
+				return nil, fmt.Errorf("--etcd-cert %s and --etcd-key %s do not match: the key is not the certificate's", f.Cert, f.Key)
+			}
+			return nil, fmt.Errorf("--etcd-key %s: %s", f.Key, strings.TrimPrefix(err.Error(), "tls: "))
+		}
+	}
+	info := transport.TLSInfo{TrustedCAFile: f.CA, CertFile: f.Cert, KeyFile: f.Key}
+	tc, err := info.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("etcd TLS (--etcd-cacert %s, --etcd-cert %s, --etcd-key %s): %w", f.CA, f.Cert, f.Key, err)
+	}
+	return tc, nil
+}
+
+// readPEM reads the PEM file path given by flag.
+func readPEM(flag, path string) ([]byte, []*pem.Block, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, nil, fmt.Errorf("%s %s: %w", flag, path, err)
+	}
+	var blocks []*pem.Block
+	for rest := b; ; {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			break
+		}
+		blocks = append(blocks, blk)
+	}
+	if len(blocks) == 0 {
+		if len(bytes.TrimSpace(b)) == 0 {
+			return nil, nil, fmt.Errorf("%s %s: the file is empty, want PEM", flag, path)
+		}
+		return nil, nil, fmt.Errorf("%s %s: not a PEM file", flag, path)
+	}
+	return b, blocks, nil
+}
+
+// readCerts reads a PEM file of certificates and checks that each parses.
+func readCerts(flag, path string) ([]byte, []*x509.Certificate, error) {
+	b, blocks, err := readPEM(flag, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	var certs []*x509.Certificate
+	for _, blk := range blocks {
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s %s: certificate %d unreadable: %w", flag, path, len(certs)+1, err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		return nil, nil, fmt.Errorf("%s %s: no certificate in it (found %s)", flag, path, blockTypes(blocks))
+	}
+	return b, certs, nil
+}
+
+func blockTypes(blocks []*pem.Block) string {
+	var ts []string
+	for _, b := range blocks {
+		if !slices.Contains(ts, b.Type) {
+			ts = append(ts, b.Type)
+		}
+	}
+	return strings.Join(ts, ", ")
+}
+
+// Dial checks store and files (see Check) and dials the cluster.
 func Dial(store string, files TLSFiles, timeout time.Duration) (*Client, error) {
-	secure := files != TLSFiles{}
-	eps, err := endpoints(store, secure)
+	t, err := Check(store, files)
 	if err != nil {
 		return nil, err
 	}
-	var tc *tls.Config
-	if secure {
-		info := transport.TLSInfo{TrustedCAFile: files.CA, CertFile: files.Cert, KeyFile: files.Key}
-		if tc, err = info.ClientConfig(); err != nil {
-			return nil, fmt.Errorf("etcd TLS: %w", err)
-		}
-	}
-	c, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: timeout, TLS: tc, Logger: zap.NewNop(),
+	return t.Dial(timeout)
+}
+
+// Dial connects to the members and checks, within timeout, that the
+// cluster answers. A cluster that does not is diagnosed on a connection
+// of its own, begun half-way through timeout and ending with it, so that
+// the whole check takes timeout, as its error says.
+func (t *Target) Dial(timeout time.Duration) (*Client, error) {
+	c, err := clientv3.New(clientv3.Config{Endpoints: t.endpoints, DialTimeout: timeout, TLS: t.tls, Logger: zap.NewNop(),
 		DialKeepAliveTime: 5 * time.Second, DialKeepAliveTimeout: timeout})
 	if err != nil {
-		return nil, fmt.Errorf("etcd at %s: %w", store, err)
+		return nil, fmt.Errorf("etcd at %s: %w", t.store, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	why := make(chan string, 1)
+	probe := time.AfterFunc(timeout/2, func() { why <- diagnose(ctx, t.endpoints[0], t.tls) })
+	defer probe.Stop()
 	// A linearizable read needs a leader and a quorum: what every
 	// allocation needs.
-	if _, err := c.Get(ctx, "health-check", clientv3.WithCountOnly()); err != nil {
-		c.Close()
-		if errors.Is(err, context.DeadlineExceeded) {
-			if why := diagnose(eps[0], tc, timeout); why != "" {
-				return nil, fmt.Errorf("etcd at %s did not answer within %s: %s", store, timeout, why)
-			}
-			return nil, fmt.Errorf("etcd at %s did not answer within %s (down, unreachable, without quorum, or not etcd)", store, timeout)
-		}
-		return nil, fmt.Errorf("etcd at %s: %w", store, err)
+	_, err = c.Get(ctx, "health-check", clientv3.WithCountOnly())
+	if err == nil {
+		return &Client{c: c}, nil
 	}
-	return &Client{c: c}, nil
+	c.Close()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("etcd at %s: %w", t.store, err)
+	}
+	if !probe.Stop() {
+		if w := <-why; w != "" {
+			return nil, fmt.Errorf("etcd at %s did not answer within %s: %s", t.store, timeout, w)
+		}
+	}
+	return nil, fmt.Errorf("etcd at %s did not answer within %s (down, unreachable, without quorum, or not etcd)", t.store, timeout)
 }
 
 // diagnose says why a member does not answer, where a connection of its
-// own tells: nothing listening, or TLS asked of one side only, or a
-// certificate refused.
-func diagnose(ep string, tc *tls.Config, timeout time.Duration) string {
+// own tells before ctx ends: nothing listening, or TLS asked of one side
+// only, or a certificate refused.
+func diagnose(ctx context.Context, ep string, tc *tls.Config) string {
 	hostport := ep[strings.Index(ep, "://")+3:]
-	conn, err := net.DialTimeout("tcp", hostport, timeout)
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", hostport)
 	if err != nil {
+		if ctx.Err() != nil {
+			return "" // no answer is all there is to say
+		}
 		return err.Error()
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(timeout))
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	// Cancelled early: the pending handshake or read returns at once.
+	defer context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })()
 	if tc == nil {
 		probe := tls.Client(conn, &tls.Config{InsecureSkipVerify: true})
 		if probe.Handshake() == nil {
@@ -117,7 +285,7 @@ func diagnose(ep string, tc *tls.Config, timeout time.Duration) string {
 			err = rerr
 		}
 	}
-	if err == nil {
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		return ""
 	}
 	why := "tls: " + strings.TrimPrefix(err.Error(), "tls: ")

@@ -1,11 +1,13 @@
 package etcd
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -90,6 +92,49 @@ func (c *Cluster) Hosts() ([]HostInfo, error) {
 // there: its containers may be running.
 var ErrHostUp = errors.New("host is up")
 
+// ErrHostUnknown means a reclaim was asked of a host the cluster has never
+// heard of: a typo, most likely.
+var ErrHostUnknown = errors.New("no such host in the cluster")
+
+// ErrBadHostName is what every refusal of CheckHostName is.
+var ErrBadHostName = errors.New("not a valid host name")
+
+type badHostName string
+
+func (e badHostName) Error() string        { return string(e) }
+func (e badHostName) Is(target error) bool { return target == ErrBadHostName }
+
+// MaxHostName is the longest host name: a DNS name's.
+const MaxHostName = 253
+
+// CheckHostName says what is wrong with name as a host's name in the
+// cluster, nil if nothing. A name is a key's path element, shown by host
+// ls and typed to host reclaim, and defaults to the hostname: so it is
+// what a DNS name may be, dot-separated parts of 1 to 63 letters, digits,
+// '-' and '_' (which some hostnames have), at most 253 characters in all.
+func CheckHostName(name string) error {
+	switch {
+	case name == "":
+		return badHostName("empty")
+	case len(name) > MaxHostName:
+		return badHostName(fmt.Sprintf("%d characters: want at most %d", len(name), MaxHostName))
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return badHostName(fmt.Sprintf("%s is not allowed: want letters, digits, '-', '_' and '.'", strconv.QuoteRune(r)))
+		}
+	}
+	for _, part := range strings.Split(name, ".") {
+		switch {
+		case part == "":
+			return badHostName("an empty part between dots, or a dot at an end")
+		case len(part) > 63:
+			return badHostName(fmt.Sprintf("part %q is %d characters: want at most 63 between dots", part, len(part)))
+		}
+	}
+	return nil
+}
+
 // Reclaim frees the addresses that host holds, once it is gone: each only
 // if answering (asked per network, all of its addresses at once) says
 // nobody on the wire holds it, and by a compare on the lease key's
@@ -97,6 +142,10 @@ var ErrHostUp = errors.New("host is up")
 // how many were freed and how many were kept (still answering, or not
 // probed).
 func (c *Cluster) Reclaim(host string, answering func(network string, addrs []netip.Addr) (map[netip.Addr]bool, error)) (freed, kept int, err error) {
+	if err := CheckHostName(host); err != nil {
+		// "a/b" would read another host's keys.
+		return 0, 0, fmt.Errorf("host name %q: %w", host, err)
+	}
 	if host == c.host {
 		return 0, 0, fmt.Errorf("host %s is this one: %w", host, ErrHostUp)
 	}
@@ -112,6 +161,9 @@ func (c *Cluster) Reclaim(host string, answering func(network string, addrs []ne
 	owners, _, err := c.kv.List(ctx, c.ownersPrefix(host))
 	if err != nil {
 		return 0, 0, etcdErr("reclaim "+host, err)
+	}
+	if len(owners) == 0 {
+		return 0, 0, c.known(ctx, host)
 	}
 	type item struct {
 		owner Pair
@@ -156,6 +208,31 @@ func (c *Cluster) Reclaim(host string, answering func(network string, addrs []ne
 		}
 	}
 	return freed, kept, nil
+}
+
+// known is nil if the cluster has heard of host (it holds nothing, then),
+// and ErrHostUnknown, with the hosts it knows, if not.
+func (c *Cluster) known(ctx context.Context, host string) error {
+	ps, _, err := c.kv.List(ctx, c.hostKey(host, ""))
+	if err != nil {
+		return etcdErr("reclaim "+host, err)
+	}
+	if len(ps) > 0 {
+		return nil
+	}
+	hs, err := c.Hosts()
+	if err != nil || len(hs) == 0 {
+		return fmt.Errorf("host %s: %w", host, ErrHostUnknown)
+	}
+	names := make([]string, len(hs))
+	for i, h := range hs {
+		names[i] = h.Name
+	}
+	const most = 10
+	if len(names) > most {
+		names = append(names[:most], fmt.Sprintf("and %d more", len(hs)-most))
+	}
+	return fmt.Errorf("host %s: %w (known: %s; see underlay host ls)", host, ErrHostUnknown, strings.Join(names, ", "))
 }
 
 // reclaimOne frees one address of a gone host if its lease and owner key

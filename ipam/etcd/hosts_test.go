@@ -1,0 +1,71 @@
+package etcd
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestCheckHostName(t *testing.T) {
+	long := strings.Repeat("a", 60) + "."
+	for _, ok := range []string{"h1", "node-1.example.com", "Web_01", strings.Repeat(long, 4) + "a", strings.Repeat("b", 63)} {
+		if err := CheckHostName(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, c := range []struct{ name, want string }{
+		{"", "empty"},
+		{"bad name", `' ' is not allowed: want letters, digits, '-', '_' and '.'`},
+		{"a/b", `'/' is not allowed`},
+		{"a:b", `':' is not allowed`},
+		{"héte", `'é' is not allowed`},
+		{strings.Repeat("a", 300), "300 characters: want at most 253"},
+		{strings.Repeat("c", 64), "is 64 characters: want at most 63 between dots"},
+		{"a..b", "an empty part between dots"},
+		{".a", "an empty part between dots"},
+	} {
+		err := CheckHostName(c.name)
+		if !errors.Is(err, ErrBadHostName) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: got %v, want %q", c.name, err, c.want)
+		}
+	}
+}
+
+// A reclaim of a host the cluster never heard of says so, naming the
+// hosts it knows; one of a host that holds nothing frees nothing; a name
+// that is no host name is refused before it reads any key.
+func TestReclaimUnknownHost(t *testing.T) {
+	kv := newMemKV()
+	c1, _ := host(t, kv, "h1", 0)
+	_, d2 := host(t, kv, "h2", 0)
+	c3, _ := host(t, kv, "h3", 0)
+	if err := c1.Beat(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c3.Beat(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := d2.Allocate(owner("c"), 4); err != nil {
+		t.Fatal(err)
+	}
+	none := func(string, []netip.Addr) (map[netip.Addr]bool, error) { return nil, nil }
+
+	freed, kept, err := c1.Reclaim("NOSUCH", none)
+	if !errors.Is(err, ErrHostUnknown) || err.Error() != "host NOSUCH: no such host in the cluster (known: h1, h2, h3; see underlay host ls)" {
+		t.Errorf("reclaim NOSUCH: freed %d kept %d, %v", freed, kept, err)
+	}
+	// "h" is a prefix of every name, and no host.
+	if _, _, err := c1.Reclaim("h", none); !errors.Is(err, ErrHostUnknown) {
+		t.Errorf("reclaim h: %v", err)
+	}
+	if freed, kept, err := c1.Reclaim("h3", none); err != nil || freed != 0 || kept != 0 {
+		t.Errorf("reclaim of a known host holding nothing: freed %d kept %d, %v", freed, kept, err)
+	}
+	if freed, _, err := c1.Reclaim("h2", none); err != nil || freed != 1 {
+		t.Errorf("reclaim h2: freed %d, %v", freed, err)
+	}
+	if _, _, err := c1.Reclaim("h2/g", none); !errors.Is(err, ErrBadHostName) || !strings.Contains(err.Error(), `host name "h2/g": '/' is not allowed`) {
+		t.Errorf("reclaim h2/g: %v", err)
+	}
+}
