@@ -104,6 +104,9 @@ func run(c *cli.Context) error {
 	gid := -1
 	if g := c.String("socket-group"); g != "" {
 		grp, err := user.LookupGroup(g)
+		if _, isID := strconv.Atoi(g); err != nil && isID == nil {
+			grp, err = user.LookupGroupId(g) // a gid, as chown takes
+		}
 		if err != nil {
 			return fmt.Errorf("--socket-group %s: %w", g, err)
 		}
@@ -118,13 +121,15 @@ func run(c *cli.Context) error {
 	// The metrics listener comes first: /healthz answers and /readyz
 	// says "starting" while the state loads and reconciles.
 	var mets *metrics.Metrics
+	metricsAt := ""
 	if addr := c.String("metrics-address"); addr != "" {
 		mets = metrics.New()
-		msrv, err := serveMetrics(addr, mets)
+		msrv, at, err := serveMetrics(addr, mets)
 		if err != nil {
 			return err
 		}
 		defer msrv.Close()
+		metricsAt = at // the port the kernel chose for :0
 	}
 	cluster, err := spec.dial()
 	if err != nil {
@@ -162,6 +167,10 @@ func run(c *cli.Context) error {
 	}
 	// Reconcile first (below), then serve 127.0.0.11 in the containers
 	// that are still there.
+	if _, err := os.Stat(c.String("resolv-conf")); err != nil {
+		log.Warn("--resolv-conf not readable: on 127.0.0.11, names other than containers' go unanswered until it is",
+			"file", c.String("resolv-conf"), "err", err)
+	}
 	dns := resolver.New(mgr, c.String("resolv-conf"))
 	defer dns.Close()
 	sock := c.String("socket")
@@ -247,8 +256,12 @@ func run(c *cli.Context) error {
 	srv.RegisterOnShutdown(broker.Close)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("underlayd ready", "socket", sock, "state", filepath.Join(c.String("state-dir"), store.FileName),
-		"networks", len(mgr.List()), "endpoints", mgr.EndpointCount())
+	ready := []any{"socket", sock, "state", filepath.Join(c.String("state-dir"), store.FileName),
+		"networks", len(mgr.List()), "endpoints", mgr.EndpointCount()}
+	if metricsAt != "" {
+		ready = append(ready, "metrics", metricsAt)
+	}
+	log.Info("underlayd ready", ready...)
 	// The socket was listening before Serve: a client that connects now
 	// is answered.
 	if mets != nil {

@@ -12,15 +12,16 @@ import (
 
 // serveMetrics listens on addr (host:port) at once, so that a taken port
 // stops underlayd with one line before it does anything, and serves
-// /metrics, /healthz and /readyz there.
-func serveMetrics(addr string, m *metrics.Metrics) (*http.Server, error) {
+// /metrics, /healthz and /readyz there. It returns the address it
+// listens on: the port the kernel chose, for port 0.
+func serveMetrics(addr string, m *metrics.Metrics) (*http.Server, string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("--metrics-address %s: %w", addr, err)
+		return nil, "", fmt.Errorf("--metrics-address %s: %w", addr, err)
 	}
 	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	return srv, nil
+	return srv, ln.Addr().String(), nil
 }
 
 // notify tells systemd (Type=notify) how underlayd is doing: "READY=1"

@@ -2,9 +2,13 @@ package main
 
 import (
 	"net"
+	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/underlay/underlay/daemon/metrics"
 )
 
 // notify sends systemd's datagram to NOTIFY_SOCKET, a path or an abstract
@@ -42,4 +46,22 @@ func TestNotify(t *testing.T) {
 	if err := notify("READY=1"); err == nil {
 		t.Error("a socket nobody listens on: no error")
 	}
+}
+
+// Port 0 gets the kernel's choice, which serveMetrics returns so that
+// underlayd can log where it is.
+func TestServeMetricsSaysWhere(t *testing.T) {
+	srv, at, err := serveMetrics("127.0.0.1:0", metrics.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if strings.HasSuffix(at, ":0") {
+		t.Fatalf("listening at %s", at)
+	}
+	resp, err := http.Get("http://" + at + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /healthz at %s: %v %v", at, resp, err)
+	}
+	resp.Body.Close()
 }
