@@ -44,15 +44,19 @@ func (m *Manager) Attach(req api.AttachRequest) (api.AttachResponse, error) {
 	// container its default route for that family; later ones only add
 	// their subnet, or the second default route would clash.
 	routed := map[int]bool{}
+	var made []api.Endpoint // by this request: what a failure takes back
 	for i, na := range req.Networks {
-		ep, err := m.attachOne(ns, req, i, na, routed)
+		ep, reused, err := m.attachOne(ns, req, i, na, routed)
 		if err != nil {
-			for j := len(done) - 1; j >= 0; j-- {
-				m.detachEndpoint(done[j], ns, true, api.ReleaseRollback)
+			for j := len(made) - 1; j >= 0; j-- {
+				m.detachEndpoint(made[j], ns, true, api.ReleaseRollback)
 			}
 			return api.AttachResponse{}, inNetwork(na.Name, err)
 		}
 		done = append(done, ep)
+		if !reused {
+			made = append(made, ep)
+		}
 	}
 	return api.AttachResponse{Endpoints: done}, nil
 }
@@ -118,8 +122,10 @@ func (u *undoList) run() {
 // unlocked, so attaches to one network proceed in parallel; the reserved
 // addresses keep them apart, and the pending count keeps the network (and
 // a passthru parent) from being given away meanwhile. The container's own
-// lock (Attach) keeps two attaches of one container apart.
-func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na api.NetworkAttach, routed map[int]bool) (ep api.Endpoint, err error) {
+// lock (Attach) keeps two attaches of one container apart. reused says ep
+// was there already (a repeated hook): no rollback of this request's may
+// take it.
+func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na api.NetworkAttach, routed map[int]bool) (ep api.Endpoint, reused bool, err error) {
 	start := time.Now()
 	st, err := m.lookup(na.Name)
 	defer func() {
@@ -141,7 +147,7 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 		m.emitAttach(n, ep, start, err)
 	}()
 	if err != nil {
-		return ep, err
+		return ep, false, err
 	}
 	var undo undoList
 	defer func() {
@@ -153,7 +159,7 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	ep, addrs, pending, done, err := m.reserve(st, ns, req, idx, na, &undo)
 	t.Step("reserve")
 	if err != nil || done {
-		return ep, err
+		return ep, done, err
 	}
 	n := st.net
 	dns := m.startDNS(n, ns) // nil without DNS on the network
@@ -168,7 +174,7 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	parent, mtu, err := m.parentFor(n)
 	t.Step("parent")
 	if err != nil {
-		return ep, err
+		return ep, false, err
 	}
 	var configure func() error
 	fixedMAC := na.MAC != ""
@@ -203,7 +209,7 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	}
 	slave, err := planSlave(st, &ep, na, parent, mtu, addrs, routed)
 	if err != nil {
-		return ep, err
+		return ep, false, err
 	}
 	if pending != nil {
 		slave.Addressed = func(s *link.Slave) error {
@@ -220,13 +226,13 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 	}
 	slave.Steps = m.Steps
 	if err := m.createAndCommit(st, ns, &ep, slave, fixedMAC, configure, &undo); err != nil {
-		return ep, err
+		return ep, false, err
 	}
 	m.scheduleLeases(ep)
 	m.shimRoutes(st, ep, false)
 	m.log.Info("attached", "network", n.Name, "container", ep.Container(), "ifname", ep.IfName,
 		"addresses", strings.Join(ep.Addresses, ","), "mac", ep.MAC, "took", time.Since(start).Round(time.Microsecond))
-	return ep, nil
+	return ep, false, nil
 }
 
 // macHolder names what holds mac on parent, for the error of a refused

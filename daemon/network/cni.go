@@ -82,7 +82,7 @@ func (m *Manager) AttachCNI(req api.CNIRequest) (api.Endpoint, error) {
 	na := api.NetworkAttach{Name: req.Network, IP: req.IP, IP6: req.IP6, MAC: req.MAC, IfName: req.IfName, CNI: true}
 	areq := api.AttachRequest{Namespace: ns, ContainerID: id, Networks: []api.NetworkAttach{na},
 		Name: req.Name, Hostname: req.Hostname}
-	ep, err := m.attachOne(netns, areq, 0, na, map[int]bool{})
+	ep, _, err := m.attachOne(netns, areq, 0, na, map[int]bool{})
 	if err != nil {
 		return api.Endpoint{}, inNetwork(req.Network, err)
 	}

@@ -97,7 +97,7 @@ func (m *Manager) Connect(req api.ConnectRequest) (api.Endpoint, error) {
 	}
 	na := api.NetworkAttach{Name: req.Network, IP: req.IP, IP6: req.IP6, MAC: req.MAC}
 	areq := api.AttachRequest{Namespace: t.key.ns, ContainerID: t.key.id, Networks: []api.NetworkAttach{na}}
-	ep, err := m.attachOne(t.netns, areq, idx, na, routed)
+	ep, _, err := m.attachOne(t.netns, areq, idx, na, routed)
 	if err != nil {
 		return api.Endpoint{}, inNetwork(req.Network, err)
 	}
