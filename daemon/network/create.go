@@ -442,8 +442,13 @@ func (m *Manager) Remove(name string) error {
 		st, err = m.network(name)
 	}
 	if err != nil {
+		// A global network whose removal stopped half-way goes by its
+		// name alone (the store hides it); only then is name an ID.
+		if ferr := m.finishRemove(name, err); !errors.Is(ferr, ErrNotFound) {
+			return ferr
+		}
 		if st, err = m.byID(name); err != nil {
-			return m.finishRemove(name, err)
+			return err
 		}
 		name = st.net.Name
 	}

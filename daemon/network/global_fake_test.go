@@ -2,8 +2,10 @@ package network
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -61,14 +63,14 @@ func (g *fakeGlobal) RemoveNetwork(name string, rec []byte) error {
 	return nil
 }
 
-// globalPub is a host on a shared store with global network pub
+// globalNet is a host on a shared store with global network name
 // (macvlan, 10.7.0.0/24 on eth1).
-func globalPub(t *testing.T) (*fakeGlobal, *fakeHost) {
+func globalNet(t *testing.T, name string) (*fakeGlobal, *fakeHost) {
 	g := newFakeGlobal()
 	h := newFakeHost(t)
 	h.opts = append(h.opts, WithGlobal(g, nil, 0))
 	h.restart()
-	req := netReq("pub", "macvlan", "10.7.0.0/24", "parent=eth1")
+	req := netReq(name, "macvlan", "10.7.0.0/24", "parent=eth1")
 	req.Scope = scopeGlobal
 	h.create(req)
 	return g, h
@@ -197,7 +199,7 @@ var errEtcdDown = errors.New("etcd: context deadline exceeded")
 // When the round trip fails, or something before the interface fails,
 // nothing is left: no interface, no endpoint, no intent, no address held.
 func TestFakeGlobalAddressBeside(t *testing.T) {
-	g, h := globalPub(t)
+	g, h := globalNet(t, "pub")
 
 	// The round trip is held until the kernel is asked for the interface.
 	reached := h.k.reach("CreateSlave")
@@ -269,7 +271,7 @@ func TestFakeGlobalInterruptedRemove(t *testing.T) {
 		{"restored after ls", true, true, ErrInUse, []string{"net pub"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			g, h := globalPub(t)
+			g, h := globalNet(t, "pub")
 			g.interrupt("pub")
 			g.elsewhere["pub"] = c.elsewhere
 			if c.listed {
@@ -292,5 +294,32 @@ func TestFakeGlobalInterruptedRemove(t *testing.T) {
 			same(t, "store", h.stored(), c.stored)
 			wantErr(t, h.m.Remove("nope"), ErrNotFound, "network nope")
 		})
+	}
+}
+
+// network rm NAME settles an interrupted removal of global network NAME
+// even where NAME also starts a local network's ID: the name goes first.
+func TestFakeGlobalInterruptedRemoveBeforeIDPrefix(t *testing.T) {
+	g, h := globalNet(t, "b")
+	g.interrupt("b")
+	h.m.List() // drops this host's copy, as network ls does
+	var local string
+	for i := 0; local == ""; i++ {
+		n, err := h.m.Create(netReq(fmt.Sprintf("n%d", i), "macvlan", fmt.Sprintf("10.8.%d.0/24", i), "parent=eth1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(n.ID, "b") {
+			local = n.Name
+		}
+	}
+	if err := h.m.Remove("b"); err != nil {
+		t.Fatalf("rm b: %v", err)
+	}
+	if _, err := h.m.Inspect(local); err != nil {
+		t.Errorf("rm b removed %s, whose ID starts with b: %v", local, err)
+	}
+	if len(g.removing) != 0 {
+		t.Errorf("global b is still marked for removal")
 	}
 }
