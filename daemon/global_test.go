@@ -116,7 +116,7 @@ func TestBadClusterFlagsRefusedAtOnce(t *testing.T) {
 		{args: []string{"--store", "etcd://:0"}, want: `--store "etcd://:0": member ":0" is not HOST:PORT`},
 		{args: []string{"--store", "etcd:///path"}, want: `--store "etcd:///path": member "/path" is not HOST:PORT`},
 		// 4: host names
-		{args: []string{"--store", store, "--host-name", "bad name"}, want: `--host-name "bad name": ' ' is not allowed: want letters, digits, '-', '_' and '.'`},
+		{args: []string{"--store", store, "--host-name", "bad name"}, want: `--host-name "bad name": ' ' is not allowed: a host name is one word, without '/'`},
 		{args: []string{"--store", store, "--host-name", "a/b"}, want: `--host-name "a/b": '/' is not allowed`},
 		{args: []string{"--store", store, "--host-name", long}, want: `--host-name "` + long[:40] + `"...: 300 characters: want at most 253`},
 		{args: []string{"--host-name", "a/b"}, want: `--host-name "a/b": '/' is not allowed`},

@@ -62,8 +62,8 @@ type Cluster struct {
 
 // New starts this host's part in the cluster on kv.
 func New(kv KV, cfg Config) (*Cluster, error) {
-	if cfg.Host == "" || strings.ContainsAny(cfg.Host, "/ \t\n") {
-		return nil, fmt.Errorf("host name %q: want a name without '/' or spaces", cfg.Host)
+	if err := CheckHostName(cfg.Host); err != nil {
+		return nil, fmt.Errorf("host name %q: %w", cfg.Host, err)
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second

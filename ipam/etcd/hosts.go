@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // HostInfo is one host of the cluster as host ls shows it.
@@ -108,28 +110,23 @@ func (e badHostName) Is(target error) bool { return target == ErrBadHostName }
 const MaxHostName = 253
 
 // CheckHostName says what is wrong with name as a host's name in the
-// cluster, nil if nothing. A name is a key's path element, shown by host
-// ls and typed to host reclaim, and defaults to the hostname: so it is
-// what a DNS name may be, dot-separated parts of 1 to 63 letters, digits,
-// '-' and '_' (which some hostnames have), at most 253 characters in all.
+// cluster, nil if nothing. A name is one element of the keys' paths,
+// shown by host ls and typed to host reclaim: so no '/', no white space or
+// control character, valid UTF-8, at most 253 bytes (a DNS name's most).
+// Anything else a host ran with before this check stays a name, so that
+// no upgrade strands a host's leases.
 func CheckHostName(name string) error {
 	switch {
 	case name == "":
 		return badHostName("empty")
 	case len(name) > MaxHostName:
 		return badHostName(fmt.Sprintf("%d characters: want at most %d", len(name), MaxHostName))
+	case !utf8.ValidString(name):
+		return badHostName("not UTF-8")
 	}
 	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return badHostName(fmt.Sprintf("%s is not allowed: want letters, digits, '-', '_' and '.'", strconv.QuoteRune(r)))
-		}
-	}
-	for _, part := range strings.Split(name, ".") {
-		switch {
-		case part == "":
-			return badHostName("an empty part between dots, or a dot at an end")
-		case len(part) > 63:
-			return badHostName(fmt.Sprintf("part %q is %d characters: want at most 63 between dots", part, len(part)))
+		if r == '/' || unicode.IsSpace(r) || unicode.IsControl(r) {
+			return badHostName(fmt.Sprintf("%s is not allowed: a host name is one word, without '/'", strconv.QuoteRune(r)))
 		}
 	}
 	return nil

@@ -8,22 +8,22 @@ import (
 )
 
 func TestCheckHostName(t *testing.T) {
-	long := strings.Repeat("a", 60) + "."
-	for _, ok := range []string{"h1", "node-1.example.com", "Web_01", strings.Repeat(long, 4) + "a", strings.Repeat("b", 63)} {
+	// What hosts may already run with stays a name: node:1, rack1@dc2, a
+	// trailing-dot FQDN, a non-ASCII hostname.
+	for _, ok := range []string{"h1", "node-1.example.com", "Web_01", "node:1", "rack1@dc2", "node.example.com.", "héte",
+		strings.Repeat("b", 253)} {
 		if err := CheckHostName(ok); err != nil {
 			t.Errorf("%q: %v", ok, err)
 		}
 	}
 	for _, c := range []struct{ name, want string }{
 		{"", "empty"},
-		{"bad name", `' ' is not allowed: want letters, digits, '-', '_' and '.'`},
+		{"bad name", `' ' is not allowed: a host name is one word, without '/'`},
 		{"a/b", `'/' is not allowed`},
-		{"a:b", `':' is not allowed`},
-		{"héte", `'é' is not allowed`},
+		{"a\tb", `'\t' is not allowed`},
+		{"a\x00b", `'\x00' is not allowed`},
+		{"a\xffb", "not UTF-8"},
 		{strings.Repeat("a", 300), "300 characters: want at most 253"},
-		{strings.Repeat("c", 64), "is 64 characters: want at most 63 between dots"},
-		{"a..b", "an empty part between dots"},
-		{".a", "an empty part between dots"},
 	} {
 		err := CheckHostName(c.name)
 		if !errors.Is(err, ErrBadHostName) || !strings.Contains(err.Error(), c.want) {
