@@ -140,12 +140,29 @@ func Leased(ns *Netns, ifname string, addr netip.Prefix, gw netip.Addr, left tim
 	if !gw.IsValid() || addr.Addr().Is6() {
 		return nil // IPv6's default route comes from router advertisements
 	}
+	// The default route is replaced only where it is this interface's
+	// own (a renewal, perhaps with a new router): another interface's,
+	// such as a pod's primary network, stays.
+	routes, err := h.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("list routes in container: %w", err)
+	}
+	for _, r := range routes {
+		isDefault := r.Dst == nil || r.Dst.IP.IsUnspecified() && bits(r.Dst) == 0
+		if isDefault && r.LinkIndex != l.Attrs().Index {
+			return fmt.Errorf("default route via %s dev %s: %w", gw, ifname, ErrDefaultRouted)
+		}
+	}
 	r := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: defaultDst(4), Gw: gw.AsSlice()}
 	if err := h.RouteReplace(r); err != nil {
 		return fmt.Errorf("add default route via %s dev %s: %w", gw, ifname, err)
 	}
 	return nil
 }
+
+// ErrDefaultRouted means that another interface of the namespace has the
+// default route: a lease's router does not take it over.
+var ErrDefaultRouted = errors.New("the namespace's default route is another interface's")
 
 // Unlease removes a lost lease's address from ifname in ns (its routes go
 // with it). A missing interface or address is success.
@@ -286,4 +303,10 @@ func WaitAddress(ns *Netns, ifname string, wait time.Duration) (netip.Prefix, er
 			return netip.Prefix{}, fmt.Errorf("no router advertisement gave %s an IPv6 address within %s", ifname, wait)
 		}
 	}
+}
+
+// bits is a route destination's prefix length.
+func bits(n *net.IPNet) int {
+	ones, _ := n.Mask.Size()
+	return ones
 }

@@ -391,7 +391,11 @@ func (m *Manager) leaseInterface(st *netState, ns *link.Netns, ep *api.Endpoint,
 		gw = l.Router
 		routed[4] = true
 	}
-	if err := m.leaser.Leased(ns, ep.IfName, l, gw); err != nil {
+	if err := m.leaser.Leased(ns, ep.IfName, l, gw); errors.Is(err, link.ErrDefaultRouted) {
+		// A pod's primary network has the default route: as a static
+		// secondary network does, this one adds only its subnet.
+		gw, routed[4] = netip.Addr{}, false
+	} else if err != nil {
 		return err
 	}
 	setLease(ep, id, name, l, gw)

@@ -226,7 +226,11 @@ func (m *Manager) keepLease(st *netState, ep api.Endpoint, id dhcp.Identity, l d
 	if ep.DHCP.Routed {
 		gw = l.Router
 	}
-	if err := m.leaser.Leased(ns, ep.IfName, l, gw); err != nil {
+	if err := m.leaser.Leased(ns, ep.IfName, l, gw); errors.Is(err, link.ErrDefaultRouted) {
+		// Another interface took the default route meanwhile: it keeps
+		// it, and the lease stays without one.
+		gw = netip.Addr{}
+	} else if err != nil {
 		m.log.Error("DHCP lease not put on the interface", "network", ep.Network, "container", ep.Container(), "err", err)
 		return err
 	}
