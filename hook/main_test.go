@@ -41,6 +41,12 @@ func TestRunWithoutAnnotationDoesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("unannotated container: %v", err)
 	}
+	// The contract: without io.underlay.network the hook does nothing,
+	// even with other io.underlay.* keys (underlay-runc refuses those).
+	err = run([]string{"createRuntime"}, strings.NewReader(`{"id":"c","status":"creating","pid":5,"annotations":{"io.underlay.networks":"n"}}`))
+	if err != nil {
+		t.Fatalf("container with a misspelt key: %v", err)
+	}
 }
 
 func TestRunErrors(t *testing.T) {

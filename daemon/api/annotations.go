@@ -35,7 +35,7 @@ const MaxNetworks = 16
 func ParseAnnotations(ann map[string]string) ([]NetworkAttach, error) {
 	raw, ok := ann[AnnotationNetwork]
 	if !ok {
-		return nil, strayAnnotations(ann)
+		return nil, ErrNoNetwork
 	}
 	names, err := splitNetworks(raw)
 	if err != nil {
@@ -68,12 +68,17 @@ func ParseAnnotations(ann map[string]string) ([]NetworkAttach, error) {
 	return nets, nil
 }
 
-// strayAnnotations is ParseAnnotations' answer for a container without
-// io.underlay.network: ErrNoNetwork, unless it has other io.underlay.*
-// keys, which ask for something (a typo such as io.underlay.networks, or
-// io.underlay.ip alone) that would otherwise start it with no network and
-// no word. io.underlay.name alone asks for nothing.
-func strayAnnotations(ann map[string]string) error {
+// StrayAnnotations says what is wrong with the annotations of a container
+// without io.underlay.network that has other io.underlay.* keys: they ask
+// for something (a typo such as io.underlay.networks, or io.underlay.ip
+// alone) that would otherwise start it with no network and no word. nil
+// if there are none, or io.underlay.network is there; io.underlay.name
+// alone asks for nothing. underlay-runc refuses such a bundle; the hook,
+// by the contract, does nothing without io.underlay.network.
+func StrayAnnotations(ann map[string]string) error {
+	if _, ok := ann[AnnotationNetwork]; ok {
+		return nil
+	}
 	var keys []string
 	for k := range ann {
 		if strings.HasPrefix(k, annotationPrefix) && k != AnnotationName {
@@ -81,7 +86,7 @@ func strayAnnotations(ann map[string]string) error {
 		}
 	}
 	if len(keys) == 0 {
-		return ErrNoNetwork
+		return nil
 	}
 	sort.Strings(keys)
 	return fmt.Errorf("annotation %s is set but %s is not, so no network would be attached (a misspelt key?)",

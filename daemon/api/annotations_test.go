@@ -59,14 +59,22 @@ func TestParseAnnotations(t *testing.T) {
 	if _, err := ParseAnnotations(nil); !errors.Is(err, ErrNoNetwork) {
 		t.Fatalf("nil annotations: %v", err)
 	}
-	if _, err := ParseAnnotations(map[string]string{"io.underlay.name": "web", "other": "x"}); !errors.Is(err, ErrNoNetwork) {
-		t.Fatalf("a name alone: %v", err)
+	// The contract: without io.underlay.network, nothing to do, whatever
+	// else is there.
+	stray := map[string]string{"io.underlay.networks": "a", "io.underlay.mac": "02:00:00:00:00:01"}
+	if _, err := ParseAnnotations(stray); !errors.Is(err, ErrNoNetwork) {
+		t.Fatalf("stray keys, parsed: %v", err)
 	}
-	// Keys that ask for something, without the network: a typo, not "no
-	// network wanted".
-	_, err := ParseAnnotations(map[string]string{"io.underlay.networks": "a", "io.underlay.mac": "02:00:00:00:00:01"})
-	if err == nil || errors.Is(err, ErrNoNetwork) || !strings.Contains(err.Error(), "annotation io.underlay.mac, io.underlay.networks is set but io.underlay.network is not") {
+	// Keys that ask for something, without the network: a typo, which
+	// underlay-runc refuses.
+	err := StrayAnnotations(stray)
+	if err == nil || !strings.Contains(err.Error(), "annotation io.underlay.mac, io.underlay.networks is set but io.underlay.network is not") {
 		t.Fatalf("stray keys: %v", err)
+	}
+	for _, ann := range []map[string]string{nil, {"io.underlay.name": "web", "other": "x"}, {"io.underlay.network": "a", "io.underlay.ip": "10.0.0.5"}} {
+		if err := StrayAnnotations(ann); err != nil {
+			t.Errorf("%v: %v", ann, err)
+		}
 	}
 }
 

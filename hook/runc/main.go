@@ -122,7 +122,7 @@ func addHooks(path string) error {
 	if _, ok := ann[api.AnnotationNetwork]; !ok {
 		// Nothing to add, unless other io.underlay.* keys say the
 		// container was meant to have a network: refuse it then.
-		if _, err := api.ParseAnnotations(ann); !errors.Is(err, api.ErrNoNetwork) {
+		if err := api.StrayAnnotations(ann); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 		return nil
