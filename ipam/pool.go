@@ -143,7 +143,6 @@ func specialPrefix(p netip.Prefix) string {
 		{netip.MustParsePrefix("0.0.0.0/8"), "in 0.0.0.0/8 (this network)"},
 		{netip.MustParsePrefix("127.0.0.0/8"), "loopback (127.0.0.0/8)"},
 		{netip.MustParsePrefix("224.0.0.0/4"), "multicast (224.0.0.0/4)"},
-		{netip.MustParsePrefix("240.0.0.0/4"), "reserved (240.0.0.0/4)"},
 		{netip.MustParsePrefix("::/8"), "in ::/8 (unspecified, loopback, IPv4-compatible)"},
 		{netip.MustParsePrefix("ff00::/8"), "multicast (ff00::/8)"},
 	} {

@@ -235,6 +235,7 @@ func TestBuildPoolsSpecialButUsable(t *testing.T) {
 		{Subnets: []string{"fe90::/64"}, Gateways: []string{"fe90::22"}},
 		{Subnets: []string{"10.0.0.0/24"}, Ranges: []string{"10.0.0.2/32"}},
 		{Subnets: []string{"100.64.0.0/24", "169.254.0.0/24"}},
+		{Subnets: []string{"240.1.0.0/16"}}, // class E: Linux assigns and routes it, some sites use it
 	} {
 		if _, err := BuildPools(s); err != nil {
 			t.Errorf("%+v: %v", s, err)
