@@ -36,6 +36,16 @@ func (m *Manager) Create(req api.NetworkCreate) (api.Network, error) {
 	}
 	m.createMu.Lock()
 	defer m.createMu.Unlock()
+	if m.global != nil {
+		// The rules below (one name, no overlap on a parent) look at the
+		// networks other hosts made too, as they are now. A local network
+		// does not wait for etcd: it goes by the copies this host has.
+		if err := m.loadGlobal(); err != nil && n.Scope == scopeGlobal {
+			return api.Network{}, err
+		} else if err != nil {
+			m.log.Warn("local network checked against the global networks as last seen", "network", n.Name, "err", err)
+		}
+	}
 	if _, err := m.network(n.Name); err == nil {
 		return api.Network{}, inNetwork(n.Name, ErrExists)
 	}
@@ -235,8 +245,18 @@ func (m *Manager) validate(req api.NetworkCreate) (api.Network, []ipam.Pool, err
 		return n, nil, err
 	}
 	n.ID = id
-	if err := m.choosParent(&n); err != nil {
+	// A global network's parent is checked as this host has it: the
+	// record keeps the one asked for, which --parent may name otherwise
+	// here (ens3.30 for eth0.30).
+	local := n
+	if p, ok := m.parentOf[n.Name]; ok && n.Scope == scopeGlobal {
+		local.Parent = p
+	}
+	if err := m.choosParent(&local); err != nil {
 		return n, nil, err
+	}
+	if n.Parent == "" || n.Internal {
+		n.Parent = local.Parent // a dummy's name is chosen here
 	}
 	return n, pools, nil
 }

@@ -323,3 +323,35 @@ func TestFakeGlobalInterruptedRemoveBeforeIDPrefix(t *testing.T) {
 		t.Errorf("global b is still marked for removal")
 	}
 }
+
+// Two hosts on one shared store: a network one of them made is seen by
+// the other's create at once, so a second network with an overlapping
+// subnet on the same parent is refused there too, global or local; and a
+// host whose NIC has another name (--parent) creates a global network whose
+// record names a parent it does not have.
+func TestFakeGlobalCreateSeesOtherHosts(t *testing.T) {
+	g := newFakeGlobal()
+	hostOn := func(parents map[string]string) *fakeHost {
+		h := newFakeHost(t)
+		h.opts = append(h.opts, WithGlobal(g, parents, 0))
+		h.restart()
+		return h
+	}
+	a, b := hostOn(nil), hostOn(map[string]string{"g7": "eth1"})
+	global := func(name, subnet, parent string) api.NetworkCreate {
+		req := netReq(name, "macvlan", subnet, "parent="+parent)
+		req.Scope = scopeGlobal
+		return req
+	}
+	a.create(global("gX", "10.61.0.0/24", "eth1"))
+	_, err := b.m.Create(global("gY", "10.61.0.0/24", "eth1"))
+	wantErr(t, err, ErrInvalid, "overlaps 10.61.0.0/24 of network gX")
+	_, err = b.m.Create(netReq("loc", "macvlan", "10.61.0.128/25", "parent=eth1"))
+	wantErr(t, err, ErrInvalid, "overlaps 10.61.0.0/24 of network gX")
+
+	b.create(global("g7", "10.62.0.0/24", "lan0"))
+	n, err := a.m.Inspect("g7")
+	if err != nil || n.Parent != "lan0" {
+		t.Errorf("g7 as the other host sees it: %+v %v, want the record's parent lan0", n.Parent, err)
+	}
+}
