@@ -77,10 +77,10 @@ func listNetworks(c *cli.Context) ([]api.Network, error) {
 	return out, nil
 }
 
-// networkPrune removes the networks (those --filter lets by) that have no
-// endpoint on this host, after asking, as docker network prune does. A
-// global network another host still uses is refused by underlayd and
-// reported.
+// networkPrune removes the local networks (those --filter lets by) that
+// have no endpoint, after asking, as docker network prune does. Global
+// networks are left alone: having no endpoint here says nothing of the
+// other hosts, and removing one removes it for all of them.
 func networkPrune(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return errors.New(`"network prune" takes no arguments`)
@@ -90,7 +90,7 @@ func networkPrune(c *cli.Context) error {
 		return err
 	}
 	if !c.Bool("force") {
-		fmt.Print("WARNING! This will remove all networks without endpoints on this host.\nAre you sure you want to continue? [y/N] ")
+		fmt.Print("WARNING! This will remove all local networks without endpoints (global ones are left: network rm removes those).\nAre you sure you want to continue? [y/N] ")
 		answer, _ := bufio.NewReader(os.Stdin).ReadString('\n')
 		if a := strings.TrimSpace(strings.ToLower(answer)); a != "y" && a != "yes" {
 			return nil
@@ -98,6 +98,9 @@ func networkPrune(c *cli.Context) error {
 	}
 	var removed, errs []string
 	for _, n := range nets {
+		if n.Scope == "global" {
+			continue
+		}
 		var full api.Network
 		if err := networkDo(c, "GET", n.Name, "", nil, &full); err != nil || len(full.Endpoints) > 0 {
 			continue

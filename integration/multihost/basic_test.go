@@ -98,6 +98,13 @@ func TestPrivilegedMultihostBasic(t *testing.T) {
 	if err == nil || !strings.Contains(out, "h1 (3)") || !strings.Contains(out, "h3 (3)") {
 		t.Fatalf("rm with endpoints on h1 and h3: %v\n%s", err, out)
 	}
+	// prune on h2, which has no endpoint on g, leaves it: it is shared.
+	if out, err := h2.d.CLI("network", "prune", "-f"); err != nil || tl.ContainsWord(out, "g") {
+		t.Fatalf("prune on a host without endpoints on g: %v\n%s", err, out)
+	}
+	if out := h2.d.MustCLI(t, "network", "ls"); !tl.ContainsWord(out, "g") {
+		t.Fatalf("prune removed the global network g:\n%s", out)
+	}
 	for i, c := range all {
 		if i >= 3 && i < 6 {
 			continue
