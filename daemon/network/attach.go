@@ -186,6 +186,12 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 			hostname = spec.Hostname
 		}
 		name := dhcpName(req, hostname)
+		// The identity (and a macvlan's MAC) comes from the name: two
+		// containers of one name on a network would be one client to the
+		// server, which hands the second the first one's lease.
+		if other, ok := dhcpNameHolder(st, keyOf(ep), name); ok {
+			return ep, false, invalid("container %s on network %s is DHCP client %q already (its name or hostname): give this container its own io.underlay.name", other.Container(), n.Name, name)
+		}
 		if na.MAC == "" && n.Driver == "macvlan" {
 			na.MAC = dhcp.StableMAC(n.Name, name).String()
 		}

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -376,14 +377,20 @@ func (m *Manager) leaseInterface(st *netState, ns *link.Netns, ep *api.Endpoint,
 	l, err := m.leaser.Acquire(ns, ep.IfName, id, want, timeout)
 	if err != nil {
 		if errors.Is(err, dhcp.ErrNoAnswer) {
-			return fmt.Errorf("no DHCP server answered on parent %s within %s (-o dhcp_timeout): %w", n.Parent, timeout, ErrNoLease)
+			return fmt.Errorf("no DHCP lease on parent %s within %s (-o dhcp_timeout): no server answered, or it was slow (dnsmasq pings each new address first, one at a time; --no-ping): %w", n.Parent, timeout, ErrNoLease)
 		}
 		return fmt.Errorf("DHCP on parent %s: %w", n.Parent, err)
 	}
-	undo.add(func() { m.releaseLease(n.Parent, id, l) })
-	if pools := st.addrs.Pools(); len(pools) > 0 {
+	undo.add(func() {
+		// Never a release of an address another endpoint has: the server
+		// would free a lease in use.
+		if !addressHeld(st, l.Address.Addr(), keyOf(*ep)) {
+			m.releaseLease(n.Parent, id, l)
+		}
+	})
+	if pools := familyPools(st.addrs.Pools(), 4); len(pools) > 0 {
 		if !inPools(pools, l.Address.Addr()) {
-			return invalid("the DHCP server on parent %s leased %s, which is in no --subnet of the network", n.Parent, l.Address)
+			return invalid("the DHCP server on parent %s leased %s, which is in no IPv4 --subnet of the network", n.Parent, l.Address)
 		}
 	}
 	var gw netip.Addr
@@ -409,6 +416,9 @@ func (m *Manager) leaseInterface(st *netState, ns *link.Netns, ep *api.Endpoint,
 			return fmt.Errorf("DHCPv6 on parent %s: %w", n.Parent, err)
 		}
 		undo.add(func() { m.releaseLease6(n.Parent, id, l6) })
+		if pools := familyPools(st.addrs.Pools(), 6); len(pools) > 0 && !inPools(pools, l6.Address) {
+			return invalid("the DHCPv6 server on parent %s leased %s, which is in no IPv6 --subnet of the network", n.Parent, l6.Address)
+		}
 		addr := v6Prefix(st.addrs.Pools(), l6.Address)
 		if err := m.leaser.Leased6(ns, ep.IfName, addr, l6); err != nil {
 			return err
@@ -480,4 +490,41 @@ func dhcpHostname(name, hostname string) string {
 		}
 	}
 	return string(out)
+}
+
+// dhcpNameHolder is the endpoint on st, of another container than key,
+// whose lease goes by name.
+func dhcpNameHolder(st *netState, key epKey, name string) (api.Endpoint, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, ep := range st.all() {
+		if ep.DHCP != nil && ep.DHCP.Name == name && keyOf(ep) != key {
+			return ep, true
+		}
+	}
+	return api.Endpoint{}, false
+}
+
+// addressHeld says whether an endpoint on st, of another container than
+// key, has address a.
+func addressHeld(st *netState, a netip.Addr, key epKey) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, ep := range st.all() {
+		if keyOf(ep) != key && slices.Contains(addrsOf(ep), a) {
+			return true
+		}
+	}
+	return false
+}
+
+// familyPools are the pools of one family (4 or 6).
+func familyPools(pools []ipam.Pool, fam int) []ipam.Pool {
+	var out []ipam.Pool
+	for _, p := range pools {
+		if p.Family() == fam {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -185,7 +185,7 @@ func TestFakeDHCPNoServer(t *testing.T) {
 	h, f := dhcpHost(t, time.Minute)
 	f.silent = true
 	_, err := h.attach(on("web", 100, "lan"))
-	wantErr(t, err, ErrNoLease, "no DHCP server answered on parent eth1")
+	wantErr(t, err, ErrNoLease, "no DHCP lease on parent eth1 within 5s (-o dhcp_timeout): no server answered, or it was slow")
 	same(t, "interfaces", h.k.ifs(100), none)
 	same(t, "endpoints", h.eps(), none)
 	same(t, "intents", h.intents(), none)
@@ -241,6 +241,10 @@ func TestFakeDHCPDualStack(t *testing.T) {
 	h.start(on("web", 100, "lan"))
 	ep := onlyEndpoint(t, h.m)
 	same(t, "addresses", ep.Addresses, []string{"10.9.0.100/24", "2001:db8::100/128"})
+	// A /128 counts under its /64, not as a subnet (a metrics series) of
+	// its own.
+	n, _ := h.m.Inspect("lan")
+	same(t, "usage", fmt.Sprint(n.Usage), "[{10.9.0.0/24 1 <nil>} {2001:db8::/64 1 <nil>}]")
 	eventually(t, func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.renewals6 >= 1 && f.renewals >= 1 })
 	ep = onlyEndpoint(t, h.m)
 	same(t, "addresses after renewals", ep.Addresses, []string{"10.9.0.100/24", "2001:db8::100/128"})
@@ -254,5 +258,33 @@ func TestFakeDHCPDualStack(t *testing.T) {
 	ep = onlyEndpoint(t, h.m)
 	if len(ep.Addresses) != 2 || ep.Addresses[1] != "2001:db8:5ac::7/64" || ep.DHCP.V6.Mode != "slaac" {
 		t.Fatalf("slaac endpoint %+v (v6 %+v)", ep, ep.DHCP.V6)
+	}
+
+	// A lease outside the network's --subnet of its family fails the
+	// attach; an IPv6-only --subnet does not judge the IPv4 lease.
+	h.create(api.NetworkCreate{Name: "v6sub", IPAMDriver: "dhcp", IPv6: true, Subnets: []string{"2001:db8:99::/64"},
+		Options: map[string]string{"parent": "eth1"}})
+	_, err := h.attach(on("out", 102, "v6sub"))
+	wantErr(t, err, ErrInvalid, "leased 2001:db8::100, which is in no IPv6 --subnet")
+}
+
+// Two containers of one name on a DHCP network would be one client to the
+// server, which hands the second the first one's lease: the second is
+// refused, saying so, and the first one's lease is not released.
+func TestFakeDHCPOneNameOneClient(t *testing.T) {
+	h, f := dhcpHost(t, time.Minute)
+	first := on("web", 100, "lan")
+	first.Name = "runc"
+	h.start(first)
+	second := on("web2", 101, "lan")
+	second.Name = "runc"
+	_, err := h.attach(second)
+	wantErr(t, err, ErrInvalid, `container web on network lan is DHCP client "runc" already`)
+	same(t, "endpoints", h.eps(), []string{"lan web eth0 10.9.0.100/24"})
+	same(t, "the second one's interfaces", h.k.ifs(101), none)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.released) != 0 {
+		t.Errorf("released %v: the first container's lease is in use", f.released)
 	}
 }

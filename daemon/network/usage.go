@@ -32,9 +32,17 @@ func (st *netState) usageLocked() []api.SubnetUsage {
 	}
 	for k, r := range st.eps {
 		for _, a := range st.endpoint(k, &r).Addresses {
-			if p, err := netip.ParsePrefix(a); err == nil {
-				counts[p.Masked()]++
+			p, err := netip.ParsePrefix(a)
+			if err != nil {
+				continue
 			}
+			if p.Bits() == 128 {
+				// A DHCPv6 address with no --subnet of its own is a /128:
+				// counted by its /64 (the LAN's prefix, as a rule), not as
+				// a subnet (and a metrics series) per container.
+				p = netip.PrefixFrom(p.Addr(), 64)
+			}
+			counts[p.Masked()]++
 		}
 	}
 	out := make([]api.SubnetUsage, 0, len(counts))
