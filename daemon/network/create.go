@@ -116,7 +116,7 @@ func (m *Manager) Create(req api.NetworkCreate) (api.Network, error) {
 // known.
 func (m *Manager) storeNetwork(n api.Network, pools []ipam.Pool) error {
 	if n.Scope == scopeGlobal {
-		return m.createGlobal(n)
+		return m.createGlobal(n, pools)
 	}
 	st, err := newStateWith(n, pools)
 	if err != nil {
@@ -419,7 +419,13 @@ func splitVLAN(name string) (string, int, bool) {
 // checkParentRules applies the kernel's rules for sharing a parent up front,
 // so users get a sentence instead of EBUSY at the first container.
 func (m *Manager) checkParentRules(n api.Network, pools []ipam.Pool) error {
-	for _, o := range m.known() {
+	return parentRules(n, pools, m.known())
+}
+
+// parentRules checks network n, of pools, against the networks others on
+// the parents they have here.
+func parentRules(n api.Network, pools []ipam.Pool, others []api.Network) error {
+	for _, o := range others {
 		if o.Parent != n.Parent {
 			continue
 		}

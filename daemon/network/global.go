@@ -24,6 +24,9 @@ const (
 type Global interface {
 	// Networks leaves out networks being removed.
 	Networks() (map[string][]byte, error)
+	// Created says, by name, in which order the networks were made (a
+	// revision of the store: smaller is earlier).
+	Created() (map[string]int64, error)
 	CreateNetwork(name string, rec []byte) error
 	// RemoveNetwork with rec nil finishes a removal that stopped half-way
 	// (etcd timed out, an underlayd died), or restores the network if a
@@ -187,7 +190,7 @@ func (m *Manager) addGlobal(n api.Network, rec []byte, copy bool) error {
 
 // createGlobal stores a validated network in the shared store, then on
 // this host.
-func (m *Manager) createGlobal(n api.Network) error {
+func (m *Manager) createGlobal(n api.Network, pools []ipam.Pool) error {
 	rec, err := recordOf(n)
 	if err != nil {
 		return err
@@ -195,11 +198,60 @@ func (m *Manager) createGlobal(n api.Network) error {
 	if err := m.global.CreateNetwork(n.Name, rec); err != nil {
 		return err
 	}
+	// Another host may have made a network that breaks the parent's rules
+	// with this one at the same moment: both passed their checks before
+	// either was stored. The later one (by the store's order) backs out,
+	// so exactly one stays whichever host looks first.
+	if err := m.firstOnParent(n, pools); err != nil {
+		if rerr := m.global.RemoveNetwork(n.Name, rec); rerr != nil {
+			m.log.Error("global network left in the shared store", "network", n.Name, "err", rerr)
+		}
+		return err
+	}
 	if err := m.addGlobal(n, rec, true); err != nil {
 		if rerr := m.global.RemoveNetwork(n.Name, rec); rerr != nil {
 			m.log.Error("global network left in the shared store", "network", n.Name, "err", rerr)
 		}
 		return err
+	}
+	return nil
+}
+
+// firstOnParent checks global network n, just stored, against the global
+// networks the store had made before it, as this host has their parents.
+func (m *Manager) firstOnParent(n api.Network, pools []ipam.Pool) error {
+	recs, err := m.global.Networks()
+	if err != nil {
+		return err
+	}
+	created, err := m.global.Created()
+	if err != nil {
+		return err
+	}
+	mine, ok := created[n.Name]
+	if !ok {
+		return fmt.Errorf("global network %s: gone from the shared store as it was made: %w", n.Name, ErrNotFound)
+	}
+	var before []api.Network
+	for name, rec := range recs {
+		rev, ok := created[name]
+		if name == n.Name || !ok || rev > mine {
+			continue
+		}
+		var o api.Network
+		if json.Unmarshal(rec, &o) != nil {
+			continue
+		}
+		if p, ok := m.parentOf[o.Name]; ok {
+			o.Parent = p
+		}
+		before = append(before, o)
+	}
+	if p, ok := m.parentOf[n.Name]; ok {
+		n.Parent = p
+	}
+	if err := parentRules(n, pools, before); err != nil {
+		return fmt.Errorf("%w (made on another host at the same moment as this one)", err)
 	}
 	return nil
 }

@@ -23,13 +23,16 @@ type fakeGlobal struct {
 	removing  map[string][]byte // records whose removal stopped half-way: hidden
 	elsewhere map[string]bool   // networks with endpoints on other hosts
 	drivers   map[string]*fakeShared
-	gate      chan struct{} // allocations wait until it is closed, if set
-	fail      error         // the allocations fail with it, if set
+	created   map[string]int64 // by name: the order of creation
+	rev       int64
+	meanwhile func(*fakeGlobal) // run once by the next CreateNetwork, under mu
+	gate      chan struct{}     // allocations wait until it is closed, if set
+	fail      error             // the allocations fail with it, if set
 }
 
 func newFakeGlobal() *fakeGlobal {
 	return &fakeGlobal{recs: map[string][]byte{}, removing: map[string][]byte{}, elsewhere: map[string]bool{},
-		drivers: map[string]*fakeShared{}}
+		drivers: map[string]*fakeShared{}, created: map[string]int64{}}
 }
 
 func (g *fakeGlobal) Networks() (map[string][]byte, error) {
@@ -38,11 +41,32 @@ func (g *fakeGlobal) Networks() (map[string][]byte, error) {
 	return maps.Clone(g.recs), nil
 }
 
+// Created orders the networks by name's creation, as etcd's revisions do.
+func (g *fakeGlobal) Created() (map[string]int64, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := map[string]int64{}
+	for name := range g.recs {
+		out[name] = g.created[name]
+	}
+	return out, nil
+}
+
 func (g *fakeGlobal) CreateNetwork(name string, rec []byte) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.recs[name] = rec
+	if g.meanwhile != nil {
+		g.meanwhile(g) // another host's create, landing just before this one
+		g.meanwhile = nil
+	}
+	g.store(name, rec)
 	return nil
+}
+
+func (g *fakeGlobal) store(name string, rec []byte) {
+	g.recs[name] = rec
+	g.rev++
+	g.created[name] = g.rev
 }
 
 // RemoveNetwork removes name, or settles its interrupted removal: the
@@ -353,5 +377,37 @@ func TestFakeGlobalCreateSeesOtherHosts(t *testing.T) {
 	n, err := a.m.Inspect("g7")
 	if err != nil || n.Parent != "lan0" {
 		t.Errorf("g7 as the other host sees it: %+v %v, want the record's parent lan0", n.Parent, err)
+	}
+}
+
+// Two hosts that make overlapping global networks on one parent at the
+// same moment both pass their checks; the later one, by the store's order,
+// backs out, and the earlier one stays.
+func TestFakeGlobalCreateRace(t *testing.T) {
+	g, h := globalNet(t, "pub")
+	other := func(name string) func(*fakeGlobal) {
+		rec, err := recordOf(api.Network{ID: "0123456789abcdef0123456789abcdef", Name: name, Driver: "macvlan", Mode: "bridge",
+			Parent: "eth1", Scope: scopeGlobal, Subnets: []api.Subnet{{Subnet: "10.64.0.0/24"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return func(g *fakeGlobal) { g.store(name, rec) }
+	}
+	g.mu.Lock()
+	g.meanwhile = other("theirs")
+	g.mu.Unlock()
+	req := netReq("mine", "macvlan", "10.64.0.128/25", "parent=eth1")
+	req.Scope = scopeGlobal
+	_, err := h.m.Create(req)
+	wantErr(t, err, ErrInvalid, "overlaps 10.64.0.0/24 of network theirs on the same parent eth1 (made on another host at the same moment as this one)")
+	g.mu.Lock()
+	_, mine := g.recs["mine"]
+	_, theirs := g.recs["theirs"]
+	g.mu.Unlock()
+	if mine || !theirs {
+		t.Errorf("after the race: mine stored %v, theirs stored %v; want only theirs", mine, theirs)
+	}
+	if _, err := h.m.Inspect("mine"); err == nil {
+		t.Errorf("the network that backed out is still known here")
 	}
 }

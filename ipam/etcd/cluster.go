@@ -148,6 +148,25 @@ func (c *Cluster) Networks() (map[string][]byte, error) {
 	return out, nil
 }
 
+// Created returns the etcd revision at which each global network's record
+// was created, networks being removed left out: of two networks made at
+// the same moment on two hosts, it tells which came first.
+func (c *Cluster) Created() (map[string]int64, error) {
+	ctx, cancel := c.request()
+	defer cancel()
+	ps, _, err := c.kv.List(ctx, c.networkKey(""))
+	if err != nil {
+		return nil, etcdErr("list global networks", err)
+	}
+	out := map[string]int64{}
+	for _, p := range ps {
+		if !bytes.HasPrefix(p.Value, removing) {
+			out[strings.TrimPrefix(p.Key, c.networkKey(""))] = p.CreateRev
+		}
+	}
+	return out, nil
+}
+
 // CreateNetwork stores a global network's record, if the name is free.
 func (c *Cluster) CreateNetwork(name string, rec []byte) error {
 	what := "create global network " + name

@@ -222,3 +222,28 @@ func TestInterruptedRemoval(t *testing.T) {
 		t.Fatalf("create once the removal is finished: %v", err)
 	}
 }
+
+// Created orders the networks as they were made, and leaves out one being
+// removed, as Networks does.
+func TestCreatedOrder(t *testing.T) {
+	kv := newMemKV()
+	cl := member(t, kv, "h1")
+	for _, name := range []string{"b", "a", "c"} {
+		if err := cl.CreateNetwork(name, []byte(`{"name":"`+name+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := cl.Created()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || !(got["b"] < got["a"] && got["a"] < got["c"]) {
+		t.Fatalf("Created = %v: want b before a before c", got)
+	}
+	kv.after(etcdDown)
+	_ = cl.RemoveNetwork("c", []byte(`{"name":"c"}`)) // leaves its mark
+	kv.set(0, 0, false)
+	if got, _ := cl.Created(); len(got) != 2 || got["c"] != 0 {
+		t.Fatalf("Created lists a network being removed: %v", got)
+	}
+}
