@@ -144,6 +144,16 @@ func (m *Manager) attachOne(ns *link.Netns, req api.AttachRequest, idx int, na a
 			m.log.Warn("attach refused", "network", na.Name, "container", ep.Container(),
 				"result", ErrorClass(err), "err", err, "took", time.Since(start).Round(time.Microsecond))
 		}
+		if st != nil && st.net.Scope == scopeGlobal && errors.Is(err, ErrNotFound) {
+			// Removed, or removed and made again, on another host: this
+			// host's copy is read again, so the next attach finds it as
+			// it is now.
+			m.createMu.Lock()
+			if lerr := m.loadGlobal(); lerr != nil {
+				m.log.Warn("global networks not read again", "err", lerr)
+			}
+			m.createMu.Unlock()
+		}
 		m.emitAttach(n, ep, start, err)
 	}()
 	if err != nil {

@@ -1,6 +1,7 @@
 package network
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -121,11 +122,15 @@ func (m *Manager) loadGlobal() error {
 	}
 	for name, rec := range recs {
 		if st, err := m.network(name); err == nil {
-			if st.net.Scope == scopeGlobal {
+			if st.net.Scope != scopeGlobal {
+				m.log.Error("global network hidden by a local network of the same name", "network", name)
 				continue
 			}
-			m.log.Error("global network hidden by a local network of the same name", "network", name)
-			continue
+			// Removed and made again on another host: this copy goes,
+			// unless this host still has endpoints on the old one.
+			if bytes.Equal(st.rec, rec) || !m.dropGlobal(st, "global network made again elsewhere") {
+				continue
+			}
 		}
 		var n api.Network
 		if err := json.Unmarshal(rec, &n); err != nil || n.Name != name {
@@ -143,23 +148,31 @@ func (m *Manager) loadGlobal() error {
 		if _, ok := recs[st.net.Name]; ok {
 			continue
 		}
-		st.mu.Lock()
-		busy := len(st.eps) > 0 || st.pending > 0
-		if !busy {
-			st.removed = true
-		}
-		st.mu.Unlock()
-		if busy {
-			m.log.Warn("global network removed from the shared store still has endpoints here", "network", st.net.Name)
-			continue
-		}
-		_ = m.store.DeleteNetwork(st.net.Name)
-		m.mu.Lock()
-		delete(m.nets, st.net.Name)
-		m.mu.Unlock()
-		m.log.Info("global network removed elsewhere", "network", st.net.Name)
+		m.dropGlobal(st, "global network removed elsewhere")
 	}
 	return nil
+}
+
+// dropGlobal forgets this host's copy of a global network the shared store
+// no longer has as it was, unless this host has endpoints on it (they keep
+// it until they go); it says whether it did.
+func (m *Manager) dropGlobal(st *netState, why string) bool {
+	st.mu.Lock()
+	busy := len(st.eps) > 0 || st.pending > 0
+	if !busy {
+		st.removed = true
+	}
+	st.mu.Unlock()
+	if busy {
+		m.log.Warn(why+": this host still has endpoints on its copy", "network", st.net.Name)
+		return false
+	}
+	_ = m.store.DeleteNetwork(st.net.Name)
+	m.mu.Lock()
+	delete(m.nets, st.net.Name)
+	m.mu.Unlock()
+	m.log.Info(why, "network", st.net.Name)
+	return true
 }
 
 // addGlobal makes a global network known on this host; copy stores it in

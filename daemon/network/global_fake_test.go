@@ -411,3 +411,29 @@ func TestFakeGlobalCreateRace(t *testing.T) {
 		t.Errorf("the network that backed out is still known here")
 	}
 }
+
+// A global network removed and made again on another host replaces this
+// host's copy at the next look (network ls, a create, a failed attach),
+// unless this host still has endpoints on the old one.
+func TestFakeGlobalMadeAgainElsewhere(t *testing.T) {
+	g, a := globalNet(t, "pub")
+	b := newFakeHost(t)
+	b.opts = append(b.opts, WithGlobal(g, nil, 0))
+	b.restart()
+	subnetOn := func(h *fakeHost) string {
+		n, err := h.m.Inspect("pub")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n.Subnets[0].Subnet
+	}
+	same(t, "b's copy", subnetOn(b), "10.7.0.0/24")
+	if err := a.m.Remove("pub"); err != nil {
+		t.Fatal(err)
+	}
+	req := netReq("pub", "macvlan", "10.73.0.0/24", "parent=eth1")
+	req.Scope = scopeGlobal
+	a.create(req)
+	b.m.List()
+	same(t, "b's copy after network ls", subnetOn(b), "10.73.0.0/24")
+}
