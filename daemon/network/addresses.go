@@ -126,18 +126,55 @@ func (m *Manager) releaseUnbackedLocked(st *netState) {
 			used[a] = k
 		}
 	}
-	type lease struct {
-		o ipam.Owner
-		a netip.Addr
-	}
-	var stray []lease
+	var stray []heldAddr
 	st.addrs.Held(func(o ipam.Owner, a netip.Addr) {
 		if _, ok := used[a]; !ok {
-			stray = append(stray, lease{o, a})
+			stray = append(stray, heldAddr{o, a})
 		}
 	})
 	for _, l := range stray {
 		m.log.Warn("address held without an endpoint released", "network", st.net.Name, "address", l.a, "container", l.o.Container)
 		st.addrs.Release(l.o, l.a)
+	}
+}
+
+// heldAddr is an endpoint's address, with the owner its lease names.
+type heldAddr struct {
+	o ipam.Owner
+	a netip.Addr
+}
+
+// unheldLocked lists the addresses of st's endpoints that a shared
+// driver does not hold for this host: one whose lease was not this
+// host's to take when underlayd started (another host's, or cooling
+// down), for a container that still uses it. The caller holds st.mu.
+func unheldLocked(st *netState) []heldAddr {
+	if !concurrent(st.addrs) {
+		return nil // a local driver holds every endpoint's address
+	}
+	mine := map[netip.Addr]bool{}
+	st.addrs.Held(func(_ ipam.Owner, a netip.Addr) { mine[a] = true })
+	var out []heldAddr
+	for k, r := range st.eps {
+		for _, a := range r.addrs() {
+			if !mine[a] {
+				out = append(out, heldAddr{ownerOf(st.endpoint(k, &r)), a})
+			}
+		}
+	}
+	return out
+}
+
+// holdAgain claims unheld addresses again, now that their lease may be
+// free: a container that runs on with an address the shared store does
+// not give it would have it handed to another host's container.
+func (m *Manager) holdAgain(st *netState, unheld []heldAddr) {
+	for _, u := range unheld {
+		if err := st.addrs.Hold(u.o, u.a); err != nil {
+			m.log.Error("an endpoint's address is not this host's in the shared store: it may be in use elsewhere",
+				"network", st.net.Name, "container", u.o.Container, "address", u.a, "err", err)
+			continue
+		}
+		m.log.Warn("an endpoint's address held again in the shared store", "network", st.net.Name, "container", u.o.Container, "address", u.a)
 	}
 }

@@ -134,10 +134,11 @@ func (g *fakeGlobal) held(network string) []string {
 
 // fakeShared is a global network's address driver.
 type fakeShared struct {
-	g    *fakeGlobal
-	mu   sync.Mutex
-	a    *ipam.Allocator
-	held map[netip.Addr]ipam.Owner
+	g      *fakeGlobal
+	mu     sync.Mutex
+	a      *ipam.Allocator
+	held   map[netip.Addr]ipam.Owner
+	others map[netip.Addr]bool // addresses other hosts hold
 }
 
 func (d *fakeShared) Concurrent() bool { return true }
@@ -197,6 +198,9 @@ func (d *fakeShared) Release(_ ipam.Owner, a netip.Addr) {
 func (d *fakeShared) Hold(o ipam.Owner, a netip.Addr) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.others[a] {
+		return fmt.Errorf("%s: held by another host: %w", a, ipam.ErrAddressInUse)
+	}
 	if err := d.a.Mark(a); err != nil {
 		return err
 	}
@@ -436,4 +440,44 @@ func TestFakeGlobalMadeAgainElsewhere(t *testing.T) {
 	a.create(req)
 	b.m.List()
 	same(t, "b's copy after network ls", subnetOn(b), "10.73.0.0/24")
+}
+
+// An endpoint whose address this host's lease no longer covers (it was
+// freed while underlayd was down, and perhaps taken by another host) is
+// claimed again by reconciliation once the address is free: a container
+// that runs on with it must not have it handed out again.
+func TestFakeGlobalUnheldClaimedAgain(t *testing.T) {
+	g, h := globalNet(t, "pub")
+	ep := h.start(on("c1", 11, "pub"))[0]
+	a := netip.MustParsePrefix(ep.Addresses[0]).Addr()
+	g.mu.Lock()
+	d := g.drivers["pub"]
+	g.mu.Unlock()
+	held := func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		_, ok := d.held[a]
+		return ok
+	}
+	// Another host has the address now: not this host's lease.
+	d.mu.Lock()
+	delete(d.held, a)
+	d.others = map[netip.Addr]bool{a: true}
+	d.mu.Unlock()
+	if _, err := h.m.Prune(); err != nil {
+		t.Fatal(err)
+	}
+	if held() {
+		t.Fatalf("%s taken while another host has it", a)
+	}
+	// It lets it go: the next reconciliation takes it back for c1.
+	d.mu.Lock()
+	delete(d.others, a)
+	d.mu.Unlock()
+	if _, err := h.m.Prune(); err != nil {
+		t.Fatal(err)
+	}
+	if !held() {
+		t.Fatalf("%s, which c1 still uses, was not claimed again", a)
+	}
 }

@@ -99,7 +99,9 @@ func (m *Manager) reconcile(path string) (int, error) {
 			m.log.Warn("leases not renewed", "network", st.net.Name, "err", err)
 		}
 		m.releaseUnbackedLocked(st)
+		unheld := unheldLocked(st)
 		st.mu.Unlock()
+		m.holdAgain(st, unheld)
 	}
 	m.reclaimGone()
 	m.emitReconcile(path, n, err)
