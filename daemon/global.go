@@ -197,6 +197,14 @@ func (f *clusterFlags) join(ctx context.Context, st *store.Store, log *slog.Logg
 		var o liveness
 		return json.Unmarshal(old, &o) == nil && o.Machine == self.Machine && o.State == self.State
 	}
+	// The name first: a lapsed liveness key does not make another host's
+	// name this one's (its leases would be released as unbacked here).
+	owner, _ := json.Marshal(liveness{Machine: self.Machine, State: self.State})
+	if err := cluster.ClaimName(owner, ours); err != nil {
+		cluster.Close()
+		f.client.Close()
+		return nil, nil, err
+	}
 	lctx, stopLive := context.WithCancel(ctx)
 	alive, err := f.client.Live(lctx, cluster.LivenessKey(), val, livenessTTL, ours, log)
 	if err != nil {
@@ -266,8 +274,8 @@ func (f *clusterFlags) sameCluster(st *store.Store) error {
 type liveness struct {
 	Machine string `json:"machine_id"`
 	State   string `json:"state_dir"`
-	PID     int    `json:"pid"`
-	Started string `json:"started"`
+	PID     int    `json:"pid,omitempty"`
+	Started string `json:"started,omitempty"`
 }
 
 func machineID() string {

@@ -49,7 +49,7 @@ func TestPrivilegedMultihostBadInput(t *testing.T) {
 	l.start(h1)
 	t.Run("host name taken", func(t *testing.T) {
 		out, err := underlayd(h2, t.TempDir(), "--store", l.store, "--host-name", "h1", "--etcd-prefix", "/ulmh")
-		if err == nil || !strings.Contains(out, "give each host its own --host-name") {
+		if err == nil || !strings.Contains(out, "host name h1 belongs to another host") || !strings.Contains(out, "give this host its own --host-name") {
 			t.Fatalf("second underlayd named h1: %v\n%s", err, out)
 		}
 	})

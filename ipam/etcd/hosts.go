@@ -90,6 +90,32 @@ func (c *Cluster) Hosts() ([]HostInfo, error) {
 	return out, nil
 }
 
+// ClaimName makes this host's name its own in the cluster, for good: the
+// first machine and state dir (self) to join under it keep it, whether
+// their underlayd is up or not, since its liveness key lapses with the
+// process but its leases and containers may not. same says whether a
+// recorded owner is this one. A name another owner has is refused: taking
+// it would release that host's leases as if they were this one's. The
+// name is free again once host reclaim has freed all its addresses.
+func (c *Cluster) ClaimName(self []byte, same func(owner []byte) bool) error {
+	key := c.hostKey(c.host, "owner")
+	ctx, cancel := c.request()
+	defer cancel()
+	ok, _, got, err := c.kv.Txn(ctx, []Cmp{Absent(key)}, []Op{Put(key, self)}, []string{key})
+	if err != nil {
+		return etcdErr("claim host name "+c.host, err)
+	}
+	if ok || len(got) == 1 && same(got[0].Value) {
+		return nil
+	}
+	owner := ""
+	if len(got) == 1 {
+		owner = string(got[0].Value)
+	}
+	return fmt.Errorf("host name %s belongs to another host (%s): %w; give this host its own --host-name, or, if that host is gone for good, "+
+		"free its addresses with `underlay host reclaim %s` from another host, which frees the name too", c.host, owner, ErrNameTaken, c.host)
+}
+
 // ErrHostUp means a reclaim was asked of a host whose liveness key is
 // there: its containers may be running.
 var ErrHostUp = errors.New("host is up")
@@ -160,7 +186,9 @@ func (c *Cluster) Reclaim(host string, answering func(network string, addrs []ne
 		return 0, 0, etcdErr("reclaim "+host, err)
 	}
 	if len(owners) == 0 {
-		return 0, 0, c.known(ctx, host)
+		if err := c.known(ctx, host); err != nil {
+			return 0, 0, err
+		}
 	}
 	type item struct {
 		owner Pair
@@ -202,6 +230,15 @@ func (c *Cluster) Reclaim(host string, answering func(network string, addrs []ne
 			default:
 				kept++
 			}
+		}
+	}
+	if kept == 0 {
+		// Nothing of the host's is left: its name is free for another.
+		dctx, dcancel := c.request()
+		_, _, _, err := c.kv.Txn(dctx, nil, []Op{Del(c.hostKey(host, "owner"))}, nil)
+		dcancel()
+		if err != nil {
+			c.log.Warn("reclaimed host's name not freed", "host", host, "err", err)
 		}
 	}
 	return freed, kept, nil

@@ -69,3 +69,31 @@ func TestReclaimUnknownHost(t *testing.T) {
 		t.Errorf("reclaim h2/g: %v", err)
 	}
 }
+
+// A host name is its first owner's, up or not: another machine or state
+// dir under it is refused, the owner itself is not, and host reclaim
+// frees the name once nothing of the host's is left.
+func TestClaimName(t *testing.T) {
+	kv := newMemKV()
+	is := func(id string) func([]byte) bool { return func(b []byte) bool { return string(b) == id } }
+	h1 := member(t, kv, "h1")
+	if err := h1.ClaimName([]byte("A"), is("A")); err != nil {
+		t.Fatal(err)
+	}
+	if err := h1.ClaimName([]byte("A"), is("A")); err != nil {
+		t.Fatalf("the owner again: %v", err)
+	}
+	other := member(t, kv, "h1")
+	err := other.ClaimName([]byte("B"), is("B"))
+	if !errors.Is(err, ErrNameTaken) || !strings.Contains(err.Error(), "host name h1 belongs to another host (A)") ||
+		!strings.Contains(err.Error(), "underlay host reclaim h1") {
+		t.Fatalf("another owner: %v", err)
+	}
+	h2 := member(t, kv, "h2")
+	if _, _, err := h2.Reclaim("h1", func(string, []netip.Addr) (map[netip.Addr]bool, error) { return nil, nil }); err != nil {
+		t.Fatalf("reclaim h1, which holds nothing: %v", err)
+	}
+	if err := other.ClaimName([]byte("B"), is("B")); err != nil {
+		t.Fatalf("the name after host reclaim: %v", err)
+	}
+}
