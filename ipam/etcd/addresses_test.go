@@ -282,14 +282,17 @@ func waitFor(t *testing.T, ok func() bool) {
 	t.Fatal("condition not met within a second")
 }
 
-// host ls: who is up (here: who beat), who holds how many addresses.
+// host ls: who is up (here: who beat), who holds addresses for how many
+// interfaces (a dual-stack one counts once).
 func TestHosts(t *testing.T) {
 	kv := newMemKV()
 	c1, d1 := host(t, kv, "h1", 0)
 	_, d2 := host(t, kv, "h2", 0)
 	for i := range 3 {
-		if _, _, err := d1.Allocate(owner(fmt.Sprint("a", i)), 4); err != nil {
-			t.Fatal(err)
+		for _, fam := range []int{4, 6} {
+			if _, _, err := d1.Allocate(owner(fmt.Sprint("a", i)), fam); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	if _, _, err := d2.Allocate(owner("b"), 6); err != nil {

@@ -289,7 +289,8 @@ func (c *Cluster) markRemoving(name string, rec []byte, what, again string) (Pai
 	return got[0], nil
 }
 
-// holders counts the live leases of network name by host.
+// holders counts, by host, the interfaces that hold leases of network
+// name.
 func (c *Cluster) holders(name string) (map[string]int, error) {
 	ctx, cancel := c.request()
 	defer cancel()
@@ -298,8 +299,12 @@ func (c *Cluster) holders(name string) (map[string]int, error) {
 		return nil, err
 	}
 	hosts := map[string]int{}
+	type iface struct{ host, namespace, container, ifname string }
+	seen := map[iface]bool{} // a dual-stack interface has two leases
 	for _, p := range ps {
-		if l, ok := decodeLease(p.Value); ok && l.Released == "" {
+		l, ok := decodeLease(p.Value)
+		if k := (iface{l.Host, l.Namespace, l.Container, l.IfName}); ok && l.Released == "" && !seen[k] {
+			seen[k] = true
 			hosts[l.Host]++
 		}
 	}

@@ -19,7 +19,7 @@ type HostInfo struct {
 	Name      string
 	Alive     bool
 	LastSeen  string // RFC 3339: when the host last said it was up
-	Endpoints int    // addresses it holds
+	Endpoints int    // interfaces it holds addresses for
 }
 
 // info is the value of a host's info key, which carries no lease: it
@@ -78,9 +78,17 @@ func (c *Cluster) Hosts() ([]HostInfo, error) {
 	if err != nil {
 		return nil, etcdErr("list hosts", err)
 	}
+	// An owner key is one address of one interface: a dual-stack one has
+	// two, and counts once.
+	seen := map[string]bool{}
 	for _, p := range owners {
-		name, _, _ := strings.Cut(strings.TrimPrefix(p.Key, c.prefix+"/"+version+"/owners/"), "/")
-		get(name).Endpoints++
+		rest := strings.TrimPrefix(p.Key, c.prefix+"/"+version+"/owners/")
+		name, _, _ := strings.Cut(rest, "/")
+		iface := rest[:max(strings.LastIndexByte(rest, '/'), 0)] // without the family
+		if !seen[iface] {
+			seen[iface] = true
+			get(name).Endpoints++
+		}
 	}
 	out := make([]HostInfo, 0, len(byName))
 	for _, h := range byName {

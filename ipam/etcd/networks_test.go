@@ -247,3 +247,19 @@ func TestCreatedOrder(t *testing.T) {
 		t.Fatalf("Created lists a network being removed: %v", got)
 	}
 }
+
+// A refused remove counts interfaces, not addresses: a dual-stack one
+// holds two leases and is one container's.
+func TestRemoveInUseCountsInterfaces(t *testing.T) {
+	kv := newMemKV()
+	c, d := host(t, kv, "h1", 0)
+	for _, fam := range []int{4, 6} {
+		if _, _, err := d.Allocate(owner("web"), fam); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := c.RemoveNetwork("g", netRec)
+	if !errors.Is(err, ErrNetworkInUse) || !strings.Contains(err.Error(), "host(s) h1 (1)") {
+		t.Fatalf("remove with one dual-stack interface on h1: %v", err)
+	}
+}
