@@ -486,8 +486,13 @@ func (m *Manager) Remove(name string) error {
 		for _, ep := range eps {
 			names = append(names, ep.Container()+" ("+ep.IfName+")")
 		}
-		return fmt.Errorf("network %s has %d attached endpoint(s): %s; stop those containers first: %w",
-			name, len(eps), strings.Join(names, ", "), ErrInUse)
+		where := ""
+		if st.net.Scope == scopeGlobal {
+			// Other hosts' are counted by the shared store, once these go.
+			where = " on this host"
+		}
+		return fmt.Errorf("network %s has %d attached endpoint(s)%s: %s; stop those containers first: %w",
+			name, len(eps), where, strings.Join(names, ", "), ErrInUse)
 	}
 	if st.pending > 0 {
 		n := st.pending
