@@ -307,7 +307,9 @@ type globalNetworks struct{ c *etcd.Cluster }
 
 func (g globalNetworks) Networks() (map[string][]byte, error) { return g.c.Networks() }
 
-func (g globalNetworks) Created() (map[string]int64, error) { return g.c.Created() }
+func (g globalNetworks) NetworksCreated() (map[string][]byte, map[string]int64, error) {
+	return g.c.NetworksCreated()
+}
 
 func (g globalNetworks) CreateNetwork(name string, rec []byte) error {
 	return meaning(g.c.CreateNetwork(name, rec))

@@ -148,8 +148,12 @@ func Leased(ns *Netns, ifname string, addr netip.Prefix, gw netip.Addr, left tim
 		return fmt.Errorf("list routes in container: %w", err)
 	}
 	for _, r := range routes {
-		isDefault := r.Dst == nil || r.Dst.IP.IsUnspecified() && bits(r.Dst) == 0
-		if isDefault && r.LinkIndex != l.Attrs().Index {
+		if r.Dst != nil {
+			if ones, _ := r.Dst.Mask.Size(); ones != 0 {
+				continue // not a default route
+			}
+		}
+		if r.LinkIndex != l.Attrs().Index {
 			return fmt.Errorf("default route via %s dev %s: %w", gw, ifname, ErrDefaultRouted)
 		}
 	}
@@ -303,10 +307,4 @@ func WaitAddress(ns *Netns, ifname string, wait time.Duration) (netip.Prefix, er
 			return netip.Prefix{}, fmt.Errorf("no router advertisement gave %s an IPv6 address within %s", ifname, wait)
 		}
 	}
-}
-
-// bits is a route destination's prefix length.
-func bits(n *net.IPNet) int {
-	ones, _ := n.Mask.Size()
-	return ones
 }

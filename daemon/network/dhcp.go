@@ -510,8 +510,8 @@ func dhcpNameHolder(st *netState, key epKey, name string) (api.Endpoint, bool) {
 func addressHeld(st *netState, a netip.Addr, key epKey) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	for _, ep := range st.all() {
-		if keyOf(ep) != key && slices.Contains(addrsOf(ep), a) {
+	for k, r := range st.eps {
+		if k != key && slices.Contains(r.addrs(), a) {
 			return true
 		}
 	}

@@ -25,9 +25,9 @@ const (
 type Global interface {
 	// Networks leaves out networks being removed.
 	Networks() (map[string][]byte, error)
-	// Created says, by name, in which order the networks were made (a
-	// revision of the store: smaller is earlier).
-	Created() (map[string]int64, error)
+	// NetworksCreated is Networks, and by name in which order the
+	// networks were made (a revision of the store: smaller is earlier).
+	NetworksCreated() (map[string][]byte, map[string]int64, error)
 	CreateNetwork(name string, rec []byte) error
 	// RemoveNetwork with rec nil finishes a removal that stopped half-way
 	// (etcd timed out, an underlayd died), or restores the network if a
@@ -233,11 +233,7 @@ func (m *Manager) createGlobal(n api.Network, pools []ipam.Pool) error {
 // firstOnParent checks global network n, just stored, against the global
 // networks the store had made before it, as this host has their parents.
 func (m *Manager) firstOnParent(n api.Network, pools []ipam.Pool) error {
-	recs, err := m.global.Networks()
-	if err != nil {
-		return err
-	}
-	created, err := m.global.Created()
+	recs, created, err := m.global.NetworksCreated()
 	if err != nil {
 		return err
 	}

@@ -41,15 +41,16 @@ func (g *fakeGlobal) Networks() (map[string][]byte, error) {
 	return maps.Clone(g.recs), nil
 }
 
-// Created orders the networks by name's creation, as etcd's revisions do.
-func (g *fakeGlobal) Created() (map[string]int64, error) {
+// NetworksCreated orders the networks by their creation, as etcd's
+// revisions do.
+func (g *fakeGlobal) NetworksCreated() (map[string][]byte, map[string]int64, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	out := map[string]int64{}
 	for name := range g.recs {
 		out[name] = g.created[name]
 	}
-	return out, nil
+	return maps.Clone(g.recs), out, nil
 }
 
 func (g *fakeGlobal) CreateNetwork(name string, rec []byte) error {

@@ -47,26 +47,22 @@ var (
 // invalid marks an error as the caller's mistake (ErrInvalid) and keeps
 // its text; a %w in format keeps the cause for errors.Is too.
 func invalid(format string, a ...any) error {
-	return &userError{fmt.Errorf(format, a...)}
+	return &classed{fmt.Errorf(format, a...), ErrInvalid}
 }
-
-type userError struct{ err error }
-
-func (e *userError) Error() string        { return e.err.Error() }
-func (e *userError) Unwrap() error        { return e.err }
-func (e *userError) Is(target error) bool { return target == ErrInvalid }
 
 // noParent marks an error as ErrNoParent and keeps its text, which says
 // which link is missing better than the sentinel's words would after it.
 func noParent(format string, a ...any) error {
-	return &missingParent{fmt.Errorf(format, a...)}
+	return &classed{fmt.Errorf(format, a...), ErrNoParent}
 }
 
-type missingParent struct{ err error }
+// classed is an error that is its class for errors.Is without the
+// class's words in its text.
+type classed struct{ err, class error }
 
-func (e *missingParent) Error() string        { return e.err.Error() }
-func (e *missingParent) Unwrap() error        { return e.err }
-func (e *missingParent) Is(target error) bool { return target == ErrNoParent }
+func (e *classed) Error() string        { return e.err.Error() }
+func (e *classed) Unwrap() error        { return e.err }
+func (e *classed) Is(target error) bool { return target == e.class }
 
 // networkError is an error of one network: "network NAME: cause".
 type networkError struct {

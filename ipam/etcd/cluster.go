@@ -133,38 +133,28 @@ var removing = []byte("removing:")
 // Networks returns the global networks' records by name. Networks being
 // removed are left out.
 func (c *Cluster) Networks() (map[string][]byte, error) {
-	ctx, cancel := c.request()
-	defer cancel()
-	ps, _, err := c.kv.List(ctx, c.networkKey(""))
-	if err != nil {
-		return nil, etcdErr("list global networks", err)
-	}
-	out := map[string][]byte{}
-	for _, p := range ps {
-		if !bytes.HasPrefix(p.Value, removing) {
-			out[strings.TrimPrefix(p.Key, c.networkKey(""))] = p.Value
-		}
-	}
-	return out, nil
+	recs, _, err := c.NetworksCreated()
+	return recs, err
 }
 
-// Created returns the etcd revision at which each global network's record
-// was created, networks being removed left out: of two networks made at
-// the same moment on two hosts, it tells which came first.
-func (c *Cluster) Created() (map[string]int64, error) {
+// NetworksCreated is Networks with the etcd revision at which each record
+// was created: of two networks made at the same moment on two hosts, it
+// tells which came first.
+func (c *Cluster) NetworksCreated() (map[string][]byte, map[string]int64, error) {
 	ctx, cancel := c.request()
 	defer cancel()
 	ps, _, err := c.kv.List(ctx, c.networkKey(""))
 	if err != nil {
-		return nil, etcdErr("list global networks", err)
+		return nil, nil, etcdErr("list global networks", err)
 	}
-	out := map[string]int64{}
+	recs, created := map[string][]byte{}, map[string]int64{}
 	for _, p := range ps {
 		if !bytes.HasPrefix(p.Value, removing) {
-			out[strings.TrimPrefix(p.Key, c.networkKey(""))] = p.CreateRev
+			name := strings.TrimPrefix(p.Key, c.networkKey(""))
+			recs[name], created[name] = p.Value, p.CreateRev
 		}
 	}
-	return out, nil
+	return recs, created, nil
 }
 
 // CreateNetwork stores a global network's record, if the name is free.

@@ -223,8 +223,8 @@ func TestInterruptedRemoval(t *testing.T) {
 	}
 }
 
-// Created orders the networks as they were made, and leaves out one being
-// removed, as Networks does.
+// NetworksCreated orders the networks as they were made, and leaves out
+// one being removed, as Networks does.
 func TestCreatedOrder(t *testing.T) {
 	kv := newMemKV()
 	cl := member(t, kv, "h1")
@@ -233,8 +233,8 @@ func TestCreatedOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, err := cl.Created()
-	if err != nil {
+	recs, got, err := cl.NetworksCreated()
+	if err != nil || len(recs) != 3 {
 		t.Fatal(err)
 	}
 	if len(got) != 3 || !(got["b"] < got["a"] && got["a"] < got["c"]) {
@@ -243,7 +243,7 @@ func TestCreatedOrder(t *testing.T) {
 	kv.after(etcdDown)
 	_ = cl.RemoveNetwork("c", []byte(`{"name":"c"}`)) // leaves its mark
 	kv.set(0, 0, false)
-	if got, _ := cl.Created(); len(got) != 2 || got["c"] != 0 {
+	if recs, got, _ := cl.NetworksCreated(); len(got) != 2 || got["c"] != 0 || recs["c"] != nil {
 		t.Fatalf("Created lists a network being removed: %v", got)
 	}
 }
